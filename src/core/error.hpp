@@ -30,11 +30,15 @@ enum class Errc {
   unavailable,             // the store or a dependency is not reachable, or shutting down (503)
 };
 
-// One invalid field of a request: where (RFC 6901 JSON pointer into the request body, or "#/query/name" style for
-// parameters, see src/http/README.md) and what is wrong with it.
+// Where an invalid field of a request is.
+enum class FieldIn { body, query, header, path };
+
+// One invalid field of a request and what is wrong with it. For the body, `pointer` is the RFC 6901 JSON pointer of
+// the member ("" is the whole document); otherwise it is the name of the query parameter, header or path parameter.
 struct FieldError {
   std::string pointer;
   std::string detail;
+  FieldIn in = FieldIn::body;
 };
 
 struct Error {
@@ -57,6 +61,13 @@ inline std::unexpected<Error> fail(Errc code, std::string detail) { return std::
 
 inline std::unexpected<Error> fail_at(Errc code, std::string pointer, std::string detail) {
   return std::unexpected(Error(code, std::move(detail), std::move(pointer)));
+}
+
+// An error about a query parameter, header or path parameter named `name`.
+inline std::unexpected<Error> fail_in(Errc code, FieldIn in, std::string name, std::string detail) {
+  Error e(code, detail);
+  e.fields.push_back({std::move(name), std::move(detail), in});
+  return std::unexpected(std::move(e));
 }
 
 std::string_view to_string(Errc code);

@@ -1,0 +1,350 @@
+#include "app/config.hpp"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+namespace twinbridge::app {
+
+using core::Errc;
+using core::Result;
+
+namespace {
+
+using Setter = std::function<Result<void>(Config&, const std::string&)>;
+
+struct Setting {
+  SettingInfo info;
+  Setter apply;
+};
+
+Result<void> bad(const std::string& what) { return core::fail(Errc::validation_failed, what); }
+
+template <class T>
+Result<T> number(const std::string& v, T min, T max) {
+  T out{};
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out < min || out > max) {
+    return core::fail(Errc::validation_failed, fmt::format("'{}' is not a number from {} to {}", v, min, max));
+  }
+  return out;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return core::fail(Errc::validation_failed, fmt::format("cannot read file '{}'", path));
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// "ALG:KID:PATH": PATH is a PEM public key (RS256, ES256) or a file holding the shared secret (HS256).
+Result<core::JwtKey> jwt_key(const std::string& spec) {
+  const auto a = spec.find(':');
+  const auto b = a == std::string::npos ? std::string::npos : spec.find(':', a + 1);
+  if (b == std::string::npos) return core::fail(Errc::validation_failed, fmt::format("'{}' is not ALG:KID:PATH", spec));
+  core::JwtKey key;
+  auto alg = core::parse_jwt_alg(spec.substr(0, a));
+  if (!alg) return core::fail(Errc::validation_failed, fmt::format("'{}' is not HS256, RS256 or ES256", spec.substr(0, a)));
+  key.alg = *alg;
+  key.kid = spec.substr(a + 1, b - a - 1);
+  auto content = read_file(spec.substr(b + 1));
+  if (!content) return std::unexpected(content.error());
+  if (key.alg == core::JwtAlg::hs256) {
+    while (!content->empty() && (content->back() == '\n' || content->back() == '\r')) content->pop_back();
+    key.secret = std::move(*content);
+  } else {
+    key.public_key_pem = std::move(*content);
+  }
+  return key;
+}
+
+std::vector<std::string> split_list(const std::string& v) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(v);
+  while (std::getline(in, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+Result<void> millis(std::chrono::milliseconds& out, const std::string& v) {
+  auto n = number<std::int64_t>(v, 1, 86'400'000);
+  if (!n) return std::unexpected(n.error());
+  out = std::chrono::milliseconds(*n);
+  return {};
+}
+
+std::vector<Setting> table() {
+  std::vector<Setting> t;
+  auto add = [&](std::string key, std::string flag, std::string def, std::string description, Setter apply,
+                 bool secret = false) {
+    std::string env = "TWINBRIDGE_";
+    for (char c : key) env.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    t.push_back({{std::move(key), std::move(env), std::move(flag), std::move(def), std::move(description), secret},
+                 std::move(apply)});
+  };
+  add("listen", "--listen", "127.0.0.1:8470", "HOST:PORT to serve HTTP on; port 0 picks a free port (logged)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        const auto colon = v.rfind(':');
+        if (colon == std::string::npos || colon == 0) return bad(fmt::format("'{}' is not HOST:PORT", v));
+        auto port = number<unsigned>(v.substr(colon + 1), 0, 65535);
+        if (!port) return std::unexpected(port.error());
+        std::string host = v.substr(0, colon);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        if (host == "localhost") host = "127.0.0.1";
+        c.listen_host = host;
+        c.listen_port = static_cast<std::uint16_t>(*port);
+        return {};
+      });
+  add("data", "--data", "twinbridge-data", "data directory (SQLite database, bootstrap key)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v.empty()) return bad("the data directory must not be empty");
+        c.data_dir = v;
+        return {};
+      });
+  add("threads", "--threads", "0", "I/O threads; 0 means one per CPU core", [](Config& c, const std::string& v) {
+    auto n = number<unsigned>(v, 0, 256);
+    if (!n) return Result<void>(std::unexpected(n.error()));
+    c.threads = *n;
+    return Result<void>();
+  });
+  add("shutdown.grace_ms", "--shutdown-grace-ms", "30000",
+      "on SIGTERM/SIGINT, how long in-flight requests may take to finish",
+      [](Config& c, const std::string& v) { return millis(c.shutdown_grace, v); });
+  add("limits.max_body_bytes", "--max-body-bytes", "1048576", "largest request body accepted (413 beyond)",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 1, std::size_t{1} << 30);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.limits.max_body_bytes = *n;
+        return Result<void>();
+      });
+  add("limits.max_header_bytes", "--max-header-bytes", "16384", "largest request head accepted (431 beyond)",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 1024, 1024 * 1024);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.limits.max_header_bytes = *n;
+        return Result<void>();
+      });
+  add("limits.max_json_depth", "--max-json-depth", "64", "deepest JSON nesting accepted in a body (400 beyond)",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 2, 1000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.api.max_json_depth = *n;
+        return Result<void>();
+      });
+  add("limits.read_timeout_ms", "--read-timeout-ms", "10000",
+      "a request must arrive completely within this time of its first byte, or the connection is closed",
+      [](Config& c, const std::string& v) { return millis(c.limits.read_timeout, v); });
+  add("limits.idle_timeout_ms", "--idle-timeout-ms", "60000", "keep-alive connections idle this long are closed",
+      [](Config& c, const std::string& v) { return millis(c.limits.idle_timeout, v); });
+  add("limits.write_timeout_ms", "--write-timeout-ms", "10000",
+      "a response must be written within this time, or the connection is closed",
+      [](Config& c, const std::string& v) { return millis(c.limits.write_timeout, v); });
+  add("limits.max_connections", "--max-connections", "10000",
+      "open connections at most; further ones are closed at once", [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 1, 1'000'000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.limits.max_connections = *n;
+        return Result<void>();
+      });
+  add("limits.max_requests_per_connection", "--max-requests-per-connection", "100000",
+      "requests served on one keep-alive connection before it is closed", [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 1, std::size_t{1} << 40);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.limits.max_requests_per_connection = *n;
+        return Result<void>();
+      });
+  add("log.level", "--log-level", "info", "trace, debug, info, warn, error or off",
+      [](Config& c, const std::string& v) -> Result<void> {
+        for (const char* l : {"trace", "debug", "info", "warn", "error", "off"}) {
+          if (v == l) {
+            c.log_level = v;
+            return {};
+          }
+        }
+        return bad(fmt::format("'{}' is not a log level", v));
+      });
+  add("log.format", "--log-format", "json", "json (one JSON object per line) or text",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v != "json" && v != "text") return bad(fmt::format("'{}' is not json or text", v));
+        c.log_format = v;
+        return {};
+      });
+  add("log.access", "--access-log", "true", "one log line per request (true or false)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v != "true" && v != "false") return bad(fmt::format("'{}' is not true or false", v));
+        c.api.access_log = v == "true";
+        return {};
+      });
+  add("admin_token", "--admin-token", "",
+      "bearer token with full operator rights (at least 16 characters); prefer the environment variable",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (!v.empty() && v.size() < 16) return bad("the admin token must be at least 16 characters long");
+        c.admin_token = v;
+        return {};
+      },
+      true);
+  add("store.synchronous", "--store-synchronous", "FULL",
+      "SQLite synchronous mode: FULL (an acknowledged write survives power loss) or NORMAL (survives a crash of "
+      "the process only)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v != "FULL" && v != "NORMAL" && v != "EXTRA") return bad(fmt::format("'{}' is not FULL, EXTRA or NORMAL", v));
+        c.store_synchronous = v;
+        return {};
+      });
+  add("store.max_batch", "--store-max-batch", "1024", "writes committed together in one group commit at most",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::size_t>(v, 1, 100'000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.store_max_batch = *n;
+        return Result<void>();
+      });
+  add("auth.jwt.keys", "--jwt-key", "",
+      "JWT verification keys, comma-separated ALG:KID:PATH (RS256/ES256: PEM public key file; HS256: file with "
+      "the shared secret)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.jwt_keys.clear();
+        for (const auto& spec : split_list(v)) {
+          auto key = jwt_key(spec);
+          if (!key) return std::unexpected(key.error());
+          c.jwt_keys.push_back(std::move(*key));
+        }
+        return {};
+      });
+  add("auth.jwt.issuer", "--jwt-issuer", "", "required `iss` of JWTs (empty: not checked)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.jwt_policy.issuer = v;
+        return {};
+      });
+  add("auth.jwt.audience", "--jwt-audience", "twinbridge", "required member of `aud` of JWTs (empty: not checked)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.jwt_policy.audience = v;
+        return {};
+      });
+  add("auth.jwt.leeway_s", "--jwt-leeway-s", "60", "clock skew allowed on `exp` and `nbf`, seconds",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::int64_t>(v, 0, 3600);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.jwt_policy.leeway = std::chrono::seconds(*n);
+        return Result<void>();
+      });
+  add("auth.failure_burst", "--auth-failure-burst", "50",
+      "failed authentications a client address may make before it gets 429", [](Config& c, const std::string& v) {
+        auto n = number<unsigned>(v, 1, 1'000'000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.auth_failure_burst = *n;
+        return Result<void>();
+      });
+  add("auth.failure_refill_per_s", "--auth-failure-refill", "5",
+      "failed authentications per second a client address regains", [](Config& c, const std::string& v) {
+        auto n = number<unsigned>(v, 1, 1'000'000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.auth_failure_refill = *n;
+        return Result<void>();
+      });
+  return t;
+}
+
+// Flattens a TOML table to dotted keys with string values (arrays of strings become comma-separated lists).
+Result<void> flatten(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [k, node] : table) {
+    const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      if (auto ok = flatten(*sub, key, out); !ok) return ok;
+    } else if (const auto* arr = node.as_array()) {
+      std::string joined;
+      for (const auto& item : *arr) {
+        const auto* s = item.as_string();
+        if (s == nullptr) return bad(fmt::format("{}: must be an array of strings", key));
+        if (!joined.empty()) joined += ",";
+        joined += s->get();
+      }
+      out[key] = joined;
+    } else if (const auto* s = node.as_string()) {
+      out[key] = s->get();
+    } else if (const auto* i = node.as_integer()) {
+      out[key] = std::to_string(i->get());
+    } else if (const auto* b = node.as_boolean()) {
+      out[key] = b->get() ? "true" : "false";
+    } else {
+      return bad(fmt::format("{}: unsupported TOML type (use a string, integer, boolean or array of strings)", key));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+std::vector<SettingInfo> settings_catalogue() {
+  std::vector<SettingInfo> out;
+  for (auto& s : table()) out.push_back(s.info);
+  return out;
+}
+
+ConfigLoader::ConfigLoader(CLI::App& app) {
+  app.add_option("--config", config_file_, "TOML configuration file (env: TWINBRIDGE_CONFIG)");
+  for (const auto& s : table()) {
+    app.add_option(s.info.flag, flags_[s.info.key],
+                   fmt::format("{} (env: {}; default: {})", s.info.description, s.info.env,
+                               s.info.default_value.empty() ? "empty" : s.info.default_value));
+  }
+}
+
+Result<Config> ConfigLoader::load() {
+  std::map<std::string, std::string> file_values;
+  std::string file = config_file_;
+  if (file.empty()) {
+    if (const char* e = std::getenv("TWINBRIDGE_CONFIG")) file = e;
+  }
+  if (!file.empty()) {
+    try {
+      const auto parsed = toml::parse_file(file);
+      if (auto ok = flatten(parsed, "", file_values); !ok) {
+        return core::fail(Errc::validation_failed, fmt::format("{}: {}", file, ok.error().detail));
+      }
+    } catch (const toml::parse_error& e) {
+      return core::fail(Errc::validation_failed,
+                        fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column,
+                                    e.description()));
+    }
+  }
+  Config config;
+  effective_.clear();
+  const auto settings = table();
+  for (const auto& [key, value] : file_values) {
+    const bool known = std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.info.key == key; });
+    if (!known) return core::fail(Errc::validation_failed, fmt::format("{}: unknown setting '{}'", file, key));
+  }
+  for (const auto& s : settings) {
+    std::string value = s.info.default_value;
+    std::string source = "default";
+    if (auto it = file_values.find(s.info.key); it != file_values.end()) {
+      value = it->second;
+      source = file;
+    }
+    if (const char* e = std::getenv(s.info.env.c_str())) {
+      value = e;
+      source = s.info.env;
+    }
+    if (const auto& f = flags_[s.info.key]; !f.empty()) {
+      value = f;
+      source = s.info.flag;
+    }
+    if (auto ok = s.apply(config, value); !ok) {
+      return core::fail(Errc::validation_failed,
+                        fmt::format("setting {} (from {}): {}", s.info.key, source, ok.error().detail));
+    }
+    effective_.push_back({s.info, {s.info.secret && !value.empty() ? "(set)" : value, source}});
+  }
+  return config;
+}
+
+}  // namespace twinbridge::app

@@ -1,0 +1,160 @@
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "app/commands.hpp"
+#include "app/logging.hpp"
+#include "core/credentials.hpp"
+#include "http/server.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace twinbridge::app {
+
+namespace {
+
+constexpr const char* kBootstrapKeyFile = "operator.key";
+
+// On the first start without TWINBRIDGE_ADMIN_TOKEN there is nobody who could create a principal. twinbridge then
+// creates the operator principal "operator" with an API key and writes the key to <data>/operator.key (mode 0600),
+// once; the operator reads it from there, and should delete the file after storing the key elsewhere.
+core::Result<void> bootstrap_operator(store::Store& store, const Config& config, const core::Clock& clock) {
+  auto existing = store.principals({"", 1});
+  if (!existing) return std::unexpected(existing.error());
+  if (!existing->items.empty()) return {};
+  const auto issued = core::issue_api_key();
+  core::Principal p;
+  p.id = core::PrincipalId("operator");
+  p.kind = core::PrincipalKind::operator_account;
+  p.name = "bootstrap operator";
+  p.roles = {"admin"};
+  store::ApiKeyRecord key{core::ApiKeyId(issued.key_id), p.id, issued.hash, "bootstrap", clock.now(), std::nullopt};
+  core::AuditEntry audit;
+  audit.at = clock.now();
+  audit.actor = "twinbridge:bootstrap";
+  audit.actor_kind = "operator";
+  audit.action = "principal.create";
+  audit.target_type = "principal";
+  audit.target_id = p.id.str();
+  audit.detail = {{"reason", "first start without an admin token"}, {"api_key", issued.key_id}};
+
+  const auto path = config.data_dir / kBootstrapKeyFile;
+  {
+    const auto old_mask = ::umask(077);
+    std::ofstream out(path, std::ios::trunc);
+    ::umask(old_mask);
+    out << issued.token << "\n";
+    if (!out) return core::fail(core::Errc::unavailable, fmt::format("cannot write {}", path.string()));
+  }
+  std::promise<core::Result<core::Principal>> done;
+  auto future = done.get_future();
+  store.create_principal(p, key, audit, [&done](core::Result<core::Principal> r) { done.set_value(std::move(r)); });
+  auto created = future.get();
+  if (!created) return std::unexpected(created.error());
+  spdlog::info("created the operator principal 'operator'; its API key is in {}", path.string());
+  return {};
+}
+
+}  // namespace
+
+int run_serve(ConfigLoader& loader) {
+  auto loaded = loader.load();
+  if (!loaded) {
+    fmt::print(stderr, "twinbridge: {}\n", loaded.error().detail);
+    return 2;
+  }
+  Config config = std::move(*loaded);
+  auto access_log = setup_logging(config.log_level, config.log_format);
+
+  std::optional<core::JwtVerifier> jwt;
+  if (!config.jwt_keys.empty()) {
+    auto verifier = core::JwtVerifier::create(config.jwt_keys, config.jwt_policy);
+    if (!verifier) {
+      spdlog::critical("JWT keys: {}", verifier.error().detail);
+      spdlog::shutdown();
+      return 2;
+    }
+    jwt = std::move(*verifier);
+  }
+
+  core::SystemClock clock;
+  http::Metrics metrics;
+  store::SqliteOptions store_options;
+  store_options.path = config.data_dir / "twinbridge.db";
+  store_options.synchronous = config.store_synchronous;
+  store_options.max_batch = config.store_max_batch;
+  auto store = store::SqliteStore::open(store_options, &metrics);
+  if (!store) {
+    spdlog::critical("store: {}", store.error().detail);
+    spdlog::shutdown();
+    return 1;
+  }
+  (*store)->start();
+  if (config.admin_token.empty()) {
+    if (auto ok = bootstrap_operator(**store, config, clock); !ok) {
+      spdlog::critical("bootstrap: {}", ok.error().detail);
+      (*store)->stop();
+      spdlog::shutdown();
+      return 1;
+    }
+  }
+
+  http::Authenticator authenticator(**store, {config.admin_token, jwt, config.auth_failure_burst,
+                                              config.auth_failure_refill},
+                                    clock);
+  http::Api api(**store, authenticator, metrics, clock, config.api, access_log);
+
+  const unsigned threads = config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  boost::asio::io_context io(static_cast<int>(threads));
+  http::HttpServer server(io, api, metrics, config.limits);
+  auto bound = server.listen(config.listen_host, config.listen_port);
+  if (!bound) {
+    spdlog::critical("{}", bound.error().detail);
+    (*store)->stop();
+    spdlog::shutdown();
+    return 1;
+  }
+  server.start();
+
+  const std::string url = "http://" + *bound;
+  std::string how;
+  if (!config.admin_token.empty()) {
+    how = "send 'Authorization: Bearer $TWINBRIDGE_ADMIN_TOKEN'";
+  } else if (std::filesystem::exists(config.data_dir / kBootstrapKeyFile)) {
+    how = fmt::format("send 'Authorization: Bearer <key>' with the operator key in {}",
+                      (config.data_dir / kBootstrapKeyFile).string());
+  } else {
+    how = "send 'Authorization: Bearer <key>' with an API key of a principal (or set TWINBRIDGE_ADMIN_TOKEN)";
+  }
+  spdlog::info("twinbridge listening on {} ({} threads, data in {}); to authenticate, {}", url, threads,
+               config.data_dir.string(), how);
+  fmt::print(stdout, "twinbridge listening on {}\nto authenticate, {}\nAPI description: {}/openapi.json\n", url, how,
+             url);
+  std::fflush(stdout);
+
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("received signal {}; draining in-flight requests (grace {} ms)", signal,
+                 config.shutdown_grace.count());
+    api.begin_shutdown();
+    server.shutdown(config.shutdown_grace, [&io] { io.stop(); });
+  });
+
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+
+  (*store)->stop();
+  spdlog::info("twinbridge stopped");
+  spdlog::shutdown();
+  return 0;
+}
+
+}  // namespace twinbridge::app

@@ -1,0 +1,202 @@
+#include "core/json_reader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace twinbridge::core {
+
+std::string pointer_append(std::string_view pointer, std::string_view token) {
+  std::string out(pointer);
+  out.reserve(out.size() + token.size() + 1);
+  out.push_back('/');
+  for (char c : token) {
+    if (c == '~') {
+      out += "~0";
+    } else if (c == '/') {
+      out += "~1";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string_view json_type_name(const boost::json::value& v) {
+  switch (v.kind()) {
+    case boost::json::kind::object: return "object";
+    case boost::json::kind::array: return "array";
+    case boost::json::kind::string: return "string";
+    case boost::json::kind::int64:
+    case boost::json::kind::uint64: return "integer";
+    case boost::json::kind::double_: return "number";
+    case boost::json::kind::bool_: return "boolean";
+    case boost::json::kind::null: return "null";
+  }
+  return "null";
+}
+
+ObjectReader::ObjectReader(const boost::json::value& value, std::string pointer, std::vector<FieldError>& errors)
+    : object_(value.if_object()), pointer_(std::move(pointer)), errors_(errors) {
+  if (object_ == nullptr) {
+    errors_.push_back({pointer_, fmt::format("must be an object, not {}", json_type_name(value))});
+  }
+}
+
+void ObjectReader::add_error(std::string pointer, std::string detail) {
+  errors_.push_back({std::move(pointer), std::move(detail)});
+}
+
+const boost::json::value* ObjectReader::find(std::string_view key, bool required, std::string_view expected) {
+  known_.emplace_back(key);
+  if (object_ == nullptr) return nullptr;
+  const auto* v = object_->if_contains(key);
+  if (v == nullptr && required) {
+    add_error(member_pointer(key), fmt::format("required member '{}' ({}) is missing", key, expected));
+  }
+  return v;
+}
+
+void ObjectReader::wrong_type(std::string_view key, std::string_view expected) {
+  const auto* v = object_->if_contains(key);
+  add_error(member_pointer(key), fmt::format("must be {}, not {}", expected, json_type_name(*v)));
+}
+
+std::optional<std::string> ObjectReader::string(std::string_view key, bool required, std::size_t max_bytes) {
+  const auto* v = find(key, required, "a string");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_string()) {
+    wrong_type(key, "a string");
+    return std::nullopt;
+  }
+  const auto& s = v->get_string();
+  if (s.size() > max_bytes) {
+    add_error(member_pointer(key), fmt::format("is {} bytes long; at most {} are allowed", s.size(), max_bytes));
+    return std::nullopt;
+  }
+  return std::string(s);
+}
+
+std::optional<bool> ObjectReader::boolean(std::string_view key, bool required) {
+  const auto* v = find(key, required, "a boolean");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_bool()) {
+    wrong_type(key, "a boolean");
+    return std::nullopt;
+  }
+  return v->get_bool();
+}
+
+std::optional<std::int64_t> ObjectReader::integer(std::string_view key, bool required, std::int64_t min,
+                                                  std::int64_t max) {
+  const auto* v = find(key, required, "an integer");
+  if (v == nullptr) return std::nullopt;
+  std::optional<std::int64_t> n;
+  if (v->is_int64()) {
+    n = v->get_int64();
+  } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
+    n = static_cast<std::int64_t>(v->get_uint64());
+  } else if (v->is_double() && std::trunc(v->get_double()) == v->get_double() && std::abs(v->get_double()) < 9e15) {
+    n = static_cast<std::int64_t>(v->get_double());
+  }
+  if (!n) {
+    wrong_type(key, "an integer");
+    return std::nullopt;
+  }
+  if (*n < min || *n > max) {
+    add_error(member_pointer(key), fmt::format("must be between {} and {}, not {}", min, max, *n));
+    return std::nullopt;
+  }
+  return n;
+}
+
+std::optional<double> ObjectReader::number(std::string_view key, bool required, double min, double max) {
+  const auto* v = find(key, required, "a number");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_number()) {
+    wrong_type(key, "a number");
+    return std::nullopt;
+  }
+  const double d = v->to_number<double>();
+  if (!(d >= min && d <= max)) {
+    add_error(member_pointer(key), fmt::format("must be between {} and {}, not {}", min, max, d));
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<boost::json::object> ObjectReader::object(std::string_view key, bool required,
+                                                        std::size_t max_members) {
+  const auto* v = find(key, required, "an object");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_object()) {
+    wrong_type(key, "an object");
+    return std::nullopt;
+  }
+  if (v->get_object().size() > max_members) {
+    add_error(member_pointer(key), fmt::format("has {} members; at most {} are allowed", v->get_object().size(),
+                                               max_members));
+    return std::nullopt;
+  }
+  return v->get_object();
+}
+
+std::optional<std::vector<std::string>> ObjectReader::string_array(std::string_view key, bool required,
+                                                                   std::size_t max_items,
+                                                                   std::size_t max_item_bytes) {
+  const auto* v = find(key, required, "an array of strings");
+  if (v == nullptr) return std::nullopt;
+  if (!v->is_array()) {
+    wrong_type(key, "an array of strings");
+    return std::nullopt;
+  }
+  const auto& arr = v->get_array();
+  if (arr.size() > max_items) {
+    add_error(member_pointer(key), fmt::format("has {} items; at most {} are allowed", arr.size(), max_items));
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  bool ok = true;
+  for (std::size_t i = 0; i < arr.size(); ++i) {
+    const auto item_pointer = pointer_append(member_pointer(key), std::to_string(i));
+    if (!arr[i].is_string()) {
+      add_error(item_pointer, fmt::format("must be a string, not {}", json_type_name(arr[i])));
+      ok = false;
+    } else if (arr[i].get_string().size() > max_item_bytes) {
+      add_error(item_pointer, fmt::format("is longer than {} bytes", max_item_bytes));
+      ok = false;
+    } else {
+      out.emplace_back(arr[i].get_string());
+    }
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+const boost::json::value* ObjectReader::value(std::string_view key, bool required) {
+  return find(key, required, "a value");
+}
+
+void ObjectReader::ignore(std::string_view key) { known_.emplace_back(key); }
+
+void ObjectReader::reject_unknown() {
+  if (object_ == nullptr) return;
+  for (const auto& member : *object_) {
+    if (std::find(known_.begin(), known_.end(), member.key()) == known_.end()) {
+      add_error(member_pointer(member.key()), fmt::format("unknown member '{}'", std::string_view(member.key())));
+    }
+  }
+}
+
+Result<void> validation_result(std::vector<FieldError> errors) {
+  if (errors.empty()) return {};
+  Error e(Errc::validation_failed,
+          errors.size() == 1 ? fmt::format("{}: {}", errors.front().pointer.empty() ? "/" : errors.front().pointer,
+                                           errors.front().detail)
+                             : fmt::format("the request has {} invalid fields", errors.size()));
+  e.fields = std::move(errors);
+  return std::unexpected(std::move(e));
+}
+
+}  // namespace twinbridge::core

@@ -1,0 +1,31 @@
+#pragma once
+// Time in twinbridge: UTC instants with microsecond precision, written as RFC 3339 ("2026-11-24T11:14:12.123456Z").
+// A Clock is passed to whatever needs "now" so that tests can use a fake one.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace twinbridge::core {
+
+using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
+
+std::string format_rfc3339(Timestamp t);
+std::optional<Timestamp> parse_rfc3339(std::string_view text);
+std::int64_t to_unix_micros(Timestamp t);
+Timestamp from_unix_micros(std::int64_t us);
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual Timestamp now() const = 0;
+};
+
+class SystemClock final : public Clock {
+ public:
+  Timestamp now() const override;
+};
+
+}  // namespace twinbridge::core

@@ -1,0 +1,149 @@
+#include "http/api.hpp"
+
+#include <boost/json/serialize.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/credentials.hpp"
+#include "http/problem.hpp"
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+namespace {
+
+constexpr std::string_view kUnmatchedRoute = "(unmatched)";
+
+// A client's X-Request-Id is kept when it is short printable ASCII; otherwise a new id is made.
+std::string request_id_for(const Request& request) {
+  const auto& id = request.request_id;
+  bool ok = !id.empty() && id.size() <= 128;
+  for (char c : id) ok = ok && c > 0x20 && c < 0x7f;
+  return ok ? id : core::new_uuid_v7();
+}
+
+bool etag_matches(std::string_view if_none_match, std::string_view etag) {
+  if (if_none_match == "*") return true;
+  while (!if_none_match.empty()) {
+    const auto comma = if_none_match.find(',');
+    auto item = if_none_match.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.starts_with("W/")) item.remove_prefix(2);  // weak comparison for If-None-Match (RFC 9110 13.1.2)
+    if (item == etag) return true;
+    if (comma == std::string_view::npos) break;
+    if_none_match.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+}  // namespace
+
+Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
+         ApiSettings settings, std::shared_ptr<spdlog::logger> access_log)
+    : services_{store, authenticator, metrics, clock, settings}, access_log_(std::move(access_log)) {
+  add_operations_routes(router_, services_, router_);
+  add_principal_routes(router_, services_);
+  add_audit_routes(router_, services_);
+}
+
+boost::asio::awaitable<Response> Api::handle(Request request) {
+  RequestContext ctx;
+  ctx.received = std::chrono::steady_clock::now();
+  ctx.request_id = request_id_for(request);
+  ctx.route = kUnmatchedRoute;
+
+  Response response;
+  std::vector<Method> allowed;
+  auto match = router_.match(request.method, request.path, &allowed);
+  if (!match) {
+    response = problem_response(match.error(), request.path, ctx.request_id);
+    if (!allowed.empty()) {
+      std::string allow;
+      for (auto m : allowed) {
+        if (!allow.empty()) allow += ", ";
+        allow += to_string(m);
+      }
+      response.header("Allow", allow);
+    }
+  } else {
+    const Route& route = *match->route;
+    ctx.route = route.pattern;
+    ctx.path_params = std::move(match->params);
+    core::Result<void> admitted;
+    if (route.auth == Auth::required) {
+      auto caller = services_.authenticator.authenticate(request.authorization, request.remote_address);
+      if (!caller) {
+        admitted = std::unexpected(caller.error());
+      } else {
+        ctx.caller = std::move(*caller);
+        if (route.permission && !core::has_permission(ctx.caller->principal, *route.permission)) {
+          admitted = core::fail(core::Errc::forbidden,
+                                fmt::format("principal '{}' lacks the permission {} that {} {} requires",
+                                            ctx.caller->principal.id.str(), core::to_string(*route.permission),
+                                            to_string(route.method), route.pattern));
+        }
+      }
+    }
+    if (!admitted) {
+      response = problem_response(admitted.error(), request.path, ctx.request_id);
+    } else {
+      try {
+        response = co_await route.handler(ctx, request);
+      } catch (const std::exception& e) {
+        spdlog::error("request {}: handler for {} failed: {}", ctx.request_id, route.pattern, e.what());
+        response = problem_response(core::Error(core::Errc::internal, "an unexpected error occurred; it is logged"),
+                                    request.path, ctx.request_id);
+      }
+    }
+  }
+  finish(request, ctx, response);
+  co_return response;
+}
+
+Response Api::reject(const Request& request, const core::Error& error) {
+  RequestContext ctx;
+  ctx.received = std::chrono::steady_clock::now();
+  ctx.request_id = request_id_for(request);
+  ctx.route = kUnmatchedRoute;
+  auto response = problem_response(error, request.path.empty() ? "/" : request.path, ctx.request_id);
+  response.close = true;
+  finish(request, ctx, response);
+  return response;
+}
+
+void Api::finish(const Request& request, const RequestContext& ctx, Response& response) {
+  if (response.status == 200 && !request.if_none_match.empty() &&
+      (request.method == Method::get || request.method == Method::head)) {
+    for (const auto& [name, value] : response.headers) {
+      if (name == "ETag" && etag_matches(request.if_none_match, value)) {
+        response.status = 304;
+        response.body.clear();
+        break;
+      }
+    }
+  }
+  response.header("X-Request-Id", ctx.request_id);
+  const auto latency = std::chrono::steady_clock::now() - ctx.received;
+  const std::string_view route_key = ctx.route;  // stable address: the router's pattern or kUnmatchedRoute
+  services_.metrics.observe_request(route_key, request.method, response.status, latency);
+  if (services_.settings.access_log && access_log_) {
+    boost::json::object line{
+        {"ts", core::format_rfc3339(services_.clock.now())},
+        {"level", response.status >= 500 ? "error" : "info"},
+        {"event", "request"},
+        {"request_id", ctx.request_id},
+        {"method", request.method_text},
+        {"path", request.path},
+        {"route", route_key},
+        {"status", response.status},
+        {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(latency).count()},
+        {"principal", ctx.caller ? std::string_view(ctx.caller->principal.id.str()) : std::string_view()},
+        {"credential", ctx.caller ? std::string_view(ctx.caller->credential) : std::string_view()},
+        {"remote", request.remote_address},
+        {"bytes_in", request.body.size()},
+        {"bytes_out", response.body.size()}};
+    access_log_->info(boost::json::serialize(line));
+  }
+}
+
+}  // namespace twinbridge::http

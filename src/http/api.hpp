@@ -1,0 +1,67 @@
+#pragma once
+// The request pipeline of twinbridge's HTTP API: request id, routing (404/405), authentication (401/429),
+// authorization (403), the route's handler, conditional GET (304), problem details for every error, metrics and one
+// structured access-log line per request. The session (server.cpp) hands each complete request to handle().
+//
+// Built once at start-up; handle() is safe to call concurrently from every I/O thread.
+
+#include <boost/asio/awaitable.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "core/time.hpp"
+#include "http/authenticator.hpp"
+#include "http/metrics.hpp"
+#include "http/router.hpp"
+#include "store/store.hpp"
+
+namespace spdlog {
+class logger;
+}
+
+namespace twinbridge::http {
+
+struct ApiSettings {
+  std::size_t max_json_depth = 64;
+  std::size_t default_page_size = 100;
+  std::size_t max_page_size = 1000;
+  bool access_log = true;
+};
+
+// What route handlers may use. Owned by Api; handlers get it by reference at registration.
+struct ApiServices {
+  store::Store& store;
+  Authenticator& authenticator;
+  Metrics& metrics;
+  const core::Clock& clock;
+  ApiSettings settings;
+  std::atomic<bool> shutting_down{false};
+};
+
+class Api {
+ public:
+  Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
+      ApiSettings settings, std::shared_ptr<spdlog::logger> access_log);
+
+  boost::asio::awaitable<Response> handle(Request request);
+
+  // A response for an error found before routing (oversized body or head, timeouts): counted and logged like any
+  // other.
+  Response reject(const Request& request, const core::Error& error);
+
+  // /readyz turns 503 from now on; requests in flight finish.
+  void begin_shutdown() { services_.shutting_down = true; }
+
+  const Router& router() const { return router_; }
+
+ private:
+  void finish(const Request& request, const RequestContext& ctx, Response& response);
+
+  ApiServices services_;
+  Router router_;
+  std::shared_ptr<spdlog::logger> access_log_;
+};
+
+}  // namespace twinbridge::http

@@ -1,0 +1,118 @@
+#include "http/metrics.hpp"
+
+#include <prometheus/text_serializer.h>
+
+#include <mutex>
+#include <sstream>
+
+namespace twinbridge::http {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& latency_buckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return kBuckets;
+}
+
+double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter()
+                    .Name("twinbridge_http_requests_total")
+                    .Help("HTTP requests answered, by route pattern, method and status")
+                    .Register(*registry_)),
+      request_latency_(prometheus::BuildHistogram()
+                           .Name("twinbridge_http_request_duration_seconds")
+                           .Help("Time from a complete request to its response, by route, method and status")
+                           .Register(*registry_)),
+      open_connections_(prometheus::BuildGauge()
+                            .Name("twinbridge_http_open_connections")
+                            .Help("HTTP connections open now")
+                            .Register(*registry_)
+                            .Add({})),
+      connections_total_(prometheus::BuildCounter()
+                             .Name("twinbridge_http_connections_total")
+                             .Help("HTTP connections accepted")
+                             .Register(*registry_)
+                             .Add({})),
+      connections_rejected_(prometheus::BuildCounter()
+                                .Name("twinbridge_http_connections_rejected_total")
+                                .Help("HTTP connections closed at once because the connection limit was reached")
+                                .Register(*registry_)
+                                .Add({})),
+      store_reads_(prometheus::BuildHistogram()
+                       .Name("twinbridge_store_read_duration_seconds")
+                       .Help("Store read latency by operation")
+                       .Register(*registry_)),
+      store_commit_latency_(prometheus::BuildHistogram()
+                                .Name("twinbridge_store_commit_duration_seconds")
+                                .Help("Latency of one group commit (transaction with fsync)")
+                                .Register(*registry_)
+                                .Add({}, latency_buckets())),
+      store_commit_writes_(prometheus::BuildHistogram()
+                               .Name("twinbridge_store_commit_writes")
+                               .Help("Writes committed together in one group commit")
+                               .Register(*registry_)
+                               .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                                                                512, 1024})) {}
+
+void Metrics::observe_request(std::string_view route, Method method, int status, std::chrono::nanoseconds latency) {
+  const Key key{route.data(), static_cast<int>(method), status};
+  Series series{};
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = series_.find(key); it != series_.end()) series = it->second;
+  }
+  if (series.count == nullptr) {
+    std::unique_lock lock(mutex_);
+    auto [it, inserted] = series_.try_emplace(key, Series{});
+    if (inserted) {
+      const prometheus::Labels labels{{"route", std::string(route)},
+                                      {"method", std::string(to_string(method))},
+                                      {"status", std::to_string(status)}};
+      it->second = Series{&requests_.Add(labels), &request_latency_.Add(labels, latency_buckets())};
+    }
+    series = it->second;
+  }
+  series.count->Increment();
+  series.latency->Observe(seconds(latency));
+}
+
+void Metrics::connection_opened() {
+  open_connections_.Increment();
+  connections_total_.Increment();
+}
+void Metrics::connection_closed() { open_connections_.Decrement(); }
+void Metrics::connection_rejected() { connections_rejected_.Increment(); }
+
+void Metrics::on_read(std::string_view operation, std::chrono::nanoseconds latency) {
+  prometheus::Histogram* h = nullptr;
+  {
+    std::shared_lock lock(mutex_);
+    if (auto it = read_series_.find(std::string(operation)); it != read_series_.end()) h = it->second;
+  }
+  if (h == nullptr) {
+    std::unique_lock lock(mutex_);
+    auto& slot = read_series_[std::string(operation)];
+    if (slot == nullptr) slot = &store_reads_.Add({{"operation", std::string(operation)}}, latency_buckets());
+    h = slot;
+  }
+  h->Observe(seconds(latency));
+}
+
+void Metrics::on_commit(std::size_t writes, std::chrono::nanoseconds latency) {
+  store_commit_latency_.Observe(seconds(latency));
+  store_commit_writes_.Observe(static_cast<double>(writes));
+}
+
+std::string Metrics::render() const {
+  std::ostringstream out;
+  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  return out.str();
+}
+
+}  // namespace twinbridge::http

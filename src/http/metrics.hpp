@@ -1,0 +1,78 @@
+#pragma once
+// Prometheus metrics of the server (prometheus-cpp registry, text exposition format 0.0.4):
+//   twinbridge_http_requests_total{route,method,status}            counter
+//   twinbridge_http_request_duration_seconds{route,method,status}  histogram
+//   twinbridge_http_open_connections                               gauge
+//   twinbridge_http_connections_total / _rejected_total            counters
+//   twinbridge_store_read_duration_seconds{operation}              histogram
+//   twinbridge_store_commit_duration_seconds                       histogram
+//   twinbridge_store_commit_writes                                 histogram (writes per group commit)
+// Later parts add their families through registry(). Thread-safe.
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "http/message.hpp"
+#include "store/store.hpp"
+
+namespace twinbridge::http {
+
+class Metrics final : public store::StoreObserver {
+ public:
+  Metrics();
+
+  // `route` must outlive the Metrics (route patterns of the router, or string literals): it keys a cache by address.
+  void observe_request(std::string_view route, Method method, int status, std::chrono::nanoseconds latency);
+  void connection_opened();
+  void connection_closed();
+  void connection_rejected();
+
+  void on_read(std::string_view operation, std::chrono::nanoseconds latency) override;
+  void on_commit(std::size_t writes, std::chrono::nanoseconds latency) override;
+
+  std::string render() const;
+  prometheus::Registry& registry() { return *registry_; }
+
+ private:
+  struct Key {
+    const char* route;
+    int method;
+    int status;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& k) const {
+      return std::hash<const void*>()(k.route) ^ (static_cast<std::size_t>(k.method) << 20) ^
+             static_cast<std::size_t>(k.status);
+    }
+  };
+  struct Series {
+    prometheus::Counter* count;
+    prometheus::Histogram* latency;
+  };
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_latency_;
+  prometheus::Gauge& open_connections_;
+  prometheus::Counter& connections_total_;
+  prometheus::Counter& connections_rejected_;
+  prometheus::Family<prometheus::Histogram>& store_reads_;
+  prometheus::Histogram& store_commit_latency_;
+  prometheus::Histogram& store_commit_writes_;
+
+  mutable std::shared_mutex mutex_;
+  std::unordered_map<Key, Series, KeyHash> series_;
+  std::unordered_map<std::string, prometheus::Histogram*> read_series_;
+};
+
+}  // namespace twinbridge::http

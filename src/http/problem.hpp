@@ -1,0 +1,19 @@
+#pragma once
+// RFC 9457 problem details: the one place where an error becomes an HTTP status and body. Every problem has a stable
+// `type` URI (urn:twinbridge:problem:<slug>), `title`, `status`, `detail`, `instance` (the request path) and
+// `request_id`; validation problems list every bad field in `errors` with its JSON `pointer` (body) or `parameter` /
+// `header` name.
+
+#include <string_view>
+
+#include "core/error.hpp"
+#include "http/message.hpp"
+
+namespace twinbridge::http {
+
+int status_of(core::Errc code);
+std::string_view problem_type(core::Errc code);
+
+Response problem_response(const core::Error& error, std::string_view instance, std::string_view request_id);
+
+}  // namespace twinbridge::http

@@ -1,0 +1,180 @@
+#include <boost/json/parser.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+using core::Errc;
+
+namespace {
+
+std::string_view media_type_of(std::string_view content_type) {
+  auto mt = content_type.substr(0, content_type.find(';'));
+  while (!mt.empty() && mt.back() == ' ') mt.remove_suffix(1);
+  return mt;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  }
+  return true;
+}
+
+std::string hex_encode(std::string_view s) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size() * 2);
+  for (unsigned char c : s) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 0x0f]);
+  }
+  return out;
+}
+
+std::optional<std::string> hex_decode(std::string_view s) {
+  if (s.size() % 2 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(s.size() / 2);
+  for (std::size_t i = 0; i < s.size(); i += 2) {
+    unsigned value = 0;
+    auto [p, ec] = std::from_chars(s.data() + i, s.data() + i + 2, value, 16);
+    if (ec != std::errc() || p != s.data() + i + 2) return std::nullopt;
+    out.push_back(static_cast<char>(value));
+  }
+  return out;
+}
+
+}  // namespace
+
+core::Result<boost::json::value> json_body(const Request& request, const ApiServices& services,
+                                           std::string_view media_type) {
+  const auto mt = media_type_of(request.content_type);
+  if (!iequals(mt, media_type)) {
+    return core::fail_in(Errc::unsupported_media_type, core::FieldIn::header, "Content-Type",
+                         fmt::format("the body must be {}; got '{}'", media_type,
+                                     request.content_type.empty() ? "no Content-Type" : request.content_type));
+  }
+  boost::json::parse_options options;
+  options.max_depth = services.settings.max_json_depth;
+  boost::json::parser parser({}, options);
+  boost::system::error_code ec;
+  const auto consumed = parser.write(request.body, ec);
+  if (ec) {
+    std::string what = ec == boost::json::error::too_deep
+                           ? fmt::format("nesting is deeper than {} levels", services.settings.max_json_depth)
+                           : ec.message();
+    return core::fail_at(Errc::bad_request, "",
+                         fmt::format("the body is not valid JSON: {} at byte offset {}", what, consumed));
+  }
+  return parser.release();
+}
+
+Response json_response(int status, const boost::json::value& body) {
+  Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = boost::json::serialize(body);
+  return r;
+}
+
+std::string etag(std::int64_t version) { return fmt::format("\"{}\"", version); }
+
+std::optional<std::int64_t> if_match_version(std::string_view if_match) {
+  if (if_match.size() < 3 || if_match.front() != '"' || if_match.back() != '"') return std::nullopt;
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(if_match.data() + 1, if_match.data() + if_match.size() - 1, v);
+  if (ec != std::errc() || p != if_match.data() + if_match.size() - 1) return std::nullopt;
+  return v;
+}
+
+core::Result<void> check_if_match(std::string_view if_match, std::int64_t version) {
+  if (if_match.empty() || if_match == "*") return {};
+  const auto current = etag(version);
+  std::string_view rest = if_match;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    auto item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item == current) return {};
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  core::Error e(Errc::precondition_failed,
+                fmt::format("If-Match {} does not match the current ETag {}", if_match, current));
+  e.fields.push_back({"If-Match", "does not match the current ETag", core::FieldIn::header});
+  return std::unexpected(std::move(e));
+}
+
+core::Result<PageParams> page_params(const std::vector<std::pair<std::string, std::string>>& query,
+                                     const ApiServices& services) {
+  PageParams p;
+  p.limit = services.settings.default_page_size;
+  for (const auto& [name, value] : query) {
+    if (name == "limit") {
+      std::size_t n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > services.settings.max_page_size) {
+        return core::fail_in(Errc::bad_request, core::FieldIn::query, "limit",
+                             fmt::format("limit must be an integer from 1 to {}", services.settings.max_page_size));
+      }
+      p.limit = n;
+    } else if (name == "cursor") {
+      auto decoded = hex_decode(value);
+      if (!decoded) {
+        return core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
+                             "cursor is not one that this server handed out (use next_cursor of the previous page)");
+      }
+      p.after = std::move(*decoded);
+    }
+  }
+  return p;
+}
+
+Response list_response(const Request& request, boost::json::array items, const std::optional<std::string>& next_after) {
+  boost::json::object body{{"items", std::move(items)}};
+  Response r;
+  if (next_after) {
+    const auto cursor = hex_encode(*next_after);
+    body["next_cursor"] = cursor;
+    std::string query;  // the request's own parameters, still encoded, without its cursor
+    std::string_view rest = request.query;
+    while (!rest.empty()) {
+      const auto amp = rest.find('&');
+      const auto part = rest.substr(0, amp);
+      if (!part.empty() && !part.starts_with("cursor=")) query += fmt::format("{}&", part);
+      if (amp == std::string_view::npos) break;
+      rest.remove_prefix(amp + 1);
+    }
+    r.header("Link", fmt::format("<{}?{}cursor={}>; rel=\"next\"", request.path, query, cursor));
+  }
+  r.status = 200;
+  r.content_type = "application/json";
+  r.body = boost::json::serialize(body);
+  return r;
+}
+
+core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
+                             std::string target_type, std::string target_id, boost::json::object detail) {
+  core::AuditEntry a;
+  a.at = clock.now();
+  if (ctx.caller) {
+    a.actor = ctx.caller->principal.id.str();
+    a.actor_kind = std::string(core::to_string(ctx.caller->principal.kind));
+  }
+  a.action = std::move(action);
+  a.target_type = std::move(target_type);
+  a.target_id = std::move(target_id);
+  a.request_id = ctx.request_id;
+  a.detail = std::move(detail);
+  a.detail["credential"] = ctx.caller ? ctx.caller->credential : std::string();
+  return a;
+}
+
+}  // namespace twinbridge::http

@@ -1,0 +1,63 @@
+// /v1/audit: the audit log, for operators and auditors (audit:read). Filters: actor, action, target_type, target_id,
+// since (RFC 3339); cursor pagination in commit order.
+
+#include <fmt/format.h>
+
+#include "http/problem.hpp"
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+using boost::asio::awaitable;
+using core::Errc;
+
+void add_audit_routes(Router& router, ApiServices& s) {
+  router.add({Method::get, "/v1/audit", Auth::required, core::Permission::audit_read,
+              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
+                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto query = parse_query(req.query);
+                if (!query) co_return fail(query.error());
+                auto page = page_params(*query, s);
+                if (!page) co_return fail(page.error());
+                store::AuditQuery q;
+                q.limit = page->limit;
+                if (!page->after.empty()) {
+                  try {
+                    q.after_seq = std::stoll(page->after);
+                  } catch (const std::exception&) {
+                    co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
+                                                 "cursor is not one that this server handed out")
+                                       .error());
+                  }
+                }
+                for (const auto& [name, value] : *query) {
+                  if (name == "actor") {
+                    q.actor = value;
+                  } else if (name == "action") {
+                    q.action = value;
+                  } else if (name == "target_type") {
+                    q.target_type = value;
+                  } else if (name == "target_id") {
+                    q.target_id = value;
+                  } else if (name == "since") {
+                    q.since = core::parse_rfc3339(value);
+                    if (!q.since) {
+                      co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, "since",
+                                                   "since must be an RFC 3339 date-time")
+                                         .error());
+                    }
+                  } else if (name != "limit" && name != "cursor") {
+                    co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, name,
+                                                 fmt::format("unknown query parameter '{}'", name))
+                                       .error());
+                  }
+                }
+                auto result = s.store.audit(q);
+                if (!result) co_return fail(result.error());
+                boost::json::array items;
+                for (const auto& e : result->items) items.push_back(core::to_json(e));
+                co_return list_response(req, std::move(items), result->next_after);
+              }});
+}
+
+}  // namespace twinbridge::http

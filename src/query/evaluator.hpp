@@ -1,0 +1,89 @@
+#pragma once
+// Evaluates a parsed JSONPath query (syntax.hpp) against a boost::json document, RFC 9535 section 2.
+//
+// One Evaluator serves one evaluation: it owns the scratch state of that run (the arena of normalized-path steps
+// and a cache of regular expressions compiled from document strings) and is used by one thread. Segments are
+// walked depth-first with an explicit stack, so a deep document cannot overflow the call stack; recursion only
+// follows the nesting of filter expressions, which the parser bounds.
+
+#include <boost/json/value.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "query/syntax.hpp"
+
+namespace twinbridge::query {
+
+// A selected node: its value, and its normalized path as an index into the Evaluator's path arena (kNoPath when
+// the evaluation does not record paths).
+struct NodeRef {
+  const boost::json::value* value = nullptr;
+  std::uint32_t path = 0;
+};
+
+inline constexpr std::uint32_t kNoPath = std::numeric_limits<std::uint32_t>::max();
+inline constexpr std::uint32_t kRootPath = 0;
+
+class Evaluator {
+ public:
+  explicit Evaluator(const boost::json::value& root) : root_(root) {}
+
+  // The root node, recording normalized paths for what is selected from it or not.
+  NodeRef root(bool with_paths) const { return {&root_, with_paths ? kRootPath : kNoPath}; }
+
+  // Appends to out, in RFC 9535 order, the first `limit` nodes that query selects from start.
+  void select(const PathQuery& query, NodeRef start, std::size_t limit, std::vector<NodeRef>& out);
+
+  // The RFC 9535 normalized path of a node selected with paths, e.g. $['a'][0].
+  std::string normalized_path(std::uint32_t path) const;
+
+ private:
+  // One step of a normalized path: a member name or an array index below the step `parent`.
+  struct PathStep {
+    std::uint32_t parent = kRootPath;
+    bool is_name = false;
+    std::string_view name;
+    std::size_t index = 0;
+  };
+
+  // A ValueType result: a JSON value, or Nothing (RFC 9535 section 2.4.1).
+  class Value {
+   public:
+    Value() = default;
+    explicit Value(const boost::json::value* node) : node_(node) {}
+    explicit Value(std::size_t count) : computed_(count), has_computed_(true) {}
+    const boost::json::value* get() const { return has_computed_ ? &computed_ : node_; }
+
+   private:
+    const boost::json::value* node_ = nullptr;
+    boost::json::value computed_;
+    bool has_computed_ = false;
+  };
+
+  void apply_segment(const Segment& segment, NodeRef node, std::size_t limit, std::vector<NodeRef>& out);
+  void apply_selector(const Selector& selector, NodeRef node, std::size_t limit, std::vector<NodeRef>& out);
+  NodeRef member(NodeRef parent, std::string_view name, const boost::json::value& value);
+  NodeRef element(NodeRef parent, std::size_t index, const boost::json::value& value);
+
+  // The one node a singular query selects, or nullptr.
+  const boost::json::value* select_singular(const PathQuery& query, NodeRef current) const;
+  NodeRef start_of(const PathQuery& query, NodeRef current) const;
+
+  bool test(const Expr& expr, NodeRef current);
+  Value evaluate_value(const Expr& expr, NodeRef current);
+  bool call_logical(const Expr& call, NodeRef current);
+  const IRegexp* regex_for(std::string_view pattern);
+
+  const boost::json::value& root_;
+  std::vector<PathStep> steps_;  // path id n (n >= 1) is steps_[n - 1]; kRootPath is '$'
+  std::vector<std::pair<std::string, std::optional<IRegexp>>> regex_cache_;
+};
+
+}  // namespace twinbridge::query

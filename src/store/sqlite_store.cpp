@@ -1,0 +1,625 @@
+#include "store/sqlite_store.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "store/sqlite.hpp"
+
+namespace twinbridge::store {
+
+using core::Errc;
+using core::Error;
+using core::Result;
+using sqlite::Connection;
+
+namespace {
+
+// Versioned schema migrations. Append only: a released migration never changes; a new version adds a new entry.
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+constexpr std::array kMigrations = {
+    Migration{1, "principals, api keys, audit log", R"sql(
+CREATE TABLE principals (
+  id TEXT PRIMARY KEY,
+  kind TEXT NOT NULL,
+  name TEXT NOT NULL,
+  roles TEXT NOT NULL,
+  properties TEXT NOT NULL,
+  disabled INTEGER NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  principal_id TEXT NOT NULL REFERENCES principals(id) ON DELETE CASCADE,
+  hash TEXT NOT NULL,
+  label TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  expires INTEGER
+) WITHOUT ROWID;
+CREATE INDEX api_keys_by_principal ON api_keys(principal_id);
+CREATE TABLE audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  actor_kind TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target_type TEXT NOT NULL,
+  target_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_actor ON audit(actor, seq);
+CREATE INDEX audit_by_target ON audit(target_type, target_id, seq);
+)sql"},
+};
+
+Result<void> migrate(Connection& db) {
+  if (auto ok = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
+                        "NULL, applied_at INTEGER NOT NULL)");
+      !ok) {
+    return ok;
+  }
+  auto current = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+  if (!current) return std::unexpected(current.error());
+  auto row = current->step();
+  if (!row) return std::unexpected(row.error());
+  const auto have = current->integer(0);
+  if (have > kMigrations.back().version) {
+    return core::fail(Errc::unavailable,
+                      fmt::format("the database has schema version {}, newer than this twinbridge knows ({}); "
+                                  "use a newer twinbridge",
+                                  have, kMigrations.back().version));
+  }
+  for (const auto& m : kMigrations) {
+    if (m.version <= have) continue;
+    if (auto ok = db.exec("BEGIN IMMEDIATE"); !ok) return ok;
+    auto ok = db.exec(m.sql);
+    if (ok) {
+      ok = db.exec(fmt::format("INSERT INTO schema_migrations(version, name, applied_at) VALUES ({}, '{}', "
+                               "CAST(strftime('%s','now') AS INTEGER))",
+                               m.version, m.name));
+    }
+    if (!ok) {
+      (void)db.exec("ROLLBACK");
+      return std::unexpected(Error(ok.error().code, fmt::format("migration {} ({}) failed: {}", m.version, m.name,
+                                                                ok.error().detail)));
+    }
+    if (auto committed = db.exec("COMMIT"); !committed) return committed;
+    spdlog::info("store: applied schema migration {} ({})", m.version, m.name);
+  }
+  return {};
+}
+
+std::string json_text(const boost::json::value& v) { return boost::json::serialize(v); }
+
+boost::json::value parse_json_column(std::string_view text) {
+  boost::system::error_code ec;
+  auto v = boost::json::parse(text, ec);
+  return ec ? boost::json::value() : v;
+}
+
+constexpr const char* kPrincipalColumns =
+    "id, kind, name, roles, properties, disabled, created, modified, version";
+
+core::Principal read_principal(const sqlite::Statement& s, int first = 0) {
+  core::Principal p;
+  p.id = core::PrincipalId(std::string(s.text(first)));
+  p.kind = core::parse_principal_kind(s.text(first + 1)).value_or(core::PrincipalKind::metaverse_system);
+  p.name = std::string(s.text(first + 2));
+  if (auto roles = parse_json_column(s.text(first + 3)); roles.is_array()) {
+    for (const auto& r : roles.get_array()) {
+      if (r.is_string()) p.roles.emplace_back(r.get_string());
+    }
+  }
+  if (auto props = parse_json_column(s.text(first + 4)); props.is_object()) p.properties = std::move(props.get_object());
+  p.disabled = s.integer(first + 5) != 0;
+  p.created = core::from_unix_micros(s.integer(first + 6));
+  p.modified = core::from_unix_micros(s.integer(first + 7));
+  p.version = s.integer(first + 8);
+  return p;
+}
+
+ApiKeyRecord read_key(const sqlite::Statement& s, int first) {
+  ApiKeyRecord k;
+  k.id = core::ApiKeyId(std::string(s.text(first)));
+  k.principal = core::PrincipalId(std::string(s.text(first + 1)));
+  k.hash = std::string(s.text(first + 2));
+  k.label = std::string(s.text(first + 3));
+  k.created = core::from_unix_micros(s.integer(first + 4));
+  if (!s.is_null(first + 5)) k.expires = core::from_unix_micros(s.integer(first + 5));
+  return k;
+}
+
+Result<void> insert_audit(Connection& db, const core::AuditEntry& a) {
+  auto s = db.prepare(
+      "INSERT INTO audit(at, actor, actor_kind, action, target_type, target_id, request_id, detail) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_unix_micros(a.at))
+      .bind(2, a.actor)
+      .bind(3, a.actor_kind)
+      .bind(4, a.action)
+      .bind(5, a.target_type)
+      .bind(6, a.target_id)
+      .bind(7, a.request_id)
+      .bind(8, json_text(a.detail));
+  return s->run();
+}
+
+Result<void> insert_key(Connection& db, const ApiKeyRecord& k) {
+  auto s = db.prepare(
+      "INSERT INTO api_keys(id, principal_id, hash, label, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!s) return std::unexpected(s.error());
+  std::optional<std::int64_t> expires;
+  if (k.expires) expires = core::to_unix_micros(*k.expires);
+  s->bind(1, k.id.str())
+      .bind(2, k.principal.str())
+      .bind(3, k.hash)
+      .bind(4, k.label)
+      .bind(5, core::to_unix_micros(k.created))
+      .bind(6, expires);
+  auto ok = s->run();
+  if (!ok && ok.error().code == Errc::conflict) {
+    return core::fail(Errc::conflict, fmt::format("API key {} exists already", k.id.str()));
+  }
+  return ok;
+}
+
+Result<std::int64_t> principal_version(Connection& db, const core::PrincipalId& id) {
+  auto s = db.prepare("SELECT version FROM principals WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id.str());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("principal '{}' does not exist", id.str()));
+  return s->integer(0);
+}
+
+class ScopedTimer {
+ public:
+  ScopedTimer(StoreObserver* observer, std::string_view op)
+      : observer_(observer), op_(op), start_(std::chrono::steady_clock::now()) {}
+  ~ScopedTimer() {
+    if (observer_ != nullptr) observer_->on_read(op_, std::chrono::steady_clock::now() - start_);
+  }
+  ScopedTimer(const ScopedTimer&) = delete;
+  ScopedTimer& operator=(const ScopedTimer&) = delete;
+
+ private:
+  StoreObserver* observer_;
+  std::string_view op_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
+
+// A read connection borrowed from the pool for the duration of one read.
+class SqliteStore::ReadLease {
+ public:
+  ReadLease(SqliteStore& store, std::unique_ptr<Connection> conn) : store_(&store), conn_(std::move(conn)) {}
+  ReadLease(ReadLease&& other) noexcept = default;
+  ReadLease& operator=(ReadLease&&) = delete;
+  ~ReadLease() {
+    if (conn_) store_->release(std::move(conn_));
+  }
+  Connection* operator->() const { return conn_.get(); }
+  Connection& operator*() const { return *conn_; }
+
+ private:
+  SqliteStore* store_;
+  std::unique_ptr<Connection> conn_;
+};
+
+int SqliteStore::schema_version() { return kMigrations.back().version; }
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::open(SqliteOptions options, StoreObserver* observer) {
+  if (options.synchronous != "FULL" && options.synchronous != "NORMAL" && options.synchronous != "EXTRA") {
+    return core::fail(Errc::validation_failed,
+                      fmt::format("store synchronous mode '{}' is not FULL, EXTRA or NORMAL", options.synchronous));
+  }
+  std::error_code ec;
+  if (options.path.has_parent_path()) std::filesystem::create_directories(options.path.parent_path(), ec);
+  if (ec) {
+    return core::fail(Errc::unavailable,
+                      fmt::format("cannot create data directory {}: {}", options.path.parent_path().string(), ec.message()));
+  }
+  auto writer = Connection::open(options.path.string(), false, options.synchronous);
+  if (!writer) return std::unexpected(writer.error());
+  if (auto ok = migrate(**writer); !ok) return std::unexpected(ok.error());
+  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), observer, std::move(*writer)));
+}
+
+SqliteStore::SqliteStore(SqliteOptions options, StoreObserver* observer, std::unique_ptr<Connection> writer)
+    : options_(std::move(options)), observer_(observer), writer_conn_(std::move(writer)) {}
+
+SqliteStore::~SqliteStore() { stop(); }
+
+void SqliteStore::start() {
+  std::lock_guard lock(queue_mutex_);
+  if (writer_.joinable()) return;
+  accepting_ = true;
+  stopping_ = false;
+  writer_ = std::thread([this] { writer_loop(); });
+}
+
+void SqliteStore::stop() {
+  {
+    std::lock_guard lock(queue_mutex_);
+    accepting_ = false;
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  // Anything queued before start() or after the writer left: refuse it, so no caller waits forever.
+  std::deque<PendingWrite> left;
+  {
+    std::lock_guard lock(queue_mutex_);
+    left.swap(queue_);
+  }
+  for (auto& w : left) w.complete(core::fail(Errc::unavailable, "the store is shutting down"));
+}
+
+void SqliteStore::enqueue(PendingWrite write) {
+  {
+    std::unique_lock lock(queue_mutex_);
+    if (!accepting_) {
+      lock.unlock();
+      write.complete(core::fail(Errc::unavailable, "the store is not accepting writes (shutting down)"));
+      return;
+    }
+    if (queue_.size() >= options_.max_queue) {
+      lock.unlock();
+      Error e(Errc::unavailable, "the store's write queue is full; retry shortly");
+      e.retry_after_seconds = 1;
+      write.complete(std::unexpected(std::move(e)));
+      return;
+    }
+    queue_.push_back(std::move(write));
+  }
+  queue_cv_.notify_one();
+}
+
+template <class T>
+void SqliteStore::submit(std::move_only_function<Result<T>(Connection&)> apply, Completion<T> done) {
+  auto slot = std::make_shared<std::optional<Result<T>>>();
+  PendingWrite w;
+  w.apply = [slot, apply = std::move(apply)](Connection& db) mutable -> Result<void> {
+    *slot = apply(db);
+    if (!slot->value()) return std::unexpected(slot->value().error());
+    return {};
+  };
+  w.complete = [slot, done = std::move(done)](Result<void> outcome) mutable {
+    if (!outcome || !slot->has_value()) {
+      done(std::unexpected(outcome ? Error(Errc::internal, "write was not applied") : outcome.error()));
+      return;
+    }
+    done(std::move(**slot));
+  };
+  enqueue(std::move(w));
+}
+
+void SqliteStore::writer_loop() {
+  std::vector<PendingWrite> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(queue_mutex_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      const auto n = std::min(queue_.size(), options_.max_batch);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    commit_batch(batch);
+    batch.clear();
+  }
+}
+
+void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
+  const auto start = std::chrono::steady_clock::now();
+  Connection& db = *writer_conn_;
+  std::vector<Result<void>> results;
+  results.reserve(batch.size());
+  Result<void> txn = db.exec("BEGIN IMMEDIATE");
+  if (txn) {
+    for (auto& w : batch) {
+      if (auto sp = db.exec("SAVEPOINT w"); !sp) {
+        results.emplace_back(std::unexpected(sp.error()));
+        continue;
+      }
+      auto r = w.apply(db);
+      if (!r) (void)db.exec("ROLLBACK TO w");
+      (void)db.exec("RELEASE w");
+      results.push_back(std::move(r));
+    }
+    txn = db.exec("COMMIT");
+    if (!txn) (void)db.exec("ROLLBACK");
+  }
+  if (!txn) spdlog::error("store: commit of {} writes failed: {}", batch.size(), txn.error().detail);
+  if (observer_ != nullptr) observer_->on_commit(batch.size(), std::chrono::steady_clock::now() - start);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (!txn) {
+      batch[i].complete(std::unexpected(txn.error()));
+    } else {
+      batch[i].complete(std::move(results[i]));
+    }
+  }
+}
+
+Result<SqliteStore::ReadLease> SqliteStore::reader() {
+  {
+    std::lock_guard lock(readers_mutex_);
+    if (!readers_.empty()) {
+      auto conn = std::move(readers_.back());
+      readers_.pop_back();
+      return ReadLease(*this, std::move(conn));
+    }
+  }
+  auto conn = Connection::open(options_.path.string(), true, options_.synchronous);
+  if (!conn) return std::unexpected(conn.error());
+  return ReadLease(*this, std::move(*conn));
+}
+
+void SqliteStore::release(std::unique_ptr<Connection> conn) {
+  std::lock_guard lock(readers_mutex_);
+  readers_.push_back(std::move(conn));
+}
+
+Result<void> SqliteStore::ping() {
+  ScopedTimer timer(observer_, "ping");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT 1");
+  if (!s) return std::unexpected(s.error());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  return {};
+}
+
+Result<core::Principal> SqliteStore::principal(const core::PrincipalId& id) {
+  ScopedTimer timer(observer_, "principal");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT id, kind, name, roles, properties, disabled, created, modified, version FROM principals WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id.str());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("principal '{}' does not exist", id.str()));
+  return read_principal(*s);
+}
+
+Result<Page<core::Principal>> SqliteStore::principals(const PageRequest& page) {
+  ScopedTimer timer(observer_, "principals");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT id, kind, name, roles, properties, disabled, created, modified, version FROM principals "
+      "WHERE id > ?1 ORDER BY id LIMIT ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, page.after).bind(2, static_cast<std::int64_t>(page.limit + 1));
+  Page<core::Principal> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    if (out.items.size() == page.limit) {
+      out.next_after = out.items.back().id.str();
+      break;
+    }
+    out.items.push_back(read_principal(*s));
+  }
+  return out;
+}
+
+Result<std::optional<Credential>> SqliteStore::credential(const core::ApiKeyId& key_id) {
+  ScopedTimer timer(observer_, "credential");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT p.id, p.kind, p.name, p.roles, p.properties, p.disabled, p.created, p.modified, p.version, "
+      "k.id, k.principal_id, k.hash, k.label, k.created, k.expires "
+      "FROM api_keys k JOIN principals p ON p.id = k.principal_id WHERE k.id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, key_id.str());
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<Credential>();
+  return std::optional<Credential>(Credential{read_principal(*s), read_key(*s, 9)});
+}
+
+Result<std::vector<ApiKeyRecord>> SqliteStore::api_keys(const core::PrincipalId& principal) {
+  ScopedTimer timer(observer_, "api_keys");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT id, principal_id, hash, label, created, expires FROM api_keys WHERE principal_id = ?1 ORDER BY id");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, principal.str());
+  std::vector<ApiKeyRecord> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(read_key(*s, 0));
+  }
+  return out;
+}
+
+Result<Page<core::AuditEntry>> SqliteStore::audit(const AuditQuery& q) {
+  ScopedTimer timer(observer_, "audit");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT seq, at, actor, actor_kind, action, target_type, target_id, request_id, detail FROM audit "
+      "WHERE seq > ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR target_type = ?3) "
+      "AND (?4 IS NULL OR target_id = ?4) AND (?5 IS NULL OR action = ?5) AND (?6 IS NULL OR at >= ?6) "
+      "ORDER BY seq LIMIT ?7");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, q.after_seq);
+  auto bind_opt = [&](int i, const std::optional<std::string>& v) {
+    if (v) {
+      s->bind(i, *v);
+    } else {
+      s->bind_null(i);
+    }
+  };
+  bind_opt(2, q.actor);
+  bind_opt(3, q.target_type);
+  bind_opt(4, q.target_id);
+  bind_opt(5, q.action);
+  std::optional<std::int64_t> since;
+  if (q.since) since = core::to_unix_micros(*q.since);
+  s->bind(6, since).bind(7, static_cast<std::int64_t>(q.limit + 1));
+  Page<core::AuditEntry> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    if (out.items.size() == q.limit) {
+      out.next_after = std::to_string(out.items.back().seq);
+      break;
+    }
+    core::AuditEntry e;
+    e.seq = s->integer(0);
+    e.at = core::from_unix_micros(s->integer(1));
+    e.actor = std::string(s->text(2));
+    e.actor_kind = std::string(s->text(3));
+    e.action = std::string(s->text(4));
+    e.target_type = std::string(s->text(5));
+    e.target_id = std::string(s->text(6));
+    e.request_id = std::string(s->text(7));
+    if (auto d = parse_json_column(s->text(8)); d.is_object()) e.detail = std::move(d.get_object());
+    out.items.push_back(std::move(e));
+  }
+  return out;
+}
+
+namespace {
+
+Result<void> write_principal(Connection& db, const core::Principal& p, bool insert) {
+  auto s = insert ? db.prepare("INSERT INTO principals(id, kind, name, roles, properties, disabled, created, "
+                               "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                  : db.prepare("UPDATE principals SET kind = ?2, name = ?3, roles = ?4, properties = ?5, "
+                               "disabled = ?6, created = ?7, modified = ?8, version = ?9 WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  boost::json::array roles;
+  for (const auto& r : p.roles) roles.emplace_back(r);
+  s->bind(1, p.id.str())
+      .bind(2, core::to_string(p.kind))
+      .bind(3, p.name)
+      .bind(4, json_text(roles))
+      .bind(5, json_text(p.properties))
+      .bind(6, std::int64_t{p.disabled ? 1 : 0})
+      .bind(7, core::to_unix_micros(p.created))
+      .bind(8, core::to_unix_micros(p.modified))
+      .bind(9, p.version);
+  auto ok = s->run();
+  if (!ok && ok.error().code == Errc::conflict) {
+    return core::fail_at(Errc::conflict, "/id", fmt::format("principal '{}' exists already", p.id.str()));
+  }
+  return ok;
+}
+
+}  // namespace
+
+void SqliteStore::create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
+                                   Completion<core::Principal> done) {
+  submit<core::Principal>(
+      [p = std::move(principal), key = std::move(key), audit = std::move(audit)](Connection& db) mutable
+      -> Result<core::Principal> {
+        p.version = 1;
+        p.created = p.modified = audit.at;
+        if (auto ok = write_principal(db, p, true); !ok) return std::unexpected(ok.error());
+        if (key) {
+          if (auto ok = insert_key(db, *key); !ok) return std::unexpected(ok.error());
+        }
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return p;
+      },
+      std::move(done));
+}
+
+void SqliteStore::update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
+                                   Completion<core::Principal> done) {
+  submit<core::Principal>(
+      [p = std::move(principal), expected_version, audit = std::move(audit)](Connection& db) mutable
+      -> Result<core::Principal> {
+        auto current = principal_version(db, p.id);
+        if (!current) return std::unexpected(current.error());
+        if (*current != expected_version) {
+          return core::fail(Errc::precondition_failed,
+                            fmt::format("principal '{}' is at version {}, not {}", p.id.str(), *current,
+                                        expected_version));
+        }
+        p.version = expected_version + 1;
+        p.modified = audit.at;
+        if (auto ok = write_principal(db, p, false); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return p;
+      },
+      std::move(done));
+}
+
+void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
+                                   core::AuditEntry audit, Completion<void> done) {
+  submit<void>(
+      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+        auto current = principal_version(db, id);
+        if (!current) return std::unexpected(current.error());
+        if (expected_version && *current != *expected_version) {
+          return core::fail(Errc::precondition_failed,
+                            fmt::format("principal '{}' is at version {}, not {}", id.str(), *current,
+                                        *expected_version));
+        }
+        auto s = db.prepare("DELETE FROM principals WHERE id = ?1");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, id.str());
+        if (auto ok = s->run(); !ok) return ok;
+        return insert_audit(db, audit);
+      },
+      std::move(done));
+}
+
+void SqliteStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) {
+  submit<ApiKeyRecord>(
+      [key = std::move(key), audit = std::move(audit)](Connection& db) -> Result<ApiKeyRecord> {
+        if (auto v = principal_version(db, key.principal); !v) return std::unexpected(v.error());
+        if (auto ok = insert_key(db, key); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return key;
+      },
+      std::move(done));
+}
+
+void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
+                                 Completion<void> done) {
+  submit<void>(
+      [principal = std::move(principal), key = std::move(key), audit = std::move(audit)](Connection& db)
+          -> Result<void> {
+        auto s = db.prepare("DELETE FROM api_keys WHERE id = ?1 AND principal_id = ?2");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, key.str()).bind(2, principal.str());
+        if (auto ok = s->run(); !ok) return ok;
+        if (db.changes() == 0) {
+          return core::fail(Errc::not_found,
+                            fmt::format("principal '{}' has no API key '{}'", principal.str(), key.str()));
+        }
+        return insert_audit(db, audit);
+      },
+      std::move(done));
+}
+
+}  // namespace twinbridge::store

@@ -1,0 +1,106 @@
+#pragma once
+// The store: twinbridge's durable state, in domain terms. Implementations: SqliteStore (embedded default); a
+// PostgreSQL store comes later behind the same interface, so nothing above this file knows SQL.
+//
+// Reads are synchronous and safe from any thread; they are short indexed lookups. Writes are asynchronous: each write
+// is queued, several queued writes are committed in one transaction (group commit), and the completion runs only
+// after the transaction is durable, on the store's writer thread. Completions must not block; they hand the result
+// back to the caller's executor. Every write carries the audit entry that records it; both commit together.
+//
+// Errors: not_found, conflict (id taken), precondition_failed (expected version differs), unavailable (store
+// stopped or not reachable), internal (unexpected database error, logged by the implementation).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/audit.hpp"
+#include "core/error.hpp"
+#include "core/principal.hpp"
+
+namespace twinbridge::store {
+
+template <class T>
+using Completion = std::move_only_function<void(core::Result<T>)>;
+
+// Cursor pagination: items sort by a unique key; `after` is the key of the last item of the previous page.
+struct PageRequest {
+  std::string after;
+  std::size_t limit = 100;
+};
+
+template <class T>
+struct Page {
+  std::vector<T> items;
+  std::optional<std::string> next_after;  // set when more items follow
+};
+
+struct ApiKeyRecord {
+  core::ApiKeyId id;
+  core::PrincipalId principal;
+  std::string hash;  // hex SHA-256 of the token
+  std::string label;
+  core::Timestamp created{};
+  std::optional<core::Timestamp> expires;
+};
+
+// A principal together with the API key that authenticated it.
+struct Credential {
+  core::Principal principal;
+  ApiKeyRecord key;
+};
+
+struct AuditQuery {
+  std::optional<std::string> actor;
+  std::optional<std::string> target_type;
+  std::optional<std::string> target_id;
+  std::optional<std::string> action;
+  std::optional<core::Timestamp> since;
+  std::int64_t after_seq = 0;  // cursor
+  std::size_t limit = 100;
+};
+
+// Observes store timings for metrics; implementations call it from their own threads.
+class StoreObserver {
+ public:
+  virtual ~StoreObserver() = default;
+  virtual void on_read(std::string_view operation, std::chrono::nanoseconds latency) = 0;
+  virtual void on_commit(std::size_t writes, std::chrono::nanoseconds latency) = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Starts the writer; stop() commits every write already queued, then refuses new ones with `unavailable`.
+  virtual void start() = 0;
+  virtual void stop() = 0;
+
+  // Readiness: a trivial query succeeds.
+  virtual core::Result<void> ping() = 0;
+
+  virtual core::Result<core::Principal> principal(const core::PrincipalId& id) = 0;
+  virtual core::Result<Page<core::Principal>> principals(const PageRequest& page) = 0;
+  // nullopt when no key has that id.
+  virtual core::Result<std::optional<Credential>> credential(const core::ApiKeyId& key_id) = 0;
+  virtual core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) = 0;
+  virtual core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) = 0;
+
+  // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified come
+  // from the audit entry's time. create fails with conflict when the id is taken.
+  virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
+                                Completion<core::Principal> done) = 0;
+  virtual void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
+                                Completion<core::Principal> done) = 0;
+  // Deletes the principal and its keys. With expected_version, fails with precondition_failed when it differs.
+  virtual void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
+                                core::AuditEntry audit, Completion<void> done) = 0;
+  virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
+  virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
+                              Completion<void> done) = 0;
+};
+
+}  // namespace twinbridge::store
