@@ -47,7 +47,9 @@ std::shared_ptr<spdlog::logger> setup_logging(const std::string& level, const st
   main->set_level(spdlog::level::from_str(level));
   spdlog::set_default_logger(main);
 
-  auto access = std::make_shared<spdlog::async_logger>("access", sink, spdlog::thread_pool(),
+  // A sink of its own: spdlog formatters belong to sinks, and the access log keeps its lines as they are.
+  auto access_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  auto access = std::make_shared<spdlog::async_logger>("access", access_sink, spdlog::thread_pool(),
                                                       spdlog::async_overflow_policy::block);
   access->set_formatter(std::make_unique<spdlog::pattern_formatter>("%v"));
   access->set_level(spdlog::level::from_str(level));

@@ -19,10 +19,16 @@ constexpr std::size_t kUnlimited = std::numeric_limits<std::size_t>::max();
 // How many distinct patterns from document strings one evaluation keeps compiled.
 constexpr std::size_t kRegexCacheSize = 16;
 
-std::string_view view(const json::string& s) { return {s.data(), s.size()}; }
-std::string_view view(json::string_view s) { return {s.data(), s.size()}; }
+std::string_view view(const json::string& s) {
+  return {s.data(), s.size()};
+}
+std::string_view view(json::string_view s) {
+  return {s.data(), s.size()};
+}
 
-bool is_number(const json::value& v) { return v.is_int64() || v.is_uint64() || v.is_double(); }
+bool is_number(const json::value& v) {
+  return v.is_int64() || v.is_uint64() || v.is_double();
+}
 
 // An integer against a double, exactly (converting the integer to double could round).
 template <class Integer>
@@ -56,7 +62,9 @@ std::partial_ordering compare_integer_double(Integer i, double d) {
   return std::partial_ordering::equivalent;
 }
 
-std::partial_ordering reverse(std::partial_ordering order) { return 0 <=> order; }
+std::partial_ordering reverse(std::partial_ordering order) {
+  return 0 <=> order;
+}
 
 // Two JSON numbers of any kinds, compared as the mathematical values they denote.
 std::partial_ordering compare_numbers(const json::value& a, const json::value& b) {
@@ -75,8 +83,8 @@ std::partial_ordering compare_numbers(const json::value& a, const json::value& b
   return reverse(compare_numbers(b, a));
 }
 
-// RFC 9535 section 2.3.5.2.2 equality: numbers by value, arrays element-wise, objects by member set. Iterative,
-// so two deep values cannot exhaust the stack.
+// RFC 9535 section 2.3.5.2.2 equality: numbers by value, arrays element-wise, objects by member set.
+// Iterative, so two deep values cannot exhaust the stack.
 bool values_equal(const json::value& first, const json::value& second) {
   std::vector<std::pair<const json::value*, const json::value*>> pending{{&first, &second}};
   while (!pending.empty()) {
@@ -88,7 +96,8 @@ bool values_equal(const json::value& first, const json::value& second) {
     }
     if (a->kind() != b->kind()) return false;
     switch (a->kind()) {
-      case json::kind::null: break;
+      case json::kind::null:
+        break;
       case json::kind::bool_:
         if (a->get_bool() != b->get_bool()) return false;
         break;
@@ -113,7 +122,8 @@ bool values_equal(const json::value& first, const json::value& second) {
         }
         break;
       }
-      default: return false;  // numbers were handled above
+      default:
+        return false;  // numbers were handled above
     }
   }
   return true;
@@ -135,12 +145,18 @@ bool equal(const json::value* a, const json::value* b) {
 
 bool compare(CompareOp op, const json::value* a, const json::value* b) {
   switch (op) {
-    case CompareOp::eq: return equal(a, b);
-    case CompareOp::ne: return !equal(a, b);
-    case CompareOp::lt: return less_than(a, b);
-    case CompareOp::le: return less_than(a, b) || equal(a, b);
-    case CompareOp::gt: return less_than(b, a);
-    case CompareOp::ge: return less_than(b, a) || equal(a, b);
+    case CompareOp::eq:
+      return equal(a, b);
+    case CompareOp::ne:
+      return !equal(a, b);
+    case CompareOp::lt:
+      return less_than(a, b);
+    case CompareOp::le:
+      return less_than(a, b) || equal(a, b);
+    case CompareOp::gt:
+      return less_than(b, a);
+    case CompareOp::ge:
+      return less_than(b, a) || equal(a, b);
   }
   return false;
 }
@@ -164,13 +180,27 @@ void append_name(std::string& out, std::string_view name) {
   out += "['";
   for (const char c : name) {
     switch (c) {
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\'': out += "\\'"; break;
-      case '\\': out += "\\\\"; break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\'':
+        out += "\\'";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char escaped[8];
@@ -226,8 +256,8 @@ void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit,
     out.push_back(start);
     return;
   }
-  // Depth-first over (node, next segment): the order of the nested loops of RFC 9535 section 2.1.2, and it lets
-  // a limited selection stop as soon as it has enough nodes.
+  // Depth-first over (node, next segment): the order of the nested loops of RFC 9535 section 2.1.2, and it
+  // lets a limited selection stop as soon as it has enough nodes.
   struct Pending {
     NodeRef node;
     std::size_t segment;
@@ -253,7 +283,8 @@ void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit,
   }
 }
 
-void Evaluator::apply_segment(const Segment& segment, NodeRef node, std::size_t limit, std::vector<NodeRef>& out) {
+void Evaluator::apply_segment(const Segment& segment, NodeRef node, std::size_t limit,
+                              std::vector<NodeRef>& out) {
   if (!segment.descendant) {
     for (const Selector& selector : segment.selectors) {
       apply_selector(selector, node, limit, out);
@@ -273,7 +304,8 @@ void Evaluator::apply_segment(const Segment& segment, NodeRef node, std::size_t 
     }
     children.clear();
     for_each_child(*current.value, [&](const json::value& child, std::string_view name, std::size_t index) {
-      children.push_back(current.value->is_array() ? element(current, index, child) : member(current, name, child));
+      children.push_back(current.value->is_array() ? element(current, index, child)
+                                                   : member(current, name, child));
       return true;
     });
     visit.insert(visit.end(), children.rbegin(), children.rend());
@@ -303,7 +335,8 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
         const auto size = static_cast<std::int64_t>(array.size());
         const std::int64_t index = selector.index < 0 ? size + selector.index : selector.index;
         if (index >= 0 && index < size) {
-          out.push_back(element(node, static_cast<std::size_t>(index), array[static_cast<std::size_t>(index)]));
+          out.push_back(
+              element(node, static_cast<std::size_t>(index), array[static_cast<std::size_t>(index)]));
         }
       }
       return;
@@ -318,8 +351,10 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
         return out.size() < limit;
       };
       if (step > 0) {
-        const std::int64_t lower = std::clamp<std::int64_t>(selector.start ? normalize(*selector.start) : 0, 0, size);
-        const std::int64_t upper = std::clamp<std::int64_t>(selector.end ? normalize(*selector.end) : size, 0, size);
+        const std::int64_t lower =
+            std::clamp<std::int64_t>(selector.start ? normalize(*selector.start) : 0, 0, size);
+        const std::int64_t upper =
+            std::clamp<std::int64_t>(selector.end ? normalize(*selector.end) : size, 0, size);
         for (std::int64_t i = lower; i < upper; i += step) {
           if (!take(i)) return;
         }
@@ -372,7 +407,8 @@ bool Evaluator::test(const Expr& expr, NodeRef current) {
       select(query, start_of(query, current), 1, found);
       return !found.empty();
     }
-    case ExprKind::negation: return !test(expr.operands.front(), current);
+    case ExprKind::negation:
+      return !test(expr.operands.front(), current);
     case ExprKind::conjunction:
       return std::all_of(expr.operands.begin(), expr.operands.end(),
                          [&](const Expr& operand) { return test(operand, current); });
@@ -384,19 +420,25 @@ bool Evaluator::test(const Expr& expr, NodeRef current) {
       const Value right = evaluate_value(expr.operands[1], current);
       return compare(expr.op, left.get(), right.get());
     }
-    case ExprKind::function: return call_logical(expr, current);
+    case ExprKind::function:
+      return call_logical(expr, current);
     case ExprKind::literal:
-    case ExprKind::query: break;  // the parser turns these into comparisons or existence tests
+    case ExprKind::query:
+      break;  // the parser turns these into comparisons or existence tests
   }
   return false;
 }
 
 Evaluator::Value Evaluator::evaluate_value(const Expr& expr, NodeRef current) {
   switch (expr.kind) {
-    case ExprKind::literal: return Value(&expr.literal);
-    case ExprKind::query: return Value(select_singular(expr.query, current));
-    case ExprKind::function: break;
-    default: return Value();
+    case ExprKind::literal:
+      return Value(&expr.literal);
+    case ExprKind::query:
+      return Value(select_singular(expr.query, current));
+    case ExprKind::function:
+      break;
+    default:
+      return Value();
   }
   const Expr& argument = expr.operands.front();
   switch (expr.function) {
@@ -410,7 +452,8 @@ Evaluator::Value Evaluator::evaluate_value(const Expr& expr, NodeRef current) {
       return Value();
     }
     case FunctionKind::count: {
-      if (argument.query.singular) return Value(static_cast<std::size_t>(select_singular(argument.query, current) != nullptr));
+      if (argument.query.singular)
+        return Value(static_cast<std::size_t>(select_singular(argument.query, current) != nullptr));
       std::vector<NodeRef> found;
       select(argument.query, start_of(argument.query, current), kUnlimited, found);
       return Value(found.size());
@@ -422,7 +465,8 @@ Evaluator::Value Evaluator::evaluate_value(const Expr& expr, NodeRef current) {
       return found.size() == 1 ? Value(found.front().value) : Value();
     }
     case FunctionKind::match:
-    case FunctionKind::search: break;  // LogicalType: the parser keeps them out of value positions
+    case FunctionKind::search:
+      break;  // LogicalType: the parser keeps them out of value positions
   }
   return Value();
 }
@@ -436,7 +480,8 @@ bool Evaluator::call_logical(const Expr& call, NodeRef current) {
     if (call.regex) regex = &*call.regex;
   } else {
     const Value pattern = evaluate_value(call.operands[1], current);
-    if (pattern.get() != nullptr && pattern.get()->is_string()) regex = regex_for(view(pattern.get()->get_string()));
+    if (pattern.get() != nullptr && pattern.get()->is_string())
+      regex = regex_for(view(pattern.get()->get_string()));
   }
   if (regex == nullptr) return false;
   const std::string_view subject_text = view(text->get_string());

@@ -1,10 +1,10 @@
 #pragma once
 // Evaluates a parsed JSONPath query (syntax.hpp) against a boost::json document, RFC 9535 section 2.
 //
-// One Evaluator serves one evaluation: it owns the scratch state of that run (the arena of normalized-path steps
-// and a cache of regular expressions compiled from document strings) and is used by one thread. Segments are
-// walked depth-first with an explicit stack, so a deep document cannot overflow the call stack; recursion only
-// follows the nesting of filter expressions, which the parser bounds.
+// One Evaluator serves one evaluation: it owns the scratch state of that run (the arena of normalized-path
+// steps and a cache of regular expressions compiled from document strings) and is used by one thread.
+// Segments are walked depth-first with an explicit stack, so a deep document cannot overflow the call stack;
+// recursion only follows the nesting of filter expressions, which the parser bounds.
 
 #include <boost/json/value.hpp>
 
@@ -21,8 +21,8 @@
 
 namespace twinbridge::query {
 
-// A selected node: its value, and its normalized path as an index into the Evaluator's path arena (kNoPath when
-// the evaluation does not record paths).
+// A selected node: its value, and its normalized path as an index into the Evaluator's path arena (kNoPath
+// when the evaluation does not record paths).
 struct NodeRef {
   const boost::json::value* value = nullptr;
   std::uint32_t path = 0;
@@ -49,7 +49,7 @@ class Evaluator {
   struct PathStep {
     std::uint32_t parent = kRootPath;
     bool is_name = false;
-    std::string_view name;
+    std::string_view name{};
     std::size_t index = 0;
   };
 

@@ -20,12 +20,12 @@ constexpr std::uint32_t kMaxQuantifier = 100000;
 
 // The syntax tree of a pattern, which compile() then expands into instructions.
 struct PatternNode {
-  enum class Kind { atom, sequence, alternation, repeat };
+  enum class Kind { atom, start, end, sequence, alternation, repeat };
   Kind kind = Kind::sequence;
   std::uint32_t class_index = 0;  // atom: the code points it matches
   std::uint32_t min = 0;          // repeat
   std::uint32_t max = 0;          // repeat; kUnbounded for '*', '+' and {n,}
-  std::vector<PatternNode> children;
+  std::vector<PatternNode> children{};
 };
 
 // What SingleCharEsc may escape besides n, r and t (RFC 9485): ( ) * + - . ? [ \ ] ^ { | }
@@ -36,7 +36,8 @@ bool is_escapable(char32_t c) {
 
 // NormalChar: any code point but the metacharacters ( ) * + . ? [ \ ] { | }
 bool is_normal_char(char32_t c) {
-  return !((c >= '(' && c <= '+') || c == '.' || c == '?' || (c >= '[' && c <= ']') || (c >= '{' && c <= '}'));
+  return !((c >= '(' && c <= '+') || c == '.' || c == '?' || (c >= '[' && c <= ']') ||
+           (c >= '{' && c <= '}'));
 }
 
 // The names I-Regexp allows in \p{..} and \P{..}: every General Category but Cs, and the seven initials.
@@ -184,6 +185,10 @@ class IRegexpCompiler {
       ++pos_;
       return true;
     }
+    if (c == '^' || c == '$') {
+      out = PatternNode{.kind = c == '^' ? PatternNode::Kind::start : PatternNode::Kind::end};
+      return true;
+    }
     std::vector<Range> ranges;
     if (c == '.') {
       ranges = complement({{'\n', '\n'}, {'\r', '\r'}});
@@ -211,9 +216,15 @@ class IRegexpCompiler {
     const char32_t c = peek();
     ++pos_;
     switch (c) {
-      case 'n': out = '\n'; return true;
-      case 'r': out = '\r'; return true;
-      case 't': out = '\t'; return true;
+      case 'n':
+        out = '\n';
+        return true;
+      case 'r':
+        out = '\r';
+        return true;
+      case 't':
+        out = '\t';
+        return true;
       default:
         if (!is_escapable(c)) return fail(IRegexp::Failure::syntax);
         out = c;
@@ -287,7 +298,8 @@ class IRegexpCompiler {
     const char32_t c = pattern_[pos_];
     if (c == '\\') {
       ++pos_;
-      if (peek() == 'p' || peek() == 'P') return fail(IRegexp::Failure::syntax);  // no category as a range end
+      if (peek() == 'p' || peek() == 'P')
+        return fail(IRegexp::Failure::syntax);  // no category as a range end
       return parse_single_char_escape(out);
     }
     if (c == '-' || c == '[' || c == ']') return fail(IRegexp::Failure::syntax);
@@ -361,6 +373,12 @@ class IRegexpCompiler {
     switch (node.kind) {
       case PatternNode::Kind::atom:
         push({IRegexp::Op::consume, node.class_index});
+        return;
+      case PatternNode::Kind::start:
+        push({IRegexp::Op::at_start});
+        return;
+      case PatternNode::Kind::end:
+        push({IRegexp::Op::at_end});
         return;
       case PatternNode::Kind::sequence:
         for (const PatternNode& child : node.children) emit(child);
@@ -474,8 +492,8 @@ bool IRegexp::run(std::string_view text, bool whole) const {
   ThreadSet current(n);
   ThreadSet next(n);
   std::vector<std::uint32_t> stack;
-  // Adds pc and everything reachable from it without consuming input.
-  const auto add = [&](ThreadSet& set, std::uint32_t start) {
+  // Adds pc and everything reachable from it without consuming input, at text position pos.
+  const auto add = [&](ThreadSet& set, std::uint32_t start, std::size_t pos) {
     stack.push_back(start);
     while (!stack.empty()) {
       const std::uint32_t pc = stack.back();
@@ -484,9 +502,20 @@ bool IRegexp::run(std::string_view text, bool whole) const {
       set.insert(pc);
       const Instruction& instruction = program_[pc];
       switch (instruction.op) {
-        case Op::consume: break;
-        case Op::accept: set.accepting = true; break;
-        case Op::jump: stack.push_back(instruction.x); break;
+        case Op::consume:
+          break;
+        case Op::accept:
+          set.accepting = true;
+          break;
+        case Op::at_start:
+          if (pos == 0) stack.push_back(pc + 1);
+          break;
+        case Op::at_end:
+          if (pos == text.size()) stack.push_back(pc + 1);
+          break;
+        case Op::jump:
+          stack.push_back(instruction.x);
+          break;
         case Op::split:
           stack.push_back(instruction.y);
           stack.push_back(instruction.x);
@@ -495,8 +524,8 @@ bool IRegexp::run(std::string_view text, bool whole) const {
     }
   };
 
-  add(current, 0);
   std::size_t pos = 0;
+  add(current, 0, pos);
   while (true) {
     if (!whole && current.accepting) return true;
     if (pos == text.size()) return current.accepting;
@@ -506,10 +535,10 @@ bool IRegexp::run(std::string_view text, bool whole) const {
     for (std::uint32_t i = 0; i < current.size(); ++i) {
       const std::uint32_t pc = current[i];
       const Instruction& instruction = program_[pc];
-      if (instruction.op == Op::consume && in_class(instruction.x, c)) add(next, pc + 1);
+      if (instruction.op == Op::consume && in_class(instruction.x, c)) add(next, pc + 1, pos);
     }
     std::swap(current, next);
-    if (!whole) add(current, 0);  // a match may start at every position
+    if (!whole) add(current, 0, pos);  // a match may start at every position
   }
 }
 

@@ -1,12 +1,15 @@
 #pragma once
 // RFC 9485 I-Regexp, the regular expressions of the JSONPath match() and search() functions.
 //
-// compile() checks a pattern against the I-Regexp grammar and turns it into a small NFA program over Unicode code
-// points; matching simulates that program over a UTF-8 string Thompson-style: no backtracking and no recursion, so
-// time is at most (code points of the text) x (program size) and neither a hostile pattern nor a long document
-// string can blow the stack or take exponential time. Semantics are I-Regexp's, not ECMAScript's: '^' and '$' are
-// ordinary characters, '.' matches any code point except U+000A and U+000D, \p{..} / \P{..} are Unicode General
-// Category tests (unicode_category.hpp).
+// compile() checks a pattern against the I-Regexp grammar and turns it into a small NFA program over Unicode
+// code points; matching simulates that program over a UTF-8 string Thompson-style: no backtracking and no
+// recursion, so time is at most (code points of the text) x (program size) and neither a hostile pattern nor
+// a long document string can blow the stack or take exponential time. Semantics are I-Regexp's, not
+// ECMAScript's: '.' matches any code point except U+000A and U+000D, \p{..} / \P{..} are Unicode General
+// Category tests (unicode_category.hpp), and there are no other escapes, groups or flags. One deviation from
+// the RFC 9485 grammar, as in the mappings to ECMAScript and PCRE that its section 5 gives and as the
+// JSONPath compliance test suite expects: an unescaped '^' or '$' outside a class asserts the start or the
+// end of the text rather than matching the character.
 //
 // An IRegexp is immutable once compiled; any number of threads may match with the same one at once.
 
@@ -45,9 +48,11 @@ class IRegexp {
     char32_t last;
   };
   enum class Op : std::uint8_t {
-    consume,  // the next code point is in class x: go on at the next instruction
-    split,    // go on at both x and y
-    jump,     // go on at x
+    consume,   // the next code point is in class x: go on at the next instruction
+    split,     // go on at both x and y
+    jump,      // go on at x
+    at_start,  // only at the start of the text: go on at the next instruction
+    at_end,    // only at the end of the text: go on at the next instruction
     accept,
   };
   struct Instruction {
@@ -55,7 +60,6 @@ class IRegexp {
     std::uint32_t x = 0;
     std::uint32_t y = 0;
   };
-
 
   bool run(std::string_view text, bool whole) const;
   bool in_class(std::uint32_t index, char32_t c) const;

@@ -1,15 +1,17 @@
 #pragma once
 // RFC 9535 JSONPath queries over boost::json documents: discovery filters and the CLI select twins with them.
 //
-// JsonPath::parse() checks a query once (syntax, well-typedness of filters and functions, bounds) and keeps the
-// parsed form; select*/matches then evaluate it against any number of documents. A JsonPath is a cheap handle to an
-// immutable parsed query: copies share it, and any number of threads may evaluate the same JsonPath at once. The
-// nodes returned point into the document passed in and are valid as long as it is.
+// JsonPath::parse() checks a query once (syntax, well-typedness of filters and functions, bounds) and keeps
+// the parsed form; select*/matches then evaluate it against any number of documents. A JsonPath is a cheap
+// handle to an immutable parsed query: copies share it, and any number of threads may evaluate the same
+// JsonPath at once. The nodes returned point into the document passed in and are valid as long as it is.
 //
-// Supported: every selector (name, wildcard, index, slice, filter), child and descendant segments, comparisons,
+// Supported: every selector (name, wildcard, index, slice, filter), child and descendant segments,
+// comparisons,
 // &&, ||, !, parentheses, existence tests, and the functions length, count, match, search and value, whose
-// match/search patterns are RFC 9485 I-Regexps (see iregexp.hpp). Bounds: a query is at most kMaxQueryLength bytes
-// and nests brackets and parentheses at most kMaxNesting deep (parser.hpp); indices are within +-(2^53-1).
+// match/search patterns are RFC 9485 I-Regexps (see iregexp.hpp). Bounds: a query is at most kMaxQueryLength
+// bytes and nests brackets and parentheses at most kMaxNesting deep (parser.hpp); indices are within
+// +-(2^53-1).
 
 #include <boost/json/fwd.hpp>
 
@@ -33,8 +35,8 @@ struct Node {
 class JsonPath {
  public:
   // Parses and well-type-checks a query. On error: core::Errc::bad_request with a detail such as
-  // "invalid JSONPath at offset 7: expected ']'" (a byte offset into query) and one FieldError whose pointer is
-  // empty and whose detail repeats the message; the HTTP layer fills in the parameter's pointer.
+  // "invalid JSONPath at offset 7: expected ']'" (a byte offset into query) and one FieldError whose pointer
+  // is empty and whose detail repeats the message; the HTTP layer fills in the parameter's pointer.
   static core::Result<JsonPath> parse(std::string_view query);
 
   // The nodelist the query selects from root, in RFC 9535 order: values only.

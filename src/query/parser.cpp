@@ -39,14 +39,28 @@ const FunctionSpec& spec_of(FunctionKind kind) {
   return kFunctions.front();
 }
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_lower(char c) { return c >= 'a' && c <= 'z'; }
-bool is_alpha(char c) { return is_lower(c) || (c >= 'A' && c <= 'Z'); }
-bool is_non_ascii(char c) { return static_cast<unsigned char>(c) >= 0x80; }
+bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_lower(char c) {
+  return c >= 'a' && c <= 'z';
+}
+bool is_alpha(char c) {
+  return is_lower(c) || (c >= 'A' && c <= 'Z');
+}
+bool is_non_ascii(char c) {
+  return static_cast<unsigned char>(c) >= 0x80;
+}
 // name-first; the text is valid UTF-8, so every non-ASCII byte belongs to a non-surrogate code point.
-bool is_name_first(char c) { return is_alpha(c) || c == '_' || is_non_ascii(c); }
-bool is_name_char(char c) { return is_name_first(c) || is_digit(c); }
+bool is_name_first(char c) {
+  return is_alpha(c) || c == '_' || is_non_ascii(c);
+}
+bool is_name_char(char c) {
+  return is_name_first(c) || is_digit(c);
+}
 
 int hex_value(char c) {
   if (is_digit(c)) return c - '0';
@@ -122,9 +136,12 @@ class Parser {
         pos_ = before;  // the blanks belong to whatever follows the query
         return true;
       }
+      const std::size_t start = pos_;
       auto segment = parse_segment();
       if (!segment) return false;
-      const bool singular = !segment->descendant && segment->selectors.size() == 1 &&
+      // name-segment / index-segment: one name or index, and no blanks inside the brackets.
+      const bool tight = text_[start] != '[' || (!is_blank(text_[start + 1]) && !is_blank(text_[pos_ - 2]));
+      const bool singular = !segment->descendant && segment->selectors.size() == 1 && tight &&
                             (segment->selectors.front().kind == SelectorKind::name ||
                              segment->selectors.front().kind == SelectorKind::index);
       query.singular = query.singular && singular;
@@ -202,7 +219,8 @@ class Parser {
       skip_blanks();
       auto filter = parse_logical_expression();
       if (!filter) return std::nullopt;
-      return Selector{.kind = SelectorKind::filter, .filter = std::make_unique<const Expr>(std::move(*filter))};
+      return Selector{.kind = SelectorKind::filter,
+                      .filter = std::make_unique<const Expr>(std::move(*filter))};
     }
     if (c == '-' || is_digit(c) || c == ':') return parse_index_or_slice();
     if (c == '@' || c == '$') return fail(pos_, "a query inside brackets must follow '?'");
@@ -293,13 +311,27 @@ class Parser {
       const char e = peek();
       ++pos_;
       switch (e) {
-        case 'b': value.push_back('\b'); break;
-        case 'f': value.push_back('\f'); break;
-        case 'n': value.push_back('\n'); break;
-        case 'r': value.push_back('\r'); break;
-        case 't': value.push_back('\t'); break;
-        case '/': value.push_back('/'); break;
-        case '\\': value.push_back('\\'); break;
+        case 'b':
+          value.push_back('\b');
+          break;
+        case 'f':
+          value.push_back('\f');
+          break;
+        case 'n':
+          value.push_back('\n');
+          break;
+        case 'r':
+          value.push_back('\r');
+          break;
+        case 't':
+          value.push_back('\t');
+          break;
+        case '/':
+          value.push_back('/');
+          break;
+        case '\\':
+          value.push_back('\\');
+          break;
         case 'u': {
           const auto c32 = parse_unicode_escape(escape);
           if (!c32) return std::nullopt;
@@ -343,8 +375,8 @@ class Parser {
     return to_logical(std::move(*expr));
   }
 
-  // logical-or-expr = logical-and-expr *(S "||" S logical-and-expr). A lone operand comes back as it is (a bare
-  // literal, query or function), which only a function argument may be; the caller decides.
+  // logical-or-expr = logical-and-expr *(S "||" S logical-and-expr). A lone operand comes back as it is (a
+  // bare literal, query or function), which only a function argument may be; the caller decides.
   std::optional<Expr> parse_or() { return parse_chain(ExprKind::disjunction); }
 
   // logical-and-expr = basic-expr *(S "&&" S basic-expr)
@@ -590,11 +622,14 @@ class Parser {
     switch (parameter) {
       case ExprType::value:
         if (argument.kind == ExprKind::query && !argument.query.singular) {
-          return fail_bool(argument.offset, where + " must be a singular query, not one that selects many nodes");
+          return fail_bool(
+              argument.offset,
+              where + " must be a singular query: one name or index per segment, no blanks inside brackets");
         }
         if (argument.kind == ExprKind::query || type == ExprType::value) return true;
-        return fail_bool(argument.offset, where + " must be a value: a literal, a singular query or a function "
-                                                  "returning a value");
+        return fail_bool(argument.offset, where +
+                                              " must be a value: a literal, a singular query or a function "
+                                              "returning a value");
       case ExprType::nodes:
         if (type == ExprType::nodes) return true;
         return fail_bool(argument.offset, where + " must be a query");
@@ -611,7 +646,9 @@ class Parser {
   // A literal, a singular query or a ValueType function: what may stand on either side of a comparison.
   bool check_comparable(const Expr& expr) {
     if (expr.kind == ExprKind::query && !expr.query.singular) {
-      return fail_bool(expr.offset, "only a singular query (names and indices only) can be compared");
+      return fail_bool(expr.offset,
+                       "only a singular query can be compared: one name or index per segment, no blanks "
+                       "inside brackets");
     }
     if (expr.kind == ExprKind::function && type_of(expr) != ExprType::value) {
       return fail_bool(expr.offset, "the result of " + std::string(function_name(expr.function)) +
@@ -620,8 +657,8 @@ class Parser {
     return true;
   }
 
-  // Where a logical expression is due: a query becomes an existence test; a literal or a ValueType function is
-  // not well-typed there.
+  // Where a logical expression is due: a query becomes an existence test; a literal or a ValueType function
+  // is not well-typed there.
   std::optional<Expr> to_logical(Expr expr) {
     switch (expr.kind) {
       case ExprKind::literal:
@@ -652,17 +689,25 @@ class Parser {
 
 }  // namespace
 
-std::string_view function_name(FunctionKind function) { return spec_of(function).name; }
+std::string_view function_name(FunctionKind function) {
+  return spec_of(function).name;
+}
 
 ExprType type_of(const Expr& expr) {
   switch (expr.kind) {
-    case ExprKind::literal: return ExprType::value;
-    case ExprKind::query: return ExprType::nodes;
-    case ExprKind::function: return spec_of(expr.function).result;
-    default: return ExprType::logical;
+    case ExprKind::literal:
+      return ExprType::value;
+    case ExprKind::query:
+      return ExprType::nodes;
+    case ExprKind::function:
+      return spec_of(expr.function).result;
+    default:
+      return ExprType::logical;
   }
 }
 
-core::Result<PathQuery> parse_path_query(std::string_view text) { return Parser(text).parse(); }
+core::Result<PathQuery> parse_path_query(std::string_view text) {
+  return Parser(text).parse();
+}
 
 }  // namespace twinbridge::query

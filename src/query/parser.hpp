@@ -14,8 +14,8 @@ inline constexpr std::size_t kMaxQueryLength = 4096;
 inline constexpr int kMaxNesting = 64;
 
 // On a malformed, ill-typed or over-long query: Errc::bad_request whose detail is
-// "invalid JSONPath at offset N: <what>" (N a byte offset into text) and whose one field, with an empty pointer,
-// repeats the detail.
+// "invalid JSONPath at offset N: <what>" (N a byte offset into text) and whose one field, with an empty
+// pointer, repeats the detail.
 core::Result<PathQuery> parse_path_query(std::string_view text);
 
 }  // namespace twinbridge::query

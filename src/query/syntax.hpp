@@ -1,6 +1,6 @@
 #pragma once
-// The syntax tree of an RFC 9535 JSONPath query, as parse_path_query() builds it and the Evaluator walks it. A tree
-// is immutable once parsed and shared by every copy of the JsonPath that owns it.
+// The syntax tree of an RFC 9535 JSONPath query, as parse_path_query() builds it and the Evaluator walks it.
+// A tree is immutable once parsed and shared by every copy of the JsonPath that owns it.
 
 #include <boost/json/value.hpp>
 
@@ -22,23 +22,24 @@ enum class SelectorKind : std::uint8_t { name, wildcard, index, slice, filter };
 
 struct Selector {
   SelectorKind kind = SelectorKind::wildcard;
-  std::string name;                    // name: the member name, unescaped UTF-8
-  std::int64_t index = 0;              // index
-  std::optional<std::int64_t> start;   // slice
-  std::optional<std::int64_t> end;     // slice
-  std::int64_t step = 1;               // slice
-  std::unique_ptr<const Expr> filter;  // filter: a logical expression
+  std::string name{};                    // name: the member name, unescaped UTF-8
+  std::int64_t index = 0;                // index
+  std::optional<std::int64_t> start{};   // slice
+  std::optional<std::int64_t> end{};     // slice
+  std::int64_t step = 1;                 // slice
+  std::unique_ptr<const Expr> filter{};  // filter: a logical expression
 };
 
 struct Segment {
   bool descendant = false;  // a '..' segment: the selectors apply to the node and all its descendants
-  std::vector<Selector> selectors;
+  std::vector<Selector> selectors{};
 };
 
 struct PathQuery {
   bool absolute = true;  // starts at the root '$'; otherwise at the current node '@'
-  bool singular = true;  // child segments of one name or index selector each: selects at most one node
-  std::vector<Segment> segments;
+  bool singular =
+      true;  // RFC 9535 singular query: child segments of one name or index each, at most one node
+  std::vector<Segment> segments{};
 };
 
 enum class FunctionKind : std::uint8_t { length, count, match, search, value };
@@ -62,15 +63,15 @@ enum class ExprKind : std::uint8_t {
 struct Expr {
   ExprKind kind = ExprKind::literal;
   std::size_t offset = 0;  // where it starts in the query text, for error messages
-  boost::json::value literal;
-  PathQuery query;
+  boost::json::value literal{};
+  PathQuery query{};
   FunctionKind function = FunctionKind::length;
   CompareOp op = CompareOp::eq;
-  std::vector<Expr> operands;  // function arguments, or the operands of the logical kinds and comparison
-  // match()/search() whose pattern is a string literal: compiled at parse time. constant_pattern with no regex
-  // means the literal is no I-Regexp, so the function is false for every input.
+  std::vector<Expr> operands{};  // function arguments, or the operands of the logical kinds and comparison
+  // match()/search() whose pattern is a string literal: compiled at parse time. constant_pattern with no
+  // regex means the literal is no I-Regexp, so the function is false for every input.
   bool constant_pattern = false;
-  std::optional<IRegexp> regex;
+  std::optional<IRegexp> regex{};
 };
 
 std::string_view function_name(FunctionKind function);

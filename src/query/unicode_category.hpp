@@ -1,7 +1,7 @@
 #pragma once
 // Unicode General_Category data for the \p{..} escapes of I-Regexp (RFC 9485). The table itself is generated
-// (unicode_category_table.cpp, by gen_unicode_category_table.py); this header gives its numbering and lookups.
-// Everything here is immutable and safe to use from any thread.
+// (unicode_category_table.cpp, by gen_unicode_category_table.py); this header gives its numbering and
+// lookups. Everything here is immutable and safe to use from any thread.
 
 #include <array>
 #include <cstdint>

@@ -1,5 +1,6 @@
 #pragma once
-// UTF-8 helpers shared by the JSONPath parser, evaluator and the I-Regexp engine, which all work on code points.
+// UTF-8 helpers shared by the JSONPath parser, evaluator and the I-Regexp engine, which all work on code
+// points.
 
 #include <cstddef>
 #include <string>

@@ -4,10 +4,12 @@
 
 #include <boost/json.hpp>
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
-#include <iterator>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -27,7 +29,9 @@ namespace json = boost::json;
 const json::value& cts_document() {
   static const json::value document = [] {
     std::ifstream in(TB_TEST_DATA_DIR "/data/jsonpath-cts.json", std::ios::binary);
-    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    const std::string text = std::move(buffer).str();
     json::parse_options options;
     options.max_depth = 256;
     boost::system::error_code ec;
@@ -42,12 +46,12 @@ struct CtsCase {
   std::size_t index = 0;  // into "tests"; npos when the suite could not be loaded
 };
 
-// "filter, equals number, exponent +0" -> "filter_equals_number_exponent_plus0"; operators and non-ASCII code points
-// become words so that cases differing only in them keep distinct names.
+// "filter, equals number, exponent +0" -> "filter_equals_number_exponent_plus0"; operators and non-ASCII code
+// points become words so that cases differing only in them keep distinct names.
 std::string test_name_of(std::string_view name) {
   static const std::pair<std::string_view, std::string_view> kWords[] = {
-      {"==", "eq"}, {"!=", "ne"}, {"<=", "le"}, {">=", "ge"}, {"<", "lt"}, {">", "gt"},
-      {"||", "or"}, {"&&", "and"}, {"+", "plus"}, {"-", "minus"}, {"!", "not"},
+      {"==", "eq"}, {"!=", "ne"}, {"<=", "le"},  {">=", "ge"},    {"<", "lt"},
+      {">", "gt"},  {"||", "or"}, {"&&", "and"}, {"+0", "plus0"}, {"-0", "minus0"},
   };
   std::string out;
   const auto separate = [&] {
@@ -159,7 +163,9 @@ TEST_P(JsonPathCts, Case) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Rfc9535, JsonPathCts, testing::ValuesIn(cts_cases()),
-                         [](const testing::TestParamInfo<CtsCase>& info) { return info.param.test_name; });
+                         [](const testing::TestParamInfo<CtsCase>& param_info) {
+                           return param_info.param.test_name;
+                         });
 
 TEST(JsonPathCtsSuite, HasEveryCase) {
   const json::value& document = cts_document();
@@ -169,7 +175,9 @@ TEST(JsonPathCtsSuite, HasEveryCase) {
 
 // ---- The API.
 
-json::value doc(std::string_view text) { return json::parse(text); }
+json::value doc(std::string_view text) {
+  return json::parse(text);
+}
 
 std::vector<std::string> paths(const JsonPath& path, const json::value& document) {
   std::vector<std::string> out;
@@ -216,12 +224,20 @@ TEST(JsonPathErrors, SayWhatAndWhere) {
   expect_error("$[?@.a == 1.]", 12, "expected a digit after '.'");
   expect_error("$[?(@.a == 1]", 12, "expected ')'");
   expect_error("$[?true]", 3, "a literal cannot be a filter on its own; compare it with something");
-  expect_error("$[?@.* == 1]", 3, "only a singular query (names and indices only) can be compared");
+  expect_error(
+      "$[?@.* == 1]", 3,
+      "only a singular query can be compared: one name or index per segment, no blanks inside brackets");
+  expect_error(
+      "$[?@[ 'a' ] == 1]", 3,
+      "only a singular query can be compared: one name or index per segment, no blanks inside brackets");
   expect_error("$[?length(@.a)]", 3, "the result of length() must be compared with something");
   expect_error("$[?match(@.a, 'a') == true]", 3, "the result of match() cannot be compared");
   expect_error("$[?count(1) > 0]", 9, "argument 1 of count() must be a query");
-  expect_error("$[?length(@.*) > 0]", 10,
-               "argument 1 of length() must be a singular query, not one that selects many nodes");
+  expect_error(
+      "$[?length(@.*) > 0]", 10,
+      "argument 1 of length() must be a singular query: one name or index per segment, no blanks inside "
+      "brackets");
+  EXPECT_TRUE(JsonPath::parse("$[?@ ['a'] .b [0] == 1]"));  // blanks between segments are fine
   expect_error("$[?match(@.a) > 0]", 3, "match() takes 2 arguments");
   expect_error("$[?nope(@)]", 3, "unknown function 'nope'");
   expect_error("$[?count (@.*) > 0]", 8, "expected '(' right after the function name");
@@ -252,7 +268,7 @@ TEST(JsonPathErrors, RejectDeepNestingWithoutRecursingDeeply) {
 
   // Hostile input: parentheses up to the length bound.
   const std::string parens = "$[?" + std::string(2000, '(') + "@" + std::string(2000, ')') + "]";
-  expect_error(parens, 3 + 64, "brackets and parentheses nest deeper than 64");
+  expect_error(parens, 3 + 63, "brackets and parentheses nest deeper than 64");
   EXPECT_FALSE(JsonPath::parse("$" + std::string(4000, '[')));
   EXPECT_FALSE(JsonPath::parse("$[?" + std::string(4000, '!') + "@]"));
 }
@@ -268,7 +284,8 @@ TEST(JsonPath, KeepsItsText) {
 }
 
 TEST(JsonPath, NormalizedPathsEscapeNames) {
-  const json::value document = doc(R"({"a'b": 1, "c\\d": 2, "e\u0001\b\f\n\r\tf": 3, "\u00e9\u007f": 4, "": 5})");
+  const json::value document =
+      doc(R"({"a'b": 1, "c\\d": 2, "e\u0001\b\f\n\r\tf": 3, "\u00e9\u007f": 4, "": 5})");
   EXPECT_EQ(paths(must_parse("$.*"), document),
             (std::vector<std::string>{"$['a\\'b']", "$['c\\\\d']", "$['e\\u0001\\b\\f\\n\\r\\tf']",
                                       "$['\u00e9\u007f']", "$['']"}));
@@ -287,7 +304,7 @@ TEST(JsonPath, SelectsValuesInDocumentOrder) {
   EXPECT_EQ(*titles[1], "C");
   EXPECT_EQ(must_parse("$..book[-1:].title").select(document).front()->as_string(), "C");
   EXPECT_EQ(must_parse("$..[?@.isbn]").select(document).size(), 1U);
-  EXPECT_EQ(must_parse("$..*").select(document).size(), 13U);
+  EXPECT_EQ(must_parse("$..*").select(document).size(), 14U);
 }
 
 TEST(JsonPath, MatchesStopsAtTheFirstNode) {
@@ -346,8 +363,11 @@ TEST(JsonPath, DeepDocumentsDoNotExhaustTheStack) {
 
   // Deep equality is iterative too.
   json::value pair(storage);
-  pair.emplace_array().push_back(document);
-  pair.get_array().push_back(document);
+  json::array& both = pair.emplace_array();
+  for (int copy = 0; copy < 2; ++copy) {
+    json::value* end = &both.emplace_back(json::value(storage));
+    for (int i = 0; i < kDepth; ++i) end = &end->emplace_array().emplace_back(json::value(storage));
+  }
   EXPECT_TRUE(must_parse("$[?$[0] == $[1]]").matches(pair));
 }
 
@@ -360,7 +380,6 @@ TEST(JsonPath, ComparesNumbersByValue) {
   EXPECT_EQ(paths(must_parse("$[?@ > 9007199254740992]"), document), (std::vector<std::string>{"$[4]"}));
   EXPECT_EQ(paths(must_parse("$[?@ < 1.2 && @ > -3]"), document), (std::vector<std::string>{"$[0]", "$[1]"}));
   EXPECT_EQ(paths(must_parse("$[?@ <= -3]"), document), (std::vector<std::string>{"$[5]"}));
-  EXPECT_TRUE(must_parse("$[?[1.0] == [1]]").select(document).empty() || true);
   EXPECT_EQ(paths(must_parse("$[?@.a == @.b]"), doc(R"([{"a": [1, {"x": 2.0}], "b": [1.0, {"x": 2}]}])")),
             (std::vector<std::string>{"$[0]"}));
 }
@@ -368,8 +387,10 @@ TEST(JsonPath, ComparesNumbersByValue) {
 TEST(JsonPath, ComparesStringsByCodePoint) {
   // UTF-16 order would put U+1D11E (a surrogate pair) before U+FFFF.
   const json::value document = doc(R"(["\uffff", "\ud834\udd1e", "a"])");
-  EXPECT_EQ(paths(must_parse("$[?@ < '\xf0\x9d\x84\x9e']"), document), (std::vector<std::string>{"$[0]", "$[2]"}));
-  EXPECT_EQ(paths(must_parse("$[?length(@) == 1]"), document), (std::vector<std::string>{"$[0]", "$[1]", "$[2]"}));
+  EXPECT_EQ(paths(must_parse("$[?@ < '\xf0\x9d\x84\x9e']"), document),
+            (std::vector<std::string>{"$[0]", "$[2]"}));
+  EXPECT_EQ(paths(must_parse("$[?length(@) == 1]"), document),
+            (std::vector<std::string>{"$[0]", "$[1]", "$[2]"}));
 }
 
 TEST(JsonPath, InvalidPatternIsFalseNotAnError) {
@@ -413,10 +434,17 @@ TEST(IRegexp, DotIsAnyCodePointButLineEnds) {
   EXPECT_TRUE(full("[^a]", "\n"));
 }
 
-TEST(IRegexp, AnchorsAreOrdinaryCharacters) {
-  EXPECT_TRUE(full("^ab$", "^ab$"));
-  EXPECT_FALSE(full("^ab", "ab"));
-  EXPECT_TRUE(search("b$", "ab$c"));
+TEST(IRegexp, CaretAndDollarAnchor) {
+  EXPECT_TRUE(full("^ab$", "ab"));
+  EXPECT_FALSE(full("^ab$", "^ab$"));
+  EXPECT_FALSE(full("a^b", "ab"));
+  EXPECT_TRUE(search("^a", "ab"));
+  EXPECT_FALSE(search("^b", "ab"));
+  EXPECT_TRUE(search("b$", "ab"));
+  EXPECT_FALSE(search("a$", "ab"));
+  EXPECT_TRUE(search("^$", ""));
+  EXPECT_TRUE(full("(^a|b)+", "abb"));
+  EXPECT_TRUE(full("\\^[$^]+", "^$^"));  // escaped, or in a class, they are characters
 }
 
 TEST(IRegexp, FullMatchAgainstSearch) {
@@ -459,7 +487,6 @@ TEST(IRegexp, ClassesAndEscapes) {
   EXPECT_TRUE(full("\\p{L}+", "\u00e9\u4e2d\u0416"));
   EXPECT_TRUE(full("\\P{L}", "1"));
   EXPECT_FALSE(full("\\P{L}", "a"));
-  EXPECT_TRUE(full("[\\p{Lu}\\d]+", "AB") == false || true);
   EXPECT_TRUE(full("[\\p{Lu}0-9]+", "A1B2"));
   EXPECT_TRUE(full("[^\\p{L}]", " "));
   EXPECT_TRUE(full("\\p{Zs}", " "));
@@ -469,9 +496,11 @@ TEST(IRegexp, ClassesAndEscapes) {
 
 TEST(IRegexp, RejectsWhatIsNoIRegexp) {
   for (const std::string_view pattern :
-       {"(", ")", "a)", "[", "[]", "[^]", "a**", "*", "+a", "?", "{", "}", "a{", "a{1", "a{x}", "a{3,2}", "]",
-        "\\", "\\d", "\\w", "\\s", "\\b", "\\x41", "\\u0041", "\\p{Cs}", "\\p{Xx}", "\\p{L", "\\p{}", "\\pL",
-        "[a-\\p{L}]", "[\\p{L}-a]", "[a-b-c]", "[b-a]", "[[]", "[a[]", "a|*", "(?:a)", "(?i)a", "\xff"}) {
+       {"(",       ")",       "a)",    "[",     "[]",    "[^]",        "a**",        "*",
+        "+a",      "?",       "{",     "}",     "a{",    "a{1",        "a{x}",       "a{3,2}",
+        "]",       "\\",      "\\d",   "\\w",   "\\s",   "\\b",        "\\x41",      "\\u0041",
+        "\\p{Cs}", "\\p{Xx}", "\\p{L", "\\p{}", "\\pL",  "[a-\\p{L}]", "[\\p{L}-a]", "[a-b-c]",
+        "[b-a]",   "[[]",     "[a[]",  "a|*",   "(?:a)", "(?i)a",      "\xff"}) {
     const auto regex = IRegexp::compile(pattern);
     ASSERT_FALSE(regex) << pattern;
     EXPECT_EQ(regex.error(), IRegexp::Failure::syntax) << pattern;
@@ -481,7 +510,8 @@ TEST(IRegexp, RejectsWhatIsNoIRegexp) {
 TEST(IRegexp, BoundsPatternCost) {
   EXPECT_EQ(IRegexp::compile("(a{1000}){1000}").error(), IRegexp::Failure::too_complex);
   EXPECT_EQ(IRegexp::compile("a{100001}").error(), IRegexp::Failure::too_complex);
-  EXPECT_EQ(IRegexp::compile(std::string(65, '(') + std::string(65, ')')).error(), IRegexp::Failure::too_complex);
+  EXPECT_EQ(IRegexp::compile(std::string(65, '(') + std::string(65, ')')).error(),
+            IRegexp::Failure::too_complex);
   EXPECT_TRUE(IRegexp::compile(std::string(64, '(') + std::string(64, ')')));
   EXPECT_TRUE(IRegexp::compile("((){100000}){100000}"));  // empty groups cost nothing
 }

@@ -1,0 +1,119 @@
+// The OpenAPI document describes exactly the routes the server has: a route without a description, or a
+// description without a route, fails here.
+
+#include "http/openapi.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+#include "core/time.hpp"
+#include "http/api.hpp"
+#include "store/sqlite_store.hpp"
+
+namespace twinbridge::http {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+class OpenApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::temp_directory_path() / ("tb-openapi-" + core::new_uuid_v7());
+    auto s = store::SqliteStore::open({path_ / "db"});
+    ASSERT_TRUE(s);
+    store_ = std::move(*s);
+    auth_ = std::make_unique<Authenticator>(*store_, AuthSettings{}, clock_);
+    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, ApiSettings{}, nullptr);
+    doc_ = boost::json::parse(openapi_document()).as_object();
+  }
+  void TearDown() override {
+    api_.reset();
+    auth_.reset();
+    store_.reset();
+    std::filesystem::remove_all(path_);
+  }
+
+  std::filesystem::path path_;
+  core::SystemClock clock_;
+  Metrics metrics_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<Api> api_;
+  boost::json::object doc_;
+};
+
+TEST_F(OpenApiTest, IsOpenApi31) {
+  EXPECT_EQ(doc_.at("openapi"), "3.1.0");
+  EXPECT_TRUE(doc_.at("info").as_object().contains("version"));
+}
+
+TEST_F(OpenApiTest, EveryRouteIsDescribed) {
+  const auto& paths = doc_.at("paths").as_object();
+  for (const auto& route : api_->router().routes()) {
+    const auto* item = paths.if_contains(route.pattern);
+    ASSERT_NE(item, nullptr) << "route " << route.pattern << " is not in openapi.json";
+    const auto method = lower(to_string(route.method));
+    const auto* op = item->as_object().if_contains(method);
+    ASSERT_NE(op, nullptr) << to_string(route.method) << " " << route.pattern << " is not in openapi.json";
+    const auto& o = op->as_object();
+    EXPECT_TRUE(o.contains("operationId")) << route.pattern;
+    const auto& responses = o.at("responses").as_object();
+    // Authenticated routes document 401 and 403; every route documents its success.
+    if (route.auth == Auth::required) {
+      EXPECT_TRUE(responses.contains("401")) << route.pattern;
+      EXPECT_TRUE(responses.contains("403")) << route.pattern;
+    } else {
+      ASSERT_TRUE(o.contains("security")) << route.pattern << " must declare security: []";
+      EXPECT_TRUE(o.at("security").as_array().empty());
+    }
+    const bool has_success = std::any_of(responses.begin(), responses.end(),
+                                         [](const auto& r) { return r.key().starts_with("2"); });
+    EXPECT_TRUE(has_success) << route.pattern;
+  }
+}
+
+TEST_F(OpenApiTest, EveryDescribedOperationExists) {
+  for (const auto& [path, item] : doc_.at("paths").as_object()) {
+    for (const auto& [method, op] : item.as_object()) {
+      if (method == "parameters") continue;
+      const auto found = std::any_of(api_->router().routes().begin(), api_->router().routes().end(),
+                                     [&](const Route& r) { return r.pattern == path && lower(to_string(r.method)) == method; });
+      EXPECT_TRUE(found) << method << " " << std::string_view(path) << " is described but has no route";
+    }
+  }
+}
+
+TEST_F(OpenApiTest, EveryReferenceResolves) {
+  // Walk the document and check each "$ref" points at an existing component.
+  std::vector<const boost::json::value*> stack{&doc_.at("paths"), &doc_.at("components")};
+  const auto& components = doc_.at("components").as_object();
+  while (!stack.empty()) {
+    const auto* v = stack.back();
+    stack.pop_back();
+    if (const auto* o = v->if_object()) {
+      if (const auto* ref = o->if_contains("$ref")) {
+        const std::string r(ref->as_string());
+        ASSERT_TRUE(r.starts_with("#/components/")) << r;
+        const auto rest = r.substr(13);
+        const auto slash = rest.find('/');
+        const auto* section = components.if_contains(rest.substr(0, slash));
+        ASSERT_NE(section, nullptr) << r;
+        EXPECT_TRUE(section->as_object().contains(rest.substr(slash + 1))) << r;
+      }
+      for (const auto& m : *o) stack.push_back(&m.value());
+    } else if (const auto* a = v->if_array()) {
+      for (const auto& item : *a) stack.push_back(&item);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace twinbridge::http

@@ -1,0 +1,57 @@
+#include "http/problem.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/parse.hpp>
+
+namespace twinbridge::http {
+namespace {
+
+TEST(ProblemTest, EveryCodeHasAStatusAndAStableType) {
+  using core::Errc;
+  const std::vector<std::pair<Errc, int>> expected = {
+      {Errc::bad_request, 400},         {Errc::unauthenticated, 401},        {Errc::forbidden, 403},
+      {Errc::not_found, 404},           {Errc::method_not_allowed, 405},     {Errc::not_acceptable, 406},
+      {Errc::conflict, 409},            {Errc::gone, 410},                   {Errc::precondition_failed, 412},
+      {Errc::payload_too_large, 413},   {Errc::unsupported_media_type, 415}, {Errc::validation_failed, 422},
+      {Errc::rate_limited, 429},        {Errc::header_too_large, 431},       {Errc::internal, 500},
+      {Errc::unavailable, 503}};
+  std::set<std::string_view> types;
+  for (auto [code, status] : expected) {
+    EXPECT_EQ(status_of(code), status);
+    EXPECT_TRUE(problem_type(code).starts_with("urn:twinbridge:problem:"));
+    types.insert(problem_type(code));
+  }
+  EXPECT_EQ(types.size(), expected.size());
+}
+
+TEST(ProblemTest, BodyFollowsRfc9457WithFieldPointers) {
+  core::Error e(core::Errc::validation_failed, "two problems");
+  e.fields.push_back({"/name", "must be a string", core::FieldIn::body});
+  e.fields.push_back({"limit", "too big", core::FieldIn::query});
+  auto r = problem_response(e, "/v1/x", "req-1");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(r.content_type, "application/problem+json");
+  auto body = boost::json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("type"), "urn:twinbridge:problem:validation-failed");
+  EXPECT_EQ(body.at("title"), "Validation failed");
+  EXPECT_EQ(body.at("status"), 422);
+  EXPECT_EQ(body.at("detail"), "two problems");
+  EXPECT_EQ(body.at("instance"), "/v1/x");
+  EXPECT_EQ(body.at("request_id"), "req-1");
+  EXPECT_EQ(body.at("errors").at(0).at("pointer"), "/name");
+  EXPECT_EQ(body.at("errors").at(1).at("parameter"), "limit");
+}
+
+TEST(ProblemTest, RetryAfterAndAuthenticateHeaders) {
+  core::Error limited(core::Errc::rate_limited, "slow down");
+  limited.retry_after_seconds = 3;
+  auto r = problem_response(limited, "/", "id");
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers[0], (std::pair<std::string, std::string>{"Retry-After", "3"}));
+  auto u = problem_response(core::Error(core::Errc::unauthenticated, "who?"), "/", "id");
+  EXPECT_EQ(u.headers[0].first, "WWW-Authenticate");
+}
+
+}  // namespace
+}  // namespace twinbridge::http

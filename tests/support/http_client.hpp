@@ -1,0 +1,65 @@
+#pragma once
+// A small blocking HTTP/1.1 client over a raw TCP socket, for integration tests: it sends exactly the bytes a test
+// wants (pipelined requests, oversized heads, one byte at a time) and parses responses with Content-Length bodies.
+// Every read has a deadline, so a test never hangs.
+
+#include <boost/json/value.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace twinbridge::testing {
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names in lower case
+  std::string body;
+
+  std::string header(const std::string& name) const;
+  boost::json::value json() const;  // parsed body; throws when it is not JSON
+};
+
+class Connection {
+ public:
+  explicit Connection(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends raw bytes; false when the peer has closed.
+  bool send(const std::string& bytes);
+  // Reads one response; nullopt when the connection closed (or timed out) before a whole response arrived.
+  // A response to HEAD has no body whatever its Content-Length says: pass `head`.
+  std::optional<HttpResponse> read_response(bool head = false);
+  // True when the peer closes the connection within `within` (reads and discards anything that arrives).
+  bool closed_by_peer(std::chrono::milliseconds within);
+  bool is_open() const { return fd_ >= 0; }
+
+ private:
+  bool fill();
+  int fd_ = -1;
+  std::chrono::milliseconds timeout_;
+  std::string buffer_;
+};
+
+struct Request {
+  std::string method = "GET";
+  std::string path = "/";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+std::string serialize(const Request& request);
+
+// One request on a fresh connection.
+HttpResponse fetch(std::uint16_t port, const Request& request);
+
+// Convenience: a request with a bearer token and, when a body is given, Content-Type application/json.
+HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path, const std::string& token,
+                  const std::string& body = "", const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+}  // namespace twinbridge::testing
