@@ -1,4 +1,5 @@
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -12,6 +13,7 @@
 #include "app/logging.hpp"
 #include "core/credentials.hpp"
 #include "http/server.hpp"
+#include "store/cached_store.hpp"
 #include "store/sqlite_store.hpp"
 
 namespace twinbridge::app {
@@ -88,34 +90,43 @@ int run_serve(ConfigLoader& loader) {
   store_options.path = config.data_dir / "twinbridge.db";
   store_options.synchronous = config.store_synchronous;
   store_options.max_batch = config.store_max_batch;
-  auto store = store::SqliteStore::open(store_options, &metrics);
-  if (!store) {
-    spdlog::critical("store: {}", store.error().detail);
+  auto sqlite = store::SqliteStore::open(store_options, &metrics);
+  if (!sqlite) {
+    spdlog::critical("store: {}", sqlite.error().detail);
     spdlog::shutdown();
     return 1;
   }
-  (*store)->start();
+  // Reads on every request's path (credentials, principals) are served from memory; see store/cached_store.hpp.
+  std::unique_ptr<store::Store> store = std::make_unique<store::CachedStore>(std::move(*sqlite));
+  store->start();
   if (config.admin_token.empty()) {
-    if (auto ok = bootstrap_operator(**store, config, clock); !ok) {
+    if (auto ok = bootstrap_operator(*store, config, clock); !ok) {
       spdlog::critical("bootstrap: {}", ok.error().detail);
-      (*store)->stop();
+      store->stop();
       spdlog::shutdown();
       return 1;
     }
   }
 
-  http::Authenticator authenticator(**store, {config.admin_token, jwt, config.auth_failure_burst,
+  http::Authenticator authenticator(*store, {config.admin_token, jwt, config.auth_failure_burst,
                                               config.auth_failure_refill},
                                     clock);
-  http::Api api(**store, authenticator, metrics, clock, config.api, access_log);
+  http::Api api(*store, authenticator, metrics, clock, config.api, access_log);
 
   const unsigned threads = config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
-  boost::asio::io_context io(static_cast<int>(threads));
-  http::HttpServer server(io, api, metrics, config.limits);
+  // Thread per core: one single-threaded io_context per I/O thread (see src/http/server.hpp).
+  std::vector<std::unique_ptr<boost::asio::io_context>> contexts;
+  std::vector<boost::asio::io_context*> context_ptrs;
+  for (unsigned i = 0; i < threads; ++i) {
+    contexts.push_back(std::make_unique<boost::asio::io_context>(1));
+    context_ptrs.push_back(contexts.back().get());
+  }
+  auto& io = *contexts.front();
+  http::HttpServer server(context_ptrs, api, metrics, config.limits);
   auto bound = server.listen(config.listen_host, config.listen_port);
   if (!bound) {
     spdlog::critical("{}", bound.error().detail);
-    (*store)->stop();
+    store->stop();
     spdlog::shutdown();
     return 1;
   }
@@ -143,15 +154,19 @@ int run_serve(ConfigLoader& loader) {
     spdlog::info("received signal {}; draining in-flight requests (grace {} ms)", signal,
                  config.shutdown_grace.count());
     api.begin_shutdown();
-    server.shutdown(config.shutdown_grace, [&io] { io.stop(); });
+    server.shutdown(config.shutdown_grace, [&contexts] {
+      for (auto& c : contexts) c->stop();
+    });
   });
 
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
+  for (auto& c : contexts) guards.push_back(boost::asio::make_work_guard(*c));
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&c = *contexts[i]] { c.run(); });
   io.run();
   for (auto& t : pool) t.join();
 
-  (*store)->stop();
+  store->stop();
   spdlog::info("twinbridge stopped");
   spdlog::shutdown();
   return 0;

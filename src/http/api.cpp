@@ -3,6 +3,8 @@
 #include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
 
+#include <charconv>
+
 #include "core/credentials.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
@@ -13,12 +15,11 @@ namespace {
 
 constexpr std::string_view kUnmatchedRoute = "(unmatched)";
 
-// A client's X-Request-Id is kept when it is short printable ASCII; otherwise a new id is made.
-std::string request_id_for(const Request& request) {
-  const auto& id = request.request_id;
+// A client's X-Request-Id is kept when it is short printable ASCII.
+bool acceptable_request_id(std::string_view id) {
   bool ok = !id.empty() && id.size() <= 128;
   for (char c : id) ok = ok && c > 0x20 && c < 0x7f;
-  return ok ? id : core::new_uuid_v7();
+  return ok;
 }
 
 bool etag_matches(std::string_view if_none_match, std::string_view etag) {
@@ -38,9 +39,24 @@ bool etag_matches(std::string_view if_none_match, std::string_view etag) {
 
 }  // namespace
 
+std::string Api::request_id_for(const Request& request) {
+  if (acceptable_request_id(request.request_id)) return request.request_id;
+  // "<process prefix>-<counter>": unique per process start, cheap (no entropy, no formatting library).
+  char digits[17];
+  const auto n = next_request_.fetch_add(1, std::memory_order_relaxed);
+  const auto end = std::to_chars(digits, digits + sizeof digits, n, 16).ptr;
+  std::string id;
+  id.reserve(request_id_prefix_.size() + 1 + static_cast<std::size_t>(end - digits));
+  id.append(request_id_prefix_).push_back('-');
+  id.append(digits, end);
+  return id;
+}
+
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          ApiSettings settings, std::shared_ptr<spdlog::logger> access_log)
-    : services_{store, authenticator, metrics, clock, settings}, access_log_(std::move(access_log)) {
+    : services_{store, authenticator, metrics, clock, settings},
+      access_log_(std::move(access_log)),
+      request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_, router_);
   add_principal_routes(router_, services_);
   add_audit_routes(router_, services_);

@@ -58,10 +58,13 @@ class Api {
 
  private:
   void finish(const Request& request, const RequestContext& ctx, Response& response);
+  std::string request_id_for(const Request& request);
 
   ApiServices services_;
   Router router_;
   std::shared_ptr<spdlog::logger> access_log_;
+  std::string request_id_prefix_;
+  std::atomic<std::uint64_t> next_request_{0};
 };
 
 }  // namespace twinbridge::http

@@ -34,8 +34,8 @@ constexpr std::chrono::seconds kLingerTime{2};
 
 }  // namespace
 
-// One open connection, as the server sees it for shutdown: its strand, its stream and whether a request is being
-// handled. Touched only on the connection's strand.
+// One open connection, as the server sees it for shutdown: its stream and whether a request is being handled.
+// Touched only on the thread of its io_context.
 struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
@@ -43,21 +43,23 @@ struct Connection {
 };
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
-  Impl(asio::io_context& io_context, Api& a, Metrics& m, ServerLimits l)
-      : io(io_context), api(a), metrics(m), limits(l), acceptor(asio::make_strand(io_context)) {}
+  Impl(std::vector<asio::io_context*> io_contexts, Api& a, Metrics& m, ServerLimits l)
+      : contexts(std::move(io_contexts)), api(a), metrics(m), limits(l) {
+    for (auto* io : contexts) acceptors.push_back(std::make_unique<tcp::acceptor>(*io));
+  }
 
-  asio::io_context& io;
+  std::vector<asio::io_context*> contexts;
   Api& api;
   Metrics& metrics;
   ServerLimits limits;
-  tcp::acceptor acceptor;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;  // acceptors[i] lives on contexts[i]
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> open{0};
   std::mutex connections_mutex;
   std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;
   std::uint64_t next_id = 0;
 
-  awaitable<void> accept_loop();
+  awaitable<void> accept_loop(tcp::acceptor& acceptor);
   awaitable<void> serve(std::shared_ptr<Connection> conn, std::uint64_t id);
   awaitable<void> drain(std::chrono::milliseconds grace, std::function<void()> drained);
   void close_idle(bool force);
@@ -121,8 +123,8 @@ std::optional<core::Error> parse_error(const beast::error_code& ec, const Server
 
 }  // namespace
 
-HttpServer::HttpServer(asio::io_context& io, Api& api, Metrics& metrics, ServerLimits limits)
-    : impl_(std::make_shared<Impl>(io, api, metrics, limits)) {}
+HttpServer::HttpServer(std::vector<asio::io_context*> contexts, Api& api, Metrics& metrics, ServerLimits limits)
+    : impl_(std::make_shared<Impl>(std::move(contexts), api, metrics, limits)) {}
 
 HttpServer::~HttpServer() = default;
 
@@ -130,35 +132,37 @@ core::Result<std::string> HttpServer::listen(const std::string& host, std::uint1
   beast::error_code ec;
   const auto address = asio::ip::make_address(host, ec);
   if (ec) return core::fail(Errc::validation_failed, fmt::format("'{}' is not an IP address", host));
-  const tcp::endpoint endpoint(address, port);
-  auto& a = impl_->acceptor;
-  a.open(endpoint.protocol(), ec);
-  if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) a.bind(endpoint, ec);
-  if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return core::fail(Errc::unavailable,
-                      fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
+  tcp::endpoint endpoint(address, port);
+  for (auto& a : impl_->acceptors) {
+    a->open(endpoint.protocol(), ec);
+    if (!ec) a->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) a->set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
+    if (!ec) a->bind(endpoint, ec);
+    if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+      return core::fail(Errc::unavailable, fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
+    }
+    endpoint = a->local_endpoint();  // with port 0, the others join the port the first one got
   }
-  const auto bound = a.local_endpoint();
+  const auto bound = endpoint;
   return address.is_v6() ? fmt::format("[{}]:{}", bound.address().to_string(), bound.port())
                          : fmt::format("{}:{}", bound.address().to_string(), bound.port());
 }
 
 void HttpServer::start() {
-  asio::co_spawn(impl_->acceptor.get_executor(), impl_->accept_loop(), asio::detached);
+  for (auto& a : impl_->acceptors) asio::co_spawn(a->get_executor(), impl_->accept_loop(*a), asio::detached);
 }
 
 std::size_t HttpServer::open_connections() const { return impl_->open.load(); }
 
 void HttpServer::shutdown(std::chrono::milliseconds grace, std::function<void()> drained) {
-  asio::co_spawn(impl_->acceptor.get_executor(), impl_->drain(grace, std::move(drained)), asio::detached);
+  asio::co_spawn(impl_->acceptors.front()->get_executor(), impl_->drain(grace, std::move(drained)), asio::detached);
 }
 
-awaitable<void> HttpServer::Impl::accept_loop() {
+awaitable<void> HttpServer::Impl::accept_loop(tcp::acceptor& acceptor) {
   auto self = shared_from_this();
   for (;;) {
-    auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), kAwait);
+    auto [ec, socket] = co_await acceptor.async_accept(kAwait);
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) co_return;
       spdlog::warn("http: accept failed: {}", ec.message());
@@ -301,10 +305,14 @@ void HttpServer::Impl::close_idle(bool force) {
 awaitable<void> HttpServer::Impl::drain(std::chrono::milliseconds grace, std::function<void()> drained) {
   auto self = shared_from_this();
   stopping = true;
-  beast::error_code ignored;
-  acceptor.close(ignored);
+  for (auto& a : acceptors) {
+    asio::post(a->get_executor(), [&a = *a] {
+      beast::error_code ignored;
+      a.close(ignored);
+    });
+  }
   const auto deadline = std::chrono::steady_clock::now() + grace;
-  asio::steady_timer timer(acceptor.get_executor());
+  asio::steady_timer timer(acceptors.front()->get_executor());
   while (open.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     close_idle(false);
     timer.expires_after(std::chrono::milliseconds(20));

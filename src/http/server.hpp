@@ -1,6 +1,8 @@
 #pragma once
-// The HTTP/1.1 server: an acceptor and one coroutine per connection, each on its own strand, run by the I/O threads
-// of the io_context the app owns (a thread per core). The only part of twinbridge that includes Beast.
+// The HTTP/1.1 server, thread per core: the app runs one single-threaded io_context per core; the server opens one
+// acceptor per io_context on the same port (SO_REUSEPORT, so the kernel spreads connections) and serves each
+// connection with one coroutine on the io_context that accepted it, so a connection never needs a lock or a strand
+// and threads never wake each other. The only part of twinbridge that includes Beast.
 //
 // Limits (ServerLimits): request head size (431), body size (413, checked from Content-Length before the body is
 // read), a deadline for a whole request once its first byte arrived (slow clients are cut off), an idle timeout
@@ -18,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "http/api.hpp"
@@ -36,7 +39,8 @@ struct ServerLimits {
 
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, Api& api, Metrics& metrics, ServerLimits limits);
+  // `contexts`: one io_context per I/O thread, each run by exactly one thread; they must outlive the server.
+  HttpServer(std::vector<boost::asio::io_context*> contexts, Api& api, Metrics& metrics, ServerLimits limits);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -4,12 +4,13 @@
 // compile() checks a pattern against the I-Regexp grammar and turns it into a small NFA program over Unicode
 // code points; matching simulates that program over a UTF-8 string Thompson-style: no backtracking and no
 // recursion, so time is at most (code points of the text) x (program size) and neither a hostile pattern nor
-// a long document string can blow the stack or take exponential time. Semantics are I-Regexp's, not
-// ECMAScript's: '.' matches any code point except U+000A and U+000D, \p{..} / \P{..} are Unicode General
-// Category tests (unicode_category.hpp), and there are no other escapes, groups or flags. One deviation from
-// the RFC 9485 grammar, as in the mappings to ECMAScript and PCRE that its section 5 gives and as the
-// JSONPath compliance test suite expects: an unescaped '^' or '$' outside a class asserts the start or the
-// end of the text rather than matching the character.
+// a long document string can blow the stack or take exponential time.
+//
+// Semantics are I-Regexp's, not ECMAScript's: '.' matches any code point except U+000A and U+000D, \p{..} and
+// \P{..} are Unicode General Category tests (unicode_category.hpp), and there are no other escapes, no
+// backreferences, lookaround, lazy quantifiers or flags. One deviation from the RFC 9485 grammar, as with the
+// mappings to ECMAScript and PCRE in its section 5 and as the JSONPath compliance test suite expects: an
+// unescaped '^' or '$' outside a class asserts the start or the end of the text instead of matching itself.
 //
 // An IRegexp is immutable once compiled; any number of threads may match with the same one at once.
 

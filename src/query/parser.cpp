@@ -99,7 +99,7 @@ class Parser {
                          "invalid JSONPath at offset " + std::to_string(offset) + ": " + message);
   }
 
-  // Records the first error; returns something that converts to an empty optional and to false.
+  // Records the first error (later ones are its consequences); returns std::nullopt to pass upwards.
   std::nullopt_t fail(std::size_t offset, std::string message) {
     if (!failed_) {
       failed_ = true;

@@ -18,6 +18,8 @@ namespace twinbridge::query {
 
 struct Expr;
 
+// Members without a default of their own get {} so that designated initializers may leave them out.
+
 enum class SelectorKind : std::uint8_t { name, wildcard, index, slice, filter };
 
 struct Selector {
@@ -37,8 +39,8 @@ struct Segment {
 
 struct PathQuery {
   bool absolute = true;  // starts at the root '$'; otherwise at the current node '@'
-  bool singular =
-      true;  // RFC 9535 singular query: child segments of one name or index each, at most one node
+  // An RFC 9535 singular query: child segments of one name or index each, so it selects at most one node.
+  bool singular = true;
   std::vector<Segment> segments{};
 };
 

@@ -1,0 +1,919 @@
+#include "store/sqlite_store.hpp"
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "core/access.hpp"
+#include "core/credentials.hpp"
+
+namespace twinbridge::store {
+namespace {
+
+using namespace std::chrono_literals;
+using core::ApiKeyId;
+using core::AuditEntry;
+using core::Errc;
+using core::Principal;
+using core::PrincipalId;
+using core::Result;
+
+const core::Timestamp kT0 = core::from_unix_micros(1'780'000'000'123'456);
+
+// A completion that fulfils a promise, and the future that receives its result. The completion owns the promise,
+// so it stays valid however late the store runs it.
+template <class T>
+std::pair<Completion<T>, std::future<Result<T>>> completion() {
+  std::promise<Result<T>> promise;
+  auto future = promise.get_future();
+  return {[promise = std::move(promise)](Result<T> result) mutable { promise.set_value(std::move(result)); },
+          std::move(future)};
+}
+
+// Starts one asynchronous write with `start(completion)` and blocks until it completes.
+template <class T, class Start>
+Result<T> wait_for(Start&& start) {
+  auto [done, result] = completion<T>();
+  std::forward<Start>(start)(std::move(done));
+  return result.get();
+}
+
+bool is_ready(const std::future<Result<Principal>>& f) { return f.wait_for(0s) == std::future_status::ready; }
+
+bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+
+// Counts reads and records the size of every committed batch. hold_next_commit() makes the next commit wait inside
+// on_commit (after the transaction is durable, before any completion runs) until release(): while it waits, every
+// write submitted queues up, which lets a test decide deterministically what the next batch contains.
+class RecordingObserver final : public StoreObserver {
+ public:
+  void on_read(std::string_view, std::chrono::nanoseconds) override {
+    std::lock_guard lock(mutex_);
+    ++reads_;
+  }
+
+  void on_commit(std::size_t writes, std::chrono::nanoseconds) override {
+    std::unique_lock lock(mutex_);
+    batches_.push_back(writes);
+    if (hold_) {
+      held_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !hold_; });
+    }
+  }
+
+  void hold_next_commit() {
+    std::lock_guard lock(mutex_);
+    hold_ = true;
+    held_ = false;
+  }
+
+  void wait_until_held() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [&] { return held_; });
+  }
+
+  void release() {
+    {
+      std::lock_guard lock(mutex_);
+      hold_ = false;
+    }
+    cv_.notify_all();
+  }
+
+  std::vector<std::size_t> batches() const {
+    std::lock_guard lock(mutex_);
+    return batches_;
+  }
+
+  std::size_t reads() const {
+    std::lock_guard lock(mutex_);
+    return reads_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::size_t> batches_;
+  std::size_t reads_ = 0;
+  bool hold_ = false;
+  bool held_ = false;
+};
+
+Principal make_principal(std::string id, core::PrincipalKind kind = core::PrincipalKind::twin_system) {
+  Principal p;
+  p.id = PrincipalId(std::move(id));
+  p.kind = kind;
+  p.name = "Principal " + p.id.str();
+  p.roles = core::default_roles(kind);
+  p.properties = {{"site", "Hall 3"}, {"axes", 6}, {"tags", boost::json::array{"a", "b"}}};
+  return p;
+}
+
+AuditEntry make_audit(std::string action, std::string target_id, core::Timestamp at = kT0,
+                      std::string actor = "admin-token") {
+  AuditEntry e;
+  e.at = at;
+  e.actor = std::move(actor);
+  e.actor_kind = "operator";
+  e.action = std::move(action);
+  e.target_type = "principal";
+  e.target_id = std::move(target_id);
+  e.request_id = "req-" + core::random_hex(4);
+  e.detail = {{"name", "value"}};
+  return e;
+}
+
+ApiKeyRecord make_key(const PrincipalId& principal, std::string id) {
+  ApiKeyRecord k;
+  k.id = ApiKeyId(std::move(id));
+  k.principal = principal;
+  k.hash = core::sha256_hex("token of " + k.id.str());
+  k.label = "key " + k.id.str();
+  k.created = kT0;
+  return k;
+}
+
+void expect_same(const Principal& a, const Principal& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.kind, b.kind);
+  EXPECT_EQ(a.name, b.name);
+  EXPECT_EQ(a.roles, b.roles);
+  EXPECT_EQ(a.properties, b.properties);
+  EXPECT_EQ(a.disabled, b.disabled);
+  EXPECT_EQ(a.created, b.created);
+  EXPECT_EQ(a.modified, b.modified);
+  EXPECT_EQ(a.version, b.version);
+}
+
+void expect_same(const ApiKeyRecord& a, const ApiKeyRecord& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.principal, b.principal);
+  EXPECT_EQ(a.hash, b.hash);
+  EXPECT_EQ(a.label, b.label);
+  EXPECT_EQ(a.created, b.created);
+  EXPECT_EQ(a.expires, b.expires);
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("twinbridge-store-test-" + core::random_hex(8));
+    ASSERT_TRUE(std::filesystem::create_directory(dir_)) << dir_;
+    open_store(options());
+  }
+
+  void TearDown() override {
+    observer_.release();  // never leave the writer waiting in on_commit, or destroying the store would hang
+    store_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+
+  SqliteOptions options() const {
+    SqliteOptions o;
+    o.path = dir_ / "twinbridge.db";
+    return o;
+  }
+
+  void open_store(SqliteOptions o) {
+    store_.reset();
+    auto opened = SqliteStore::open(std::move(o), &observer_);
+    ASSERT_TRUE(opened.has_value()) << opened.error().detail;
+    store_ = std::move(*opened);
+    store_->start();
+  }
+
+  void close_store() {
+    store_->stop();
+    store_.reset();
+  }
+
+  Result<Principal> create(Principal p, std::optional<ApiKeyRecord> key = std::nullopt,
+                           std::optional<AuditEntry> audit = std::nullopt) {
+    auto entry = audit ? std::move(*audit) : make_audit("principal.create", p.id.str());
+    return wait_for<Principal>([&](Completion<Principal> done) {
+      store_->create_principal(std::move(p), std::move(key), std::move(entry), std::move(done));
+    });
+  }
+
+  Result<Principal> update(Principal p, std::int64_t expected_version, core::Timestamp at = kT0 + 1s) {
+    auto entry = make_audit("principal.update", p.id.str(), at);
+    return wait_for<Principal>([&](Completion<Principal> done) {
+      store_->update_principal(std::move(p), expected_version, std::move(entry), std::move(done));
+    });
+  }
+
+  Result<void> remove(const PrincipalId& id, std::optional<std::int64_t> expected_version) {
+    return wait_for<void>([&](Completion<void> done) {
+      store_->delete_principal(id, expected_version, make_audit("principal.delete", id.str(), kT0 + 2s),
+                               std::move(done));
+    });
+  }
+
+  Result<ApiKeyRecord> add_key(ApiKeyRecord key) {
+    auto entry = make_audit("api-key.create", key.principal.str(), kT0 + 3s);
+    return wait_for<ApiKeyRecord>([&](Completion<ApiKeyRecord> done) {
+      store_->add_api_key(std::move(key), std::move(entry), std::move(done));
+    });
+  }
+
+  Result<void> revoke(const PrincipalId& principal, const ApiKeyId& key) {
+    return wait_for<void>([&](Completion<void> done) {
+      store_->revoke_api_key(principal, key, make_audit("api-key.revoke", principal.str(), kT0 + 4s),
+                             std::move(done));
+    });
+  }
+
+  // Creates every principal with concurrent writes and waits for all of them.
+  void create_all(const std::vector<std::string>& ids) {
+    std::vector<std::future<Result<Principal>>> pending;
+    for (const auto& id : ids) {
+      auto [done, result] = completion<Principal>();
+      store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id),
+                               std::move(done));
+      pending.push_back(std::move(result));
+    }
+    for (auto& f : pending) {
+      const auto r = f.get();
+      ASSERT_TRUE(r.has_value()) << r.error().detail;
+    }
+  }
+
+  std::vector<AuditEntry> audit_matching(AuditQuery q) {
+    std::vector<AuditEntry> out;
+    for (;;) {
+      auto page = store_->audit(q);
+      EXPECT_TRUE(page.has_value()) << page.error().detail;
+      if (!page) return out;
+      out.insert(out.end(), page->items.begin(), page->items.end());
+      if (!page->next_after) return out;
+      q.after_seq = std::stoll(*page->next_after);
+    }
+  }
+
+  // Every entry of the audit log that a query set up by `configure` matches, across all pages.
+  template <class Configure>
+  std::vector<AuditEntry> audit_where(Configure&& configure) {
+    AuditQuery q;
+    q.limit = 1000;
+    std::forward<Configure>(configure)(q);
+    return audit_matching(std::move(q));
+  }
+
+  std::vector<AuditEntry> all_audit() {
+    return audit_where([](AuditQuery&) {});
+  }
+
+  std::vector<std::string> all_principal_ids() {
+    std::vector<std::string> out;
+    PageRequest request{.after = "", .limit = 1000};
+    for (;;) {
+      auto page = store_->principals(request);
+      EXPECT_TRUE(page.has_value()) << page.error().detail;
+      if (!page) return out;
+      for (const auto& p : page->items) out.push_back(p.id.str());
+      if (!page->next_after) return out;
+      request.after = *page->next_after;
+    }
+  }
+
+  static std::vector<std::string> actions_of(const std::vector<AuditEntry>& entries) {
+    std::vector<std::string> out;
+    for (const auto& e : entries) out.push_back(e.action);
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  RecordingObserver observer_;  // declared before the store: it outlives it
+  std::unique_ptr<SqliteStore> store_;
+};
+
+TEST_F(SqliteStoreTest, CreatesAndReadsAPrincipal) {
+  auto p = make_principal("urn:dev:ops:robot-1");
+  p.disabled = true;
+  const auto created = create(p);
+  ASSERT_TRUE(created.has_value()) << created.error().detail;
+  EXPECT_EQ(created->version, 1);
+  EXPECT_EQ(created->created, kT0);
+  EXPECT_EQ(created->modified, kT0);
+  EXPECT_EQ(created->name, p.name);
+
+  const auto read = store_->principal(p.id);
+  ASSERT_TRUE(read.has_value()) << read.error().detail;
+  expect_same(*read, *created);
+  EXPECT_TRUE(read->disabled);
+  EXPECT_EQ(read->properties, p.properties);
+  EXPECT_EQ(read->roles, p.roles);
+
+  const auto entries = all_audit();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].at, read->created);
+}
+
+TEST_F(SqliteStoreTest, ReadingAnUnknownPrincipalIsNotFound) {
+  const auto read = store_->principal(PrincipalId("nobody"));
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code, Errc::not_found);
+}
+
+TEST_F(SqliteStoreTest, CredentialFindsThePrincipalAndTheKeyCreatedWithIt) {
+  const auto p = make_principal("urn:dev:ops:robot-1");
+  const auto issued = core::issue_api_key();
+  auto key = make_key(p.id, issued.key_id);
+  key.hash = issued.hash;
+  ASSERT_TRUE(create(p, key).has_value());
+
+  const auto id = core::api_key_id_of(issued.token);
+  ASSERT_TRUE(id.has_value());
+  const auto found = store_->credential(ApiKeyId(std::string(*id)));
+  ASSERT_TRUE(found.has_value()) << found.error().detail;
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->principal.id, p.id);
+  EXPECT_EQ((*found)->principal.version, 1);
+  expect_same((*found)->key, key);
+  EXPECT_TRUE(core::constant_time_equal((*found)->key.hash, core::sha256_hex(issued.token)));
+}
+
+TEST_F(SqliteStoreTest, CredentialOfAnUnknownKeyIsEmpty) {
+  const auto found = store_->credential(ApiKeyId("0123456789abcdef"));
+  ASSERT_TRUE(found.has_value()) << found.error().detail;
+  EXPECT_FALSE(found->has_value());
+}
+
+TEST_F(SqliteStoreTest, AddedKeysAreListedWithTheirExpiry) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")).has_value());
+  auto second = make_key(p.id, "k2");
+  second.expires = kT0 + 24h;
+  const auto added = add_key(second);
+  ASSERT_TRUE(added.has_value()) << added.error().detail;
+  expect_same(*added, second);
+
+  const auto keys = store_->api_keys(p.id);
+  ASSERT_TRUE(keys.has_value()) << keys.error().detail;
+  ASSERT_EQ(keys->size(), 2u);
+  expect_same((*keys)[0], make_key(p.id, "k1"));
+  expect_same((*keys)[1], second);
+
+  const auto found = store_->credential(ApiKeyId("k2"));
+  ASSERT_TRUE(found.has_value() && found->has_value());
+  EXPECT_EQ((*found)->key.expires, kT0 + 24h);
+}
+
+TEST_F(SqliteStoreTest, AddingAKeyToAnUnknownPrincipalIsNotFound) {
+  const auto added = add_key(make_key(PrincipalId("nobody"), "k1"));
+  ASSERT_FALSE(added.has_value());
+  EXPECT_EQ(added.error().code, Errc::not_found);
+  EXPECT_TRUE(all_audit().empty());
+}
+
+TEST_F(SqliteStoreTest, AddingATakenKeyIdIsAConflict) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")).has_value());
+  const auto added = add_key(make_key(p.id, "k1"));
+  ASSERT_FALSE(added.has_value());
+  EXPECT_EQ(added.error().code, Errc::conflict);
+  EXPECT_EQ(all_audit().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, DuplicateIdIsAConflictWithoutASecondAuditEntry) {
+  const auto first = make_principal("p");
+  ASSERT_TRUE(create(first).has_value());
+  auto second = make_principal("p");
+  second.name = "another name";
+  const auto again = create(second);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, Errc::conflict);
+
+  const auto read = store_->principal(first.id);
+  ASSERT_TRUE(read.has_value());
+  EXPECT_EQ(read->name, first.name);
+  EXPECT_EQ(all_audit().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, CreateWithATakenKeyIdLeavesNoPrincipalBehind) {
+  const auto first = make_principal("p1");
+  ASSERT_TRUE(create(first, make_key(first.id, "k1")).has_value());
+  const auto second = make_principal("p2");
+  const auto created = create(second, make_key(second.id, "k1"));
+  ASSERT_FALSE(created.has_value());
+  EXPECT_EQ(created.error().code, Errc::conflict);
+
+  // The principal row was written before the key failed; the write is all or nothing.
+  const auto read = store_->principal(second.id);
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code, Errc::not_found);
+  EXPECT_EQ(all_audit().size(), 1u);
+  const auto found = store_->credential(ApiKeyId("k1"));
+  ASSERT_TRUE(found.has_value() && found->has_value());
+  EXPECT_EQ((*found)->principal.id, first.id);
+}
+
+TEST_F(SqliteStoreTest, UpdateWithTheExpectedVersionGivesTheNextVersion) {
+  const auto created = create(make_principal("p"));
+  ASSERT_TRUE(created.has_value());
+  auto changed = *created;
+  changed.name = "renamed";
+  changed.roles = {"auditor"};
+  changed.properties = {{"new", true}};
+  changed.disabled = true;
+  const auto updated = update(changed, 1, kT0 + 1s);
+  ASSERT_TRUE(updated.has_value()) << updated.error().detail;
+  EXPECT_EQ(updated->version, 2);
+  EXPECT_EQ(updated->created, kT0);
+  EXPECT_EQ(updated->modified, kT0 + 1s);
+
+  const auto read = store_->principal(changed.id);
+  ASSERT_TRUE(read.has_value());
+  expect_same(*read, *updated);
+  EXPECT_EQ(read->name, "renamed");
+  EXPECT_EQ(read->roles, std::vector<std::string>{"auditor"});
+  EXPECT_TRUE(read->disabled);
+
+  const auto again = update(*read, 2, kT0 + 5s);
+  ASSERT_TRUE(again.has_value()) << again.error().detail;
+  EXPECT_EQ(again->version, 3);
+}
+
+TEST_F(SqliteStoreTest, UpdateWithAnotherVersionIsRefusedAndChangesNothing) {
+  const auto created = create(make_principal("p"));
+  ASSERT_TRUE(created.has_value());
+  auto changed = *created;
+  changed.name = "renamed";
+  for (std::int64_t wrong : {0, 2, 7}) {
+    const auto updated = update(changed, wrong);
+    ASSERT_FALSE(updated.has_value()) << wrong;
+    EXPECT_EQ(updated.error().code, Errc::precondition_failed) << wrong;
+  }
+  const auto read = store_->principal(changed.id);
+  ASSERT_TRUE(read.has_value());
+  expect_same(*read, *created);
+  EXPECT_EQ(all_audit().size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, UpdateOfAnUnknownPrincipalIsNotFound) {
+  const auto updated = update(make_principal("nobody"), 1);
+  ASSERT_FALSE(updated.has_value());
+  EXPECT_EQ(updated.error().code, Errc::not_found);
+  EXPECT_TRUE(all_audit().empty());
+}
+
+TEST_F(SqliteStoreTest, DeleteWithoutExpectedVersion) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p).has_value());
+  const auto deleted = remove(p.id, std::nullopt);
+  ASSERT_TRUE(deleted.has_value()) << deleted.error().detail;
+  const auto read = store_->principal(p.id);
+  ASSERT_FALSE(read.has_value());
+  EXPECT_EQ(read.error().code, Errc::not_found);
+}
+
+TEST_F(SqliteStoreTest, DeleteWithTheExpectedVersion) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p).has_value());
+  const auto wrong = remove(p.id, 2);
+  ASSERT_FALSE(wrong.has_value());
+  EXPECT_EQ(wrong.error().code, Errc::precondition_failed);
+  ASSERT_TRUE(store_->principal(p.id).has_value());
+
+  const auto deleted = remove(p.id, 1);
+  ASSERT_TRUE(deleted.has_value()) << deleted.error().detail;
+  EXPECT_FALSE(store_->principal(p.id).has_value());
+  EXPECT_EQ(actions_of(all_audit()), (std::vector<std::string>{"principal.create", "principal.delete"}));
+}
+
+TEST_F(SqliteStoreTest, DeletingAnUnknownPrincipalIsNotFound) {
+  const auto deleted = remove(PrincipalId("nobody"), std::nullopt);
+  ASSERT_FALSE(deleted.has_value());
+  EXPECT_EQ(deleted.error().code, Errc::not_found);
+  EXPECT_TRUE(all_audit().empty());
+}
+
+TEST_F(SqliteStoreTest, DeleteRemovesThePrincipalsKeys) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")).has_value());
+  ASSERT_TRUE(add_key(make_key(p.id, "k2")).has_value());
+  ASSERT_TRUE(remove(p.id, std::nullopt).has_value());
+
+  for (const char* key : {"k1", "k2"}) {
+    const auto found = store_->credential(ApiKeyId(key));
+    ASSERT_TRUE(found.has_value()) << found.error().detail;
+    EXPECT_FALSE(found->has_value()) << key;
+  }
+  const auto keys = store_->api_keys(p.id);
+  ASSERT_TRUE(keys.has_value());
+  EXPECT_TRUE(keys->empty());
+
+  // A new principal with the same id does not inherit the old keys.
+  ASSERT_TRUE(create(p).has_value());
+  const auto found = store_->credential(ApiKeyId("k1"));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_FALSE(found->has_value());
+}
+
+TEST_F(SqliteStoreTest, RevokeApiKeyRemovesTheKey) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")).has_value());
+  ASSERT_TRUE(add_key(make_key(p.id, "k2")).has_value());
+  const auto revoked = revoke(p.id, ApiKeyId("k1"));
+  ASSERT_TRUE(revoked.has_value()) << revoked.error().detail;
+
+  const auto gone = store_->credential(ApiKeyId("k1"));
+  ASSERT_TRUE(gone.has_value());
+  EXPECT_FALSE(gone->has_value());
+  const auto kept = store_->credential(ApiKeyId("k2"));
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_TRUE(kept->has_value());
+  EXPECT_EQ(actions_of(all_audit()),
+            (std::vector<std::string>{"principal.create", "api-key.create", "api-key.revoke"}));
+}
+
+TEST_F(SqliteStoreTest, RevokingAnUnknownKeyIsNotFound) {
+  const auto p = make_principal("p");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")).has_value());
+
+  const auto unknown = revoke(p.id, ApiKeyId("nope"));
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_EQ(unknown.error().code, Errc::not_found);
+
+  // Another principal cannot revoke a key that is not its own.
+  ASSERT_TRUE(create(make_principal("other")).has_value());
+  const auto foreign = revoke(PrincipalId("other"), ApiKeyId("k1"));
+  ASSERT_FALSE(foreign.has_value());
+  EXPECT_EQ(foreign.error().code, Errc::not_found);
+  const auto kept = store_->credential(ApiKeyId("k1"));
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_TRUE(kept->has_value());
+
+  ASSERT_TRUE(revoke(p.id, ApiKeyId("k1")).has_value());
+  const auto twice = revoke(p.id, ApiKeyId("k1"));
+  ASSERT_FALSE(twice.has_value());
+  EXPECT_EQ(twice.error().code, Errc::not_found);
+
+  EXPECT_EQ(actions_of(all_audit()),
+            (std::vector<std::string>{"principal.create", "principal.create", "api-key.revoke"}));
+}
+
+TEST_F(SqliteStoreTest, PrincipalsArePagedInIdOrder) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 250; ++i) ids.push_back(fmt::format("p-{:03}", i));
+  auto shuffled = ids;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(7));
+  ASSERT_NO_FATAL_FAILURE(create_all(shuffled));
+
+  std::vector<std::string> seen;
+  std::vector<std::size_t> page_sizes;
+  PageRequest request{.after = "", .limit = 100};
+  for (int pages = 0; pages < 10; ++pages) {
+    const auto page = store_->principals(request);
+    ASSERT_TRUE(page.has_value()) << page.error().detail;
+    page_sizes.push_back(page->items.size());
+    for (const auto& p : page->items) seen.push_back(p.id.str());
+    if (!page->next_after) break;
+    EXPECT_EQ(*page->next_after, page->items.back().id.str());
+    request.after = *page->next_after;
+  }
+  EXPECT_EQ(page_sizes, (std::vector<std::size_t>{100, 100, 50}));
+  EXPECT_EQ(seen, ids);  // sorted, complete, and without duplicates
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+}
+
+TEST_F(SqliteStoreTest, AFullLastPageHasNoNextCursor) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(fmt::format("p-{:02}", i));
+  ASSERT_NO_FATAL_FAILURE(create_all(ids));
+
+  const auto first = store_->principals({.after = "", .limit = 10});
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ(first->items.size(), 10u);
+  ASSERT_EQ(first->next_after, "p-09");
+  const auto last = store_->principals({.after = "p-09", .limit = 10});
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->items.size(), 10u);
+  EXPECT_EQ(last->items.front().id.str(), "p-10");
+  EXPECT_FALSE(last->next_after.has_value());
+}
+
+TEST_F(SqliteStoreTest, EverySuccessfulWriteHasExactlyOneAuditEntry) {
+  const auto p = make_principal("p");
+  auto create_audit = make_audit("principal.create", "p", kT0, "op-1");
+  create_audit.actor_kind = "operator";
+  create_audit.request_id = "req-create";
+  create_audit.detail = {{"name", p.name}, {"roles", boost::json::array{"a"}}};
+  const auto created = create(p, make_key(p.id, "k1"), create_audit);
+  ASSERT_TRUE(created.has_value());
+  EXPECT_FALSE(create(p).has_value());                         // conflict
+  EXPECT_FALSE(update(*created, 5).has_value());              // precondition failed
+  EXPECT_FALSE(update(make_principal("nobody"), 1).has_value());  // not found
+  ASSERT_TRUE(update(*created, 1).has_value());
+  EXPECT_FALSE(add_key(make_key(p.id, "k1")).has_value());  // conflict
+  ASSERT_TRUE(add_key(make_key(p.id, "k2")).has_value());
+  EXPECT_FALSE(revoke(p.id, ApiKeyId("k3")).has_value());  // not found
+  ASSERT_TRUE(revoke(p.id, ApiKeyId("k2")).has_value());
+  EXPECT_FALSE(remove(p.id, 1).has_value());  // precondition failed
+  ASSERT_TRUE(remove(p.id, 2).has_value());
+  EXPECT_FALSE(remove(p.id, std::nullopt).has_value());  // not found
+
+  const auto entries = all_audit();
+  EXPECT_EQ(actions_of(entries), (std::vector<std::string>{"principal.create", "principal.update", "api-key.create",
+                                                           "api-key.revoke", "principal.delete"}));
+  for (std::size_t i = 1; i < entries.size(); ++i) EXPECT_GT(entries[i].seq, entries[i - 1].seq);
+  ASSERT_FALSE(entries.empty());
+  const auto& first = entries.front();
+  EXPECT_EQ(first.at, create_audit.at);
+  EXPECT_EQ(first.actor, "op-1");
+  EXPECT_EQ(first.actor_kind, "operator");
+  EXPECT_EQ(first.target_type, "principal");
+  EXPECT_EQ(first.target_id, "p");
+  EXPECT_EQ(first.request_id, "req-create");
+  EXPECT_EQ(first.detail, create_audit.detail);
+}
+
+TEST_F(SqliteStoreTest, AuditIsFilteredAndPaged) {
+  // Entry i is written at kT0 + i seconds.
+  const std::vector<std::pair<std::string, std::string>> writes = {
+      {"alice", "p0"}, {"bob", "p1"}, {"alice", "p2"}, {"alice", "p3"}, {"bob", "p4"}, {"carol", "p5"}};
+  for (std::size_t i = 0; i < writes.size(); ++i) {
+    const auto& [actor, id] = writes[i];
+    const auto at = kT0 + std::chrono::seconds(i);
+    ASSERT_TRUE(create(make_principal(id), std::nullopt, make_audit("principal.create", id, at, actor)).has_value());
+  }
+  ASSERT_TRUE(update(*store_->principal(PrincipalId("p1")), 1, kT0 + 10s).has_value());
+
+  auto ids_of = [](const std::vector<AuditEntry>& entries) {
+    std::vector<std::string> out;
+    for (const auto& e : entries) out.push_back(e.target_id + ":" + e.action);
+    return out;
+  };
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.actor = "alice"; })),
+            (std::vector<std::string>{"p0:principal.create", "p2:principal.create", "p3:principal.create"}));
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.target_id = "p1"; })),
+            (std::vector<std::string>{"p1:principal.create", "p1:principal.update"}));
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.action = "principal.update"; })), (std::vector<std::string>{"p1:principal.update"}));
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.since = kT0 + 4s; })),
+            (std::vector<std::string>{"p4:principal.create", "p5:principal.create", "p1:principal.update"}));
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.actor = "bob"; q.since = kT0 + 2s; })),
+            (std::vector<std::string>{"p4:principal.create"}));
+  EXPECT_EQ(audit_where([&](AuditQuery& q) { q.target_type = "principal"; }).size(), 7u);
+  EXPECT_TRUE(audit_where([&](AuditQuery& q) { q.target_type = "system"; }).empty());
+  EXPECT_TRUE(audit_where([&](AuditQuery& q) { q.actor = "nobody"; }).empty());
+
+  // Paging with after_seq: pages of 3, then 3, then 1, in seq order without repeats.
+  const auto all = all_audit();
+  ASSERT_EQ(all.size(), 7u);
+  AuditQuery paged;
+  paged.limit = 3;
+  std::vector<std::int64_t> seqs;
+  std::vector<std::size_t> sizes;
+  for (int pages = 0; pages < 10; ++pages) {
+    const auto page = store_->audit(paged);
+    ASSERT_TRUE(page.has_value()) << page.error().detail;
+    sizes.push_back(page->items.size());
+    for (const auto& e : page->items) seqs.push_back(e.seq);
+    if (!page->next_after) break;
+    EXPECT_EQ(*page->next_after, std::to_string(page->items.back().seq));
+    paged.after_seq = std::stoll(*page->next_after);
+  }
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{3, 3, 1}));
+  std::vector<std::int64_t> expected;
+  for (const auto& e : all) expected.push_back(e.seq);
+  EXPECT_EQ(seqs, expected);
+
+  // after_seq also combines with a filter.
+  const auto after_first_alice = audit_where([&](AuditQuery& q) { q.actor = "alice"; q.after_seq = all[0].seq; });
+  EXPECT_EQ(ids_of(after_first_alice), (std::vector<std::string>{"p2:principal.create", "p3:principal.create"}));
+}
+
+TEST_F(SqliteStoreTest, ConcurrentWritersShareCommits) {
+  constexpr int kThreads = 8;
+  constexpr int kWritesPerThread = 500;
+  // The first commit waits until every write has been submitted, so the writes queued meanwhile must share the
+  // commits that follow.
+  observer_.hold_next_commit();
+  std::vector<std::vector<std::future<Result<Principal>>>> pending(kThreads);
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([this, t, &pending] {
+      for (int i = 0; i < kWritesPerThread; ++i) {
+        const auto id = fmt::format("t{}-{:03}", t, i);
+        auto [done, result] = completion<Principal>();
+        store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id),
+                                 std::move(done));
+        pending[static_cast<std::size_t>(t)].push_back(std::move(result));
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  observer_.release();
+
+  int succeeded = 0;
+  for (auto& thread_pending : pending) {
+    for (auto& f : thread_pending) {
+      const auto r = f.get();
+      EXPECT_TRUE(r.has_value()) << r.error().detail;
+      if (r) ++succeeded;
+    }
+  }
+  EXPECT_EQ(succeeded, kThreads * kWritesPerThread);
+
+  const auto batches = observer_.batches();
+  std::size_t total = 0;
+  for (auto n : batches) total += n;
+  EXPECT_EQ(total, static_cast<std::size_t>(kThreads * kWritesPerThread));
+  EXPECT_GT(*std::max_element(batches.begin(), batches.end()), 1u);
+  EXPECT_LT(batches.size(), static_cast<std::size_t>(kThreads * kWritesPerThread));
+
+  EXPECT_EQ(all_principal_ids().size(), static_cast<std::size_t>(kThreads * kWritesPerThread));
+  EXPECT_EQ(all_audit().size(), static_cast<std::size_t>(kThreads * kWritesPerThread));
+}
+
+TEST_F(SqliteStoreTest, AFailedWriteInABatchDoesNotAffectTheOthers) {
+  observer_.hold_next_commit();
+  auto [first_done, first] = completion<Principal>();
+  store_->create_principal(make_principal("first"), std::nullopt, make_audit("principal.create", "first"),
+                           std::move(first_done));
+  observer_.wait_until_held();
+
+  // These three queue up while the writer waits, so they are committed as one batch.
+  std::vector<std::future<Result<Principal>>> pending;
+  for (const char* id : {"a", "a", "b"}) {
+    auto [done, result] = completion<Principal>();
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    pending.push_back(std::move(result));
+  }
+  observer_.release();
+
+  EXPECT_TRUE(first.get().has_value());
+  const auto a = pending[0].get();
+  const auto duplicate = pending[1].get();
+  const auto b = pending[2].get();
+  EXPECT_TRUE(a.has_value());
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_EQ(duplicate.error().code, Errc::conflict);
+  EXPECT_TRUE(b.has_value());
+  EXPECT_EQ(observer_.batches(), (std::vector<std::size_t>{1, 3}));
+  EXPECT_EQ(all_principal_ids(), (std::vector<std::string>{"a", "b", "first"}));
+  EXPECT_EQ(all_audit().size(), 3u);
+}
+
+TEST_F(SqliteStoreTest, AFullQueueFailsFast) {
+  auto o = options();
+  o.max_queue = 2;
+  ASSERT_NO_FATAL_FAILURE(open_store(o));
+
+  observer_.hold_next_commit();
+  auto [first_done, first] = completion<Principal>();
+  store_->create_principal(make_principal("first"), std::nullopt, make_audit("principal.create", "first"),
+                           std::move(first_done));
+  observer_.wait_until_held();
+
+  std::vector<std::future<Result<Principal>>> pending;
+  for (const char* id : {"q1", "q2", "over"}) {
+    auto [done, result] = completion<Principal>();
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    pending.push_back(std::move(result));
+  }
+  // The third write found the queue full: it has failed already, while the writer is still held.
+  ASSERT_TRUE(is_ready(pending[2]));
+  EXPECT_FALSE(is_ready(pending[0]));
+  const auto over = pending[2].get();
+  ASSERT_FALSE(over.has_value());
+  EXPECT_EQ(over.error().code, Errc::unavailable);
+  EXPECT_GT(over.error().retry_after_seconds, 0);
+
+  observer_.release();
+  EXPECT_TRUE(first.get().has_value());
+  EXPECT_TRUE(pending[0].get().has_value());
+  EXPECT_TRUE(pending[1].get().has_value());
+  EXPECT_EQ(all_principal_ids(), (std::vector<std::string>{"first", "q1", "q2"}));
+}
+
+TEST_F(SqliteStoreTest, DataSurvivesReopening) {
+  const auto p = make_principal("urn:dev:ops:robot-1");
+  const auto created = create(p, make_key(p.id, "k1"));
+  ASSERT_TRUE(created.has_value());
+  auto changed = *created;
+  changed.name = "renamed";
+  const auto updated = update(changed, 1);
+  ASSERT_TRUE(updated.has_value());
+
+  close_store();
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+
+  const auto read = store_->principal(p.id);
+  ASSERT_TRUE(read.has_value()) << read.error().detail;
+  expect_same(*read, *updated);
+  const auto found = store_->credential(ApiKeyId("k1"));
+  ASSERT_TRUE(found.has_value() && found->has_value());
+  EXPECT_EQ((*found)->principal.name, "renamed");
+  EXPECT_EQ(actions_of(all_audit()), (std::vector<std::string>{"principal.create", "principal.update"}));
+
+  // Writes continue after reopening, and audit sequence numbers keep increasing.
+  const auto last_seq = all_audit().back().seq;
+  ASSERT_TRUE(update(*read, 2).has_value());
+  EXPECT_GT(all_audit().back().seq, last_seq);
+}
+
+TEST_F(SqliteStoreTest, StopCompletesQueuedWritesAndRefusesLaterOnes) {
+  std::vector<std::future<Result<Principal>>> pending;
+  for (int i = 0; i < 100; ++i) {
+    const auto id = fmt::format("p-{:03}", i);
+    auto [done, result] = completion<Principal>();
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    pending.push_back(std::move(result));
+  }
+  store_->stop();
+  for (auto& f : pending) {
+    ASSERT_TRUE(is_ready(f));  // stop() returned only after every queued write completed
+    const auto r = f.get();
+    EXPECT_TRUE(r.has_value()) << r.error().detail;
+  }
+
+  const auto later = create(make_principal("late"));
+  ASSERT_FALSE(later.has_value());
+  EXPECT_EQ(later.error().code, Errc::unavailable);
+  const auto deleted = remove(PrincipalId("p-000"), std::nullopt);
+  ASSERT_FALSE(deleted.has_value());
+  EXPECT_EQ(deleted.error().code, Errc::unavailable);
+
+  // Reads still work, and they show every queued write and nothing of the refused ones.
+  EXPECT_EQ(all_principal_ids().size(), 100u);
+  EXPECT_EQ(all_audit().size(), 100u);
+}
+
+TEST_F(SqliteStoreTest, WritesBeforeStartAreRefused) {
+  SqliteOptions o;
+  o.path = dir_ / "not-yet-created" / "other.db";
+  auto opened = SqliteStore::open(o);
+  ASSERT_TRUE(opened.has_value()) << opened.error().detail;
+  auto& unstarted = **opened;
+  const auto r = wait_for<Principal>([&](Completion<Principal> done) {
+    unstarted.create_principal(make_principal("p"), std::nullopt, make_audit("principal.create", "p"),
+                               std::move(done));
+  });
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, Errc::unavailable);
+  EXPECT_TRUE(unstarted.ping().has_value());
+}
+
+TEST_F(SqliteStoreTest, RefusesADatabaseWithANewerSchema) {
+  close_store();
+  const auto path = options().path.string();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(stmt, 0), SqliteStore::schema_version());
+  sqlite3_finalize(stmt);
+  char* message = nullptr;
+  const int rc = sqlite3_exec(
+      db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'from the future', 0)", nullptr,
+      nullptr, &message);
+  const std::string error = message != nullptr ? message : "";
+  sqlite3_free(message);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << error;
+
+  const auto opened = SqliteStore::open(options(), &observer_);
+  ASSERT_FALSE(opened.has_value());
+  EXPECT_EQ(opened.error().code, Errc::unavailable);
+  EXPECT_TRUE(contains(opened.error().detail, "newer")) << opened.error().detail;
+  EXPECT_TRUE(contains(opened.error().detail, "999")) << opened.error().detail;
+}
+
+TEST_F(SqliteStoreTest, RefusesAnUnknownSynchronousMode) {
+  auto o = options();
+  o.synchronous = "OFF";
+  const auto opened = SqliteStore::open(o);
+  ASSERT_FALSE(opened.has_value());
+  EXPECT_EQ(opened.error().code, Errc::validation_failed);
+}
+
+TEST_F(SqliteStoreTest, PingSucceedsAndReadsAreObserved) {
+  const auto before = observer_.reads();
+  EXPECT_TRUE(store_->ping().has_value());
+  EXPECT_FALSE(store_->principal(PrincipalId("nobody")).has_value());
+  EXPECT_EQ(observer_.reads(), before + 2);
+}
+
+}  // namespace
+}  // namespace twinbridge::store
