@@ -5,7 +5,7 @@
 #include <spdlog/async.h>
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
 #include "core/time.hpp"
@@ -31,11 +31,11 @@ class JsonLineFormatter final : public spdlog::formatter {
 
 }  // namespace
 
-std::shared_ptr<spdlog::logger> setup_logging(const std::string& level, const std::string& format) {
+void setup_logging(const std::string& level, const std::string& format) {
   // Lines are written by one background thread so that request threads never wait for the terminal or a pipe; the
-  // queue blocks (never drops) when full. spdlog::shutdown() at exit flushes it.
-  spdlog::init_thread_pool(16384, 1);
-  auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  // queue blocks (never drops) when full. Warnings and errors are flushed at once, the rest every second and at exit.
+  spdlog::init_thread_pool(8192, 1);
+  auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>("/dev/stderr");
   auto main = std::make_shared<spdlog::async_logger>("twinbridge", sink, spdlog::thread_pool(),
                                                      spdlog::async_overflow_policy::block);
   if (format == "json") {
@@ -45,15 +45,9 @@ std::shared_ptr<spdlog::logger> setup_logging(const std::string& level, const st
                                                                      spdlog::pattern_time_type::utc));
   }
   main->set_level(spdlog::level::from_str(level));
+  main->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(main);
-
-  // A sink of its own: spdlog formatters belong to sinks, and the access log keeps its lines as they are.
-  auto access_sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  auto access = std::make_shared<spdlog::async_logger>("access", access_sink, spdlog::thread_pool(),
-                                                      spdlog::async_overflow_policy::block);
-  access->set_formatter(std::make_unique<spdlog::pattern_formatter>("%v"));
-  access->set_level(spdlog::level::from_str(level));
-  return access;
+  spdlog::flush_every(std::chrono::seconds(1));
 }
 
 }  // namespace twinbridge::app

@@ -1,17 +1,12 @@
 #pragma once
 // Logging set-up: every line goes to stderr, as one JSON object per line ({"ts","level","logger","msg"}) or as plain
-// text. The access log ("access" logger) writes the request objects that src/http/api.cpp builds, unchanged.
+// text. The access log is separate (src/http/access_log.hpp) and shares the descriptor.
 
-#include <memory>
 #include <string>
-
-namespace spdlog {
-class logger;
-}
 
 namespace twinbridge::app {
 
-// Installs the default logger and returns the access logger.
-std::shared_ptr<spdlog::logger> setup_logging(const std::string& level, const std::string& format);
+// Installs the default logger.
+void setup_logging(const std::string& level, const std::string& format);
 
 }  // namespace twinbridge::app

@@ -1,11 +1,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <fstream>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -71,7 +75,8 @@ int run_serve(ConfigLoader& loader) {
     return 2;
   }
   Config config = std::move(*loaded);
-  auto access_log = setup_logging(config.log_level, config.log_format);
+  setup_logging(config.log_level, config.log_format);
+  http::AccessLog access_log(STDERR_FILENO);
 
   std::optional<core::JwtVerifier> jwt;
   if (!config.jwt_keys.empty()) {
@@ -111,7 +116,7 @@ int run_serve(ConfigLoader& loader) {
   http::Authenticator authenticator(*store, {config.admin_token, jwt, config.auth_failure_burst,
                                               config.auth_failure_refill},
                                     clock);
-  http::Api api(*store, authenticator, metrics, clock, config.api, access_log);
+  http::Api api(*store, authenticator, metrics, clock, config.api, &access_log);
 
   const unsigned threads = config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   // Thread per core: one single-threaded io_context per I/O thread (see src/http/server.hpp).
@@ -144,6 +149,7 @@ int run_serve(ConfigLoader& loader) {
   }
   spdlog::info("twinbridge listening on {} ({} threads, data in {}); to authenticate, {}", url, threads,
                config.data_dir.string(), how);
+  spdlog::default_logger()->flush();
   fmt::print(stdout, "twinbridge listening on {}\nto authenticate, {}\nAPI description: {}/openapi.json\n", url, how,
              url);
   std::fflush(stdout);
@@ -158,6 +164,17 @@ int run_serve(ConfigLoader& loader) {
       for (auto& c : contexts) c->stop();
     });
   });
+
+  // The access log is written every 200 ms from the first I/O thread (and at exit, by its destructor).
+  boost::asio::steady_timer access_log_flush(io);
+  std::function<void()> schedule_flush = [&] {
+    access_log_flush.expires_after(std::chrono::milliseconds(200));
+    access_log_flush.async_wait([&](const boost::system::error_code& ec) {
+      access_log.flush();
+      if (!ec) schedule_flush();
+    });
+  };
+  schedule_flush();
 
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
   for (auto& c : contexts) guards.push_back(boost::asio::make_work_guard(*c));

@@ -101,7 +101,12 @@ std::optional<std::int64_t> ObjectReader::integer(std::string_view key, bool req
     n = static_cast<std::int64_t>(v->get_double());
   }
   if (!n) {
-    wrong_type(key, "an integer");
+    const bool whole = v->is_uint64() || (v->is_double() && std::trunc(v->get_double()) == v->get_double());
+    if (whole) {
+      add_error(member_pointer(key), fmt::format("must be between {} and {}", min, max));
+    } else {
+      wrong_type(key, "an integer");
+    }
     return std::nullopt;
   }
   if (*n < min || *n > max) {
@@ -192,7 +197,8 @@ void ObjectReader::reject_unknown() {
 Result<void> validation_result(std::vector<FieldError> errors) {
   if (errors.empty()) return {};
   Error e(Errc::validation_failed,
-          errors.size() == 1 ? fmt::format("{}: {}", errors.front().pointer.empty() ? "/" : errors.front().pointer,
+          errors.size() == 1 ? fmt::format("{}: {}",
+                                           errors.front().pointer.empty() ? "the document" : errors.front().pointer,
                                            errors.front().detail)
                              : fmt::format("the request has {} invalid fields", errors.size()));
   e.fields = std::move(errors);

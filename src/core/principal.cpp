@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "core/access.hpp"
 #include "core/json_reader.hpp"
@@ -48,7 +49,7 @@ Result<Principal> principal_from_json(const boost::json::value& doc, const Princ
   Principal p;
   if (current != nullptr) p = *current;
 
-  if (auto id = r.string("id", false, kMaxIdBytes + 1)) {
+  if (auto id = r.string("id", false, std::numeric_limits<std::size_t>::max())) {  // validate_id bounds it
     if (current != nullptr && *id != current->id.str()) {
       r.add_error("/id", "is read-only");
     } else if (auto ok = validate_id(*id, "/id"); !ok) {

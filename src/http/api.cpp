@@ -53,9 +53,9 @@ std::string Api::request_id_for(const Request& request) {
 }
 
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-         ApiSettings settings, std::shared_ptr<spdlog::logger> access_log)
+         ApiSettings settings, AccessLog* access_log)
     : services_{store, authenticator, metrics, clock, settings},
-      access_log_(std::move(access_log)),
+      access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_, router_);
   add_principal_routes(router_, services_);
@@ -142,7 +142,7 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
   const auto latency = std::chrono::steady_clock::now() - ctx.received;
   const std::string_view route_key = ctx.route;  // stable address: the router's pattern or kUnmatchedRoute
   services_.metrics.observe_request(route_key, request.method, response.status, latency);
-  if (services_.settings.access_log && access_log_) {
+  if (services_.settings.access_log && access_log_ != nullptr) {
     boost::json::object line{
         {"ts", core::format_rfc3339(services_.clock.now())},
         {"level", response.status >= 500 ? "error" : "info"},
@@ -158,7 +158,7 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
         {"remote", request.remote_address},
         {"bytes_in", request.body.size()},
         {"bytes_out", response.body.size()}};
-    access_log_->info(boost::json::serialize(line));
+    access_log_->write(boost::json::serialize(line));
   }
 }
 

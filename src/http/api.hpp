@@ -12,14 +12,11 @@
 #include <string>
 
 #include "core/time.hpp"
+#include "http/access_log.hpp"
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "store/store.hpp"
-
-namespace spdlog {
-class logger;
-}
 
 namespace twinbridge::http {
 
@@ -43,7 +40,7 @@ struct ApiServices {
 class Api {
  public:
   Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-      ApiSettings settings, std::shared_ptr<spdlog::logger> access_log);
+      ApiSettings settings, AccessLog* access_log);
 
   boost::asio::awaitable<Response> handle(Request request);
 
@@ -62,7 +59,7 @@ class Api {
 
   ApiServices services_;
   Router router_;
-  std::shared_ptr<spdlog::logger> access_log_;
+  AccessLog* access_log_;  // null: no access log
   std::string request_id_prefix_;
   std::atomic<std::uint64_t> next_request_{0};
 };

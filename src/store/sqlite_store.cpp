@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 
 #include "store/sqlite.hpp"
@@ -17,6 +18,8 @@ using core::Result;
 using sqlite::Connection;
 
 namespace {
+
+constexpr std::size_t kMaxPageSize = 10'000;  // a page request beyond this is served this many items
 
 // Versioned schema migrations. Append only: a released migration never changes; a new version adds a new entry.
 struct Migration {
@@ -342,9 +345,17 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
       if (!r) (void)db.exec("ROLLBACK TO w");
       (void)db.exec("RELEASE w");
       results.push_back(std::move(r));
+      if (sqlite3_get_autocommit(db.handle()) != 0) {
+        // SQLite rolled the whole transaction back by itself (disk full, I/O error, out of memory): nothing of this
+        // batch is stored, so the rest must not run outside a transaction, and every write of it fails.
+        txn = core::fail(Errc::unavailable,
+                         "the store's transaction was rolled back: " +
+                             (results.back() ? std::string("by SQLite") : results.back().error().detail));
+        break;
+      }
     }
-    txn = db.exec("COMMIT");
-    if (!txn) (void)db.exec("ROLLBACK");
+    if (txn) txn = db.exec("COMMIT");
+    if (!txn && sqlite3_get_autocommit(db.handle()) == 0) (void)db.exec("ROLLBACK");
   }
   if (!txn) spdlog::error("store: commit of {} writes failed: {}", batch.size(), txn.error().detail);
   if (observer_ != nullptr) observer_->on_commit(batch.size(), std::chrono::steady_clock::now() - start);
@@ -409,13 +420,14 @@ Result<Page<core::Principal>> SqliteStore::principals(const PageRequest& page) {
       "SELECT id, kind, name, roles, properties, disabled, created, modified, version FROM principals "
       "WHERE id > ?1 ORDER BY id LIMIT ?2");
   if (!s) return std::unexpected(s.error());
-  s->bind(1, page.after).bind(2, static_cast<std::int64_t>(page.limit + 1));
+  const auto limit = std::clamp<std::size_t>(page.limit, 1, kMaxPageSize);
+  s->bind(1, page.after).bind(2, static_cast<std::int64_t>(limit + 1));
   Page<core::Principal> out;
   for (;;) {
     auto row = s->step();
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    if (out.items.size() == page.limit) {
+    if (out.items.size() == limit) {
       out.next_after = out.items.back().id.str();
       break;
     }
@@ -482,13 +494,14 @@ Result<Page<core::AuditEntry>> SqliteStore::audit(const AuditQuery& q) {
   bind_opt(5, q.action);
   std::optional<std::int64_t> since;
   if (q.since) since = core::to_unix_micros(*q.since);
-  s->bind(6, since).bind(7, static_cast<std::int64_t>(q.limit + 1));
+  const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
+  s->bind(6, since).bind(7, static_cast<std::int64_t>(limit + 1));
   Page<core::AuditEntry> out;
   for (;;) {
     auto row = s->step();
     if (!row) return std::unexpected(row.error());
     if (!*row) break;
-    if (out.items.size() == q.limit) {
+    if (out.items.size() == limit) {
       out.next_after = std::to_string(out.items.back().seq);
       break;
     }

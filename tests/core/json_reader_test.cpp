@@ -1,7 +1,7 @@
 #include "core/json_reader.hpp"
 
-#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
 
 #include <cstdint>
 #include <limits>
@@ -31,7 +31,9 @@ std::vector<std::string> pointers_of(const std::vector<FieldError>& errors) {
   return out;
 }
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
 
 class ObjectReaderTest : public ::testing::Test {
  protected:
@@ -97,7 +99,9 @@ TEST_F(ObjectReaderTest, MissingRequiredMembersAreReportedWithTheirType) {
   EXPECT_FALSE(r.string("name", true));
   EXPECT_FALSE(r.integer("count", true, 0, 1));
   EXPECT_FALSE(r.boolean("flag", true));
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/name", "required member 'name' (a string) is missing"}, {"/count", "required member 'count' (an integer) is missing"}, {"/flag", "required member 'flag' (a boolean) is missing"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/name", "required member 'name' (a string) is missing"},
+                                        {"/count", "required member 'count' (an integer) is missing"},
+                                        {"/flag", "required member 'flag' (a boolean) is missing"}}));
   EXPECT_EQ(errors_[0].in, FieldIn::body);
 }
 
@@ -110,7 +114,13 @@ TEST_F(ObjectReaderTest, TypeErrorsNameTheExpectedAndTheActualType) {
   EXPECT_FALSE(r.object("o", true));
   EXPECT_FALSE(r.string_array("a", true, 10, 10));
   EXPECT_FALSE(r.integer("t", true, 0, 10));
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/s", "must be a string, not integer"}, {"/b", "must be a boolean, not string"}, {"/i", "must be an integer, not string"}, {"/n", "must be a number, not null"}, {"/o", "must be an object, not array"}, {"/a", "must be an array of strings, not object"}, {"/t", "must be an integer, not number"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/s", "must be a string, not integer"},
+                                        {"/b", "must be a boolean, not string"},
+                                        {"/i", "must be an integer, not string"},
+                                        {"/n", "must be a number, not null"},
+                                        {"/o", "must be an object, not array"},
+                                        {"/a", "must be an array of strings, not object"},
+                                        {"/t", "must be an integer, not number"}}));
 }
 
 TEST_F(ObjectReaderTest, EscapesMemberNamesInPointers) {
@@ -123,13 +133,16 @@ TEST_F(ObjectReaderTest, EscapesMemberNamesInPointers) {
   const boost::json::value nested(*x);
   ObjectReader inner(nested, r.member_pointer("x"), errors_);
   EXPECT_FALSE(inner.boolean("~/"));
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/a~1b", "must be a string, not integer"}, {"/m~0n", "must be a string, not integer"}, {"/x/~0~1", "must be a boolean, not integer"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/a~1b", "must be a string, not integer"},
+                                        {"/m~0n", "must be a string, not integer"},
+                                        {"/x/~0~1", "must be a boolean, not integer"}}));
 }
 
 TEST_F(ObjectReaderTest, UnknownMembersWithEscapedNamesAreReported) {
   auto r = read(R"({"a/b":1,"m~n":2})");
   r.reject_unknown();
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/a~1b", "unknown member 'a/b'"}, {"/m~0n", "unknown member 'm~n'"}}));
+  EXPECT_EQ(fields_of(errors_),
+            (Fields{{"/a~1b", "unknown member 'a/b'"}, {"/m~0n", "unknown member 'm~n'"}}));
 }
 
 TEST_F(ObjectReaderTest, StringLongerThanTheLimitIsAnError) {
@@ -146,7 +159,8 @@ TEST_F(ObjectReaderTest, IntegerBoundsAreInclusive) {
   EXPECT_FALSE(r.integer("below", true, -5, 5));
   EXPECT_FALSE(r.integer("above", true, -5, 5));
   EXPECT_EQ(r.integer("float_int", true, -5, 5), 3);
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/below", "must be between -5 and 5, not -6"}, {"/above", "must be between -5 and 5, not 6"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/below", "must be between -5 and 5, not -6"},
+                                        {"/above", "must be between -5 and 5, not 6"}}));
 }
 
 TEST_F(ObjectReaderTest, IntegerAcceptsTheWholeInt64Range) {
@@ -182,7 +196,9 @@ TEST_F(ObjectReaderTest, ObjectWithTooManyMembersIsAnError) {
 TEST_F(ObjectReaderTest, StringArrayItemErrorsPointAtTheItem) {
   auto r = read(R"({"x":["ok",1,"toolong",null]})");
   EXPECT_FALSE(r.string_array("x", true, 10, 3));
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/x/1", "must be a string, not integer"}, {"/x/2", "is longer than 3 bytes"}, {"/x/3", "must be a string, not null"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/x/1", "must be a string, not integer"},
+                                        {"/x/2", "is longer than 3 bytes"},
+                                        {"/x/3", "must be a string, not null"}}));
 }
 
 TEST_F(ObjectReaderTest, StringArrayWithTooManyItemsIsAnError) {
@@ -204,7 +220,9 @@ TEST_F(ObjectReaderTest, RejectUnknownReportsOnlyMembersNotReadOrIgnored) {
   EXPECT_FALSE(r.integer("wrong", true, 0, 10));  // read with the wrong type: one error, not also "unknown"
   r.ignore("ignored");
   r.reject_unknown();
-  EXPECT_EQ(fields_of(errors_), (Fields{{"/wrong", "must be an integer, not string"}, {"/extra", "unknown member 'extra'"}, {"/other", "unknown member 'other'"}}));
+  EXPECT_EQ(fields_of(errors_), (Fields{{"/wrong", "must be an integer, not string"},
+                                        {"/extra", "unknown member 'extra'"},
+                                        {"/other", "unknown member 'other'"}}));
 }
 
 TEST_F(ObjectReaderTest, NonObjectInputIsOneErrorAtItsPointer) {
@@ -231,7 +249,9 @@ TEST_F(ObjectReaderTest, AddErrorRecordsABodyField) {
   EXPECT_EQ(errors_[0].in, FieldIn::body);
 }
 
-TEST(ValidationResultTest, NoErrorsIsSuccess) { EXPECT_TRUE(validation_result({}).has_value()); }
+TEST(ValidationResultTest, NoErrorsIsSuccess) {
+  EXPECT_TRUE(validation_result({}).has_value());
+}
 
 TEST(ValidationResultTest, OneErrorNamesThePointerAndTheProblem) {
   const auto result = validation_result({{"/name", "must not be empty"}});

@@ -1,8 +1,8 @@
 #include "core/merge_patch.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <gtest/gtest.h>
 
 #include <string>
 
@@ -36,7 +36,8 @@ INSTANTIATE_TEST_SUITE_P(
                       MergePatchCase{R"({"a":"b","b":"c"})", R"({"a":null})", R"({"b":"c"})"},
                       MergePatchCase{R"({"a":["b"]})", R"({"a":"c"})", R"({"a":"c"})"},
                       MergePatchCase{R"({"a":"c"})", R"({"a":["b"]})", R"({"a":["b"]})"},
-                      MergePatchCase{R"({"a":{"b":"c"}})", R"({"a":{"b":"d","c":null}})", R"({"a":{"b":"d"}})"},
+                      MergePatchCase{R"({"a":{"b":"c"}})", R"({"a":{"b":"d","c":null}})",
+                                     R"({"a":{"b":"d"}})"},
                       MergePatchCase{R"({"a":[{"b":"c"}]})", R"({"a":[1]})", R"({"a":[1]})"},
                       MergePatchCase{R"(["a","b"])", R"(["c","d"])", R"(["c","d"])"},
                       MergePatchCase{R"({"a":"b"})", R"(["c"])", R"(["c"])"},

@@ -1,8 +1,8 @@
 #include "core/principal.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,16 +34,21 @@ std::vector<std::string> pointers_of(const Error& e) {
   return out;
 }
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
 
-Result<Principal> create(std::string_view json) { return principal_from_json(boost::json::parse(json), nullptr); }
+Result<Principal> create(std::string_view json) {
+  return principal_from_json(boost::json::parse(json), nullptr);
+}
 
 Result<Principal> update(const boost::json::value& doc, const Principal& current) {
   return principal_from_json(doc, &current);
 }
 
 std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -112,7 +117,18 @@ TEST(PrincipalCreateTest, RefusesAnInvalidId) {
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error().code, Errc::validation_failed);
   ASSERT_EQ(pointers_of(p.error()), std::vector<std::string>{"/id"});
-  EXPECT_TRUE(contains(p.error().fields[0].detail, "character ' ' at offset 1")) << p.error().fields[0].detail;
+  EXPECT_TRUE(contains(p.error().fields[0].detail, "character ' ' at offset 1"))
+      << p.error().fields[0].detail;
+}
+
+TEST(PrincipalCreateTest, RefusesAnIdLongerThan256Bytes) {
+  for (std::size_t size : {kMaxIdBytes + 1, kMaxIdBytes + 2, std::size_t{1000}}) {
+    const auto p = principal_from_json(
+        boost::json::object{{"id", std::string(size, 'i')}, {"kind", "operator"}, {"name", "Alice"}},
+        nullptr);
+    ASSERT_FALSE(p.has_value()) << size;
+    EXPECT_EQ(pointers_of(p.error()), std::vector<std::string>{"/id"}) << size;
+  }
 }
 
 TEST(PrincipalCreateTest, RefusesAnIdThatIsNotAString) {
@@ -132,7 +148,8 @@ TEST(PrincipalCreateTest, RefusesAnUnknownKind) {
   const auto p = create(R"({"kind":"robot","name":"Alice"})");
   ASSERT_FALSE(p.has_value());
   ASSERT_EQ(pointers_of(p.error()), std::vector<std::string>{"/kind"});
-  EXPECT_TRUE(contains(p.error().fields[0].detail, "'robot' is not a principal kind")) << p.error().fields[0].detail;
+  EXPECT_TRUE(contains(p.error().fields[0].detail, "'robot' is not a principal kind"))
+      << p.error().fields[0].detail;
   EXPECT_TRUE(contains(p.error().fields[0].detail, "third-party-system")) << p.error().fields[0].detail;
 }
 
@@ -198,7 +215,8 @@ TEST(PrincipalCreateTest, ReportsAnUnknownRoleAtItsIndex) {
 }
 
 TEST(PrincipalCreateTest, RemovesDuplicateRoles) {
-  const auto p = create(R"({"kind":"operator","name":"Alice","roles":["twin-reader","auditor","twin-reader"]})");
+  const auto p =
+      create(R"({"kind":"operator","name":"Alice","roles":["twin-reader","auditor","twin-reader"]})");
   ASSERT_TRUE(p.has_value()) << p.error().detail;
   EXPECT_EQ(p->roles, (std::vector<std::string>{"auditor", "twin-reader"}));
 }
@@ -214,7 +232,8 @@ TEST(PrincipalCreateTest, RolesMustBeAnArrayOfStrings) {
 }
 
 TEST(PrincipalCreateTest, KeepsPropertiesAndDisabled) {
-  const auto p = create(R"({"kind":"operator","name":"Alice","properties":{"team":"ops","n":[1,2]},"disabled":true})");
+  const auto p =
+      create(R"({"kind":"operator","name":"Alice","properties":{"team":"ops","n":[1,2]},"disabled":true})");
   ASSERT_TRUE(p.has_value()) << p.error().detail;
   EXPECT_EQ(p->properties, boost::json::parse(R"({"team":"ops","n":[1,2]})").as_object());
   EXPECT_TRUE(p->disabled);
@@ -227,9 +246,10 @@ TEST(PrincipalCreateTest, PropertiesMustBeAnObject) {
 }
 
 TEST(PrincipalCreateTest, PropertiesHaveASizeLimit) {
-  boost::json::object doc{{"kind", "operator"},
-                          {"name", "Alice"},
-                          {"properties", boost::json::object{{"blob", std::string(kMaxPropertiesBytes, 'x')}}}};
+  boost::json::object doc{
+      {"kind", "operator"},
+      {"name", "Alice"},
+      {"properties", boost::json::object{{"blob", std::string(kMaxPropertiesBytes, 'x')}}}};
   const auto p = principal_from_json(doc, nullptr);
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(fields_of(p.error()), (Fields{{"/properties", "is larger than 16384 bytes"}}));
@@ -244,19 +264,22 @@ TEST(PrincipalCreateTest, DisabledMustBeABoolean) {
 TEST(PrincipalCreateTest, ReportsAnUnknownMemberWithItsPointer) {
   const auto p = create(R"({"kind":"operator","name":"Alice","colour":"red","a/b":1})");
   ASSERT_FALSE(p.has_value());
-  EXPECT_EQ(fields_of(p.error()), (Fields{{"/colour", "unknown member 'colour'"}, {"/a~1b", "unknown member 'a/b'"}}));
+  EXPECT_EQ(fields_of(p.error()),
+            (Fields{{"/colour", "unknown member 'colour'"}, {"/a~1b", "unknown member 'a/b'"}}));
 }
 
 TEST(PrincipalCreateTest, RefusesServerMaintainedMembers) {
   const auto p = create(R"({"kind":"operator","name":"Alice","created":"2026-01-01T00:00:00.000000Z",
                            "modified":"2026-01-01T00:00:00.000000Z","version":1})");
   ASSERT_FALSE(p.has_value());
-  EXPECT_EQ(fields_of(p.error()),
-            (Fields{{"/created", "is read-only"}, {"/modified", "is read-only"}, {"/version", "is read-only"}}));
+  EXPECT_EQ(
+      fields_of(p.error()),
+      (Fields{{"/created", "is read-only"}, {"/modified", "is read-only"}, {"/version", "is read-only"}}));
 }
 
 TEST(PrincipalCreateTest, ReportsSeveralErrorsAtOnce) {
-  const auto p = create(R"({"id":"a/b","kind":"robot","name":"","roles":["admin","nope"],"properties":1,"x":0})");
+  const auto p =
+      create(R"({"id":"a/b","kind":"robot","name":"","roles":["admin","nope"],"properties":1,"x":0})");
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error().code, Errc::validation_failed);
   EXPECT_EQ(pointers_of(p.error()),
@@ -373,7 +396,8 @@ TEST(PrincipalToJsonTest, WritesEveryMember) {
     "created": "2026-05-28T20:26:40.123456Z",
     "modified": "2026-05-28T20:28:20.654321Z",
     "version": 3
-  })").as_object())
+  })")
+                     .as_object())
       << boost::json::serialize(doc);
 }
 
@@ -397,8 +421,8 @@ TEST(PrincipalToJsonTest, RoundTripsThroughPrincipalFromJson) {
 }
 
 TEST(PrincipalKindTest, NamesRoundTrip) {
-  for (auto kind : {PrincipalKind::operator_account, PrincipalKind::metaverse_system, PrincipalKind::twin_system,
-                    PrincipalKind::third_party_system}) {
+  for (auto kind : {PrincipalKind::operator_account, PrincipalKind::metaverse_system,
+                    PrincipalKind::twin_system, PrincipalKind::third_party_system}) {
     EXPECT_EQ(parse_principal_kind(to_string(kind)), kind);
   }
   EXPECT_EQ(to_string(PrincipalKind::operator_account), "operator");
@@ -446,7 +470,8 @@ TEST(ValidateIdTest, RefusesCharactersThatNeedEscapingInAPath) {
     const std::string id = std::string("ab") + c;
     const auto r = validate_id(id, "/id");
     ASSERT_FALSE(r.has_value()) << id;
-    EXPECT_TRUE(contains(r.error().detail, std::string("character '") + c + "' at offset 2")) << r.error().detail;
+    EXPECT_TRUE(contains(r.error().detail, std::string("character '") + c + "' at offset 2"))
+        << r.error().detail;
   }
 }
 
@@ -501,18 +526,21 @@ Principal with_roles(std::vector<std::string> roles) {
 
 TEST(HasPermissionTest, AdminHasEveryPermission) {
   const auto admin = with_roles({"admin"});
-  for (auto permission : kAllPermissions) EXPECT_TRUE(has_permission(admin, permission)) << to_string(permission);
+  for (auto permission : kAllPermissions)
+    EXPECT_TRUE(has_permission(admin, permission)) << to_string(permission);
 }
 
 TEST(HasPermissionTest, DisabledPrincipalHasNone) {
   auto admin = with_roles({"admin", "auditor"});
   admin.disabled = true;
-  for (auto permission : kAllPermissions) EXPECT_FALSE(has_permission(admin, permission)) << to_string(permission);
+  for (auto permission : kAllPermissions)
+    EXPECT_FALSE(has_permission(admin, permission)) << to_string(permission);
 }
 
 TEST(HasPermissionTest, NoRolesOrUnknownRolesGrantNothing) {
   for (const auto& p : {with_roles({}), with_roles({"superuser"}), with_roles({"Admin"})}) {
-    for (auto permission : kAllPermissions) EXPECT_FALSE(has_permission(p, permission)) << to_string(permission);
+    for (auto permission : kAllPermissions)
+      EXPECT_FALSE(has_permission(p, permission)) << to_string(permission);
   }
 }
 
@@ -556,8 +584,8 @@ TEST(RoleCatalogueTest, NamesAreUniqueKnownAndDescribed) {
 }
 
 TEST(RoleCatalogueTest, DefaultRolesOfEveryKindAreKnown) {
-  for (auto kind : {PrincipalKind::operator_account, PrincipalKind::metaverse_system, PrincipalKind::twin_system,
-                    PrincipalKind::third_party_system}) {
+  for (auto kind : {PrincipalKind::operator_account, PrincipalKind::metaverse_system,
+                    PrincipalKind::twin_system, PrincipalKind::third_party_system}) {
     const auto roles = default_roles(kind);
     EXPECT_FALSE(roles.empty()) << to_string(kind);
     for (const auto& r : roles) EXPECT_TRUE(is_known_role(r)) << r;

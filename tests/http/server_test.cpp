@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
@@ -75,7 +76,7 @@ TEST_F(ServerTest, V1RoutesRequireABearerToken) {
   EXPECT_EQ(p.at("type"), "urn:twinbridge:problem:unauthenticated");
   EXPECT_EQ(p.at("status"), 401);
   EXPECT_EQ(p.at("instance"), "/v1/principals");
-  EXPECT_EQ(p.at("request_id"), r.header("X-Request-Id"));
+  EXPECT_EQ(p.at("request_id").as_string(), r.header("X-Request-Id"));
 }
 
 TEST_F(ServerTest, RejectsWrongTokensAndSchemes) {

@@ -37,8 +37,8 @@ using core::Result;
 
 const core::Timestamp kT0 = core::from_unix_micros(1'780'000'000'123'456);
 
-// A completion that fulfils a promise, and the future that receives its result. The completion owns the promise,
-// so it stays valid however late the store runs it.
+// A completion that fulfils a promise, and the future that receives its result. The completion owns the
+// promise, so it stays valid however late the store runs it.
 template <class T>
 std::pair<Completion<T>, std::future<Result<T>>> completion() {
   std::promise<Result<T>> promise;
@@ -55,13 +55,18 @@ Result<T> wait_for(Start&& start) {
   return result.get();
 }
 
-bool is_ready(const std::future<Result<Principal>>& f) { return f.wait_for(0s) == std::future_status::ready; }
+bool is_ready(const std::future<Result<Principal>>& f) {
+  return f.wait_for(0s) == std::future_status::ready;
+}
 
-bool contains(std::string_view text, std::string_view part) { return text.find(part) != std::string_view::npos; }
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
 
-// Counts reads and records the size of every committed batch. hold_next_commit() makes the next commit wait inside
-// on_commit (after the transaction is durable, before any completion runs) until release(): while it waits, every
-// write submitted queues up, which lets a test decide deterministically what the next batch contains.
+// Counts reads and records the size of every committed batch. hold_next_commit() makes the next commit wait
+// inside on_commit (after the transaction is durable, before any completion runs) until release(): while it
+// waits, every write submitted queues up, which lets a test decide deterministically what the next batch
+// contains.
 class RecordingObserver final : public StoreObserver {
  public:
   void on_read(std::string_view, std::chrono::nanoseconds) override {
@@ -620,8 +625,8 @@ TEST_F(SqliteStoreTest, EverySuccessfulWriteHasExactlyOneAuditEntry) {
   create_audit.detail = {{"name", p.name}, {"roles", boost::json::array{"a"}}};
   const auto created = create(p, make_key(p.id, "k1"), create_audit);
   ASSERT_TRUE(created.has_value());
-  EXPECT_FALSE(create(p).has_value());                         // conflict
-  EXPECT_FALSE(update(*created, 5).has_value());              // precondition failed
+  EXPECT_FALSE(create(p).has_value());                            // conflict
+  EXPECT_FALSE(update(*created, 5).has_value());                  // precondition failed
   EXPECT_FALSE(update(make_principal("nobody"), 1).has_value());  // not found
   ASSERT_TRUE(update(*created, 1).has_value());
   EXPECT_FALSE(add_key(make_key(p.id, "k1")).has_value());  // conflict
@@ -633,8 +638,9 @@ TEST_F(SqliteStoreTest, EverySuccessfulWriteHasExactlyOneAuditEntry) {
   EXPECT_FALSE(remove(p.id, std::nullopt).has_value());  // not found
 
   const auto entries = all_audit();
-  EXPECT_EQ(actions_of(entries), (std::vector<std::string>{"principal.create", "principal.update", "api-key.create",
-                                                           "api-key.revoke", "principal.delete"}));
+  EXPECT_EQ(actions_of(entries),
+            (std::vector<std::string>{"principal.create", "principal.update", "api-key.create",
+                                      "api-key.revoke", "principal.delete"}));
   for (std::size_t i = 1; i < entries.size(); ++i) EXPECT_GT(entries[i].seq, entries[i - 1].seq);
   ASSERT_FALSE(entries.empty());
   const auto& first = entries.front();
@@ -654,7 +660,8 @@ TEST_F(SqliteStoreTest, AuditIsFilteredAndPaged) {
   for (std::size_t i = 0; i < writes.size(); ++i) {
     const auto& [actor, id] = writes[i];
     const auto at = kT0 + std::chrono::seconds(i);
-    ASSERT_TRUE(create(make_principal(id), std::nullopt, make_audit("principal.create", id, at, actor)).has_value());
+    ASSERT_TRUE(
+        create(make_principal(id), std::nullopt, make_audit("principal.create", id, at, actor)).has_value());
   }
   ASSERT_TRUE(update(*store_->principal(PrincipalId("p1")), 1, kT0 + 10s).has_value());
 
@@ -667,10 +674,14 @@ TEST_F(SqliteStoreTest, AuditIsFilteredAndPaged) {
             (std::vector<std::string>{"p0:principal.create", "p2:principal.create", "p3:principal.create"}));
   EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.target_id = "p1"; })),
             (std::vector<std::string>{"p1:principal.create", "p1:principal.update"}));
-  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.action = "principal.update"; })), (std::vector<std::string>{"p1:principal.update"}));
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.action = "principal.update"; })),
+            (std::vector<std::string>{"p1:principal.update"}));
   EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.since = kT0 + 4s; })),
             (std::vector<std::string>{"p4:principal.create", "p5:principal.create", "p1:principal.update"}));
-  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) { q.actor = "bob"; q.since = kT0 + 2s; })),
+  EXPECT_EQ(ids_of(audit_where([&](AuditQuery& q) {
+              q.actor = "bob";
+              q.since = kT0 + 2s;
+            })),
             (std::vector<std::string>{"p4:principal.create"}));
   EXPECT_EQ(audit_where([&](AuditQuery& q) { q.target_type = "principal"; }).size(), 7u);
   EXPECT_TRUE(audit_where([&](AuditQuery& q) { q.target_type = "system"; }).empty());
@@ -698,15 +709,19 @@ TEST_F(SqliteStoreTest, AuditIsFilteredAndPaged) {
   EXPECT_EQ(seqs, expected);
 
   // after_seq also combines with a filter.
-  const auto after_first_alice = audit_where([&](AuditQuery& q) { q.actor = "alice"; q.after_seq = all[0].seq; });
-  EXPECT_EQ(ids_of(after_first_alice), (std::vector<std::string>{"p2:principal.create", "p3:principal.create"}));
+  const auto after_first_alice = audit_where([&](AuditQuery& q) {
+    q.actor = "alice";
+    q.after_seq = all[0].seq;
+  });
+  EXPECT_EQ(ids_of(after_first_alice),
+            (std::vector<std::string>{"p2:principal.create", "p3:principal.create"}));
 }
 
 TEST_F(SqliteStoreTest, ConcurrentWritersShareCommits) {
   constexpr int kThreads = 8;
   constexpr int kWritesPerThread = 500;
-  // The first commit waits until every write has been submitted, so the writes queued meanwhile must share the
-  // commits that follow.
+  // The first commit waits until every write has been submitted, so the writes queued meanwhile must share
+  // the commits that follow.
   observer_.hold_next_commit();
   std::vector<std::vector<std::future<Result<Principal>>>> pending(kThreads);
   std::vector<std::thread> writers;
@@ -756,7 +771,8 @@ TEST_F(SqliteStoreTest, AFailedWriteInABatchDoesNotAffectTheOthers) {
   std::vector<std::future<Result<Principal>>> pending;
   for (const char* id : {"a", "a", "b"}) {
     auto [done, result] = completion<Principal>();
-    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id),
+                             std::move(done));
     pending.push_back(std::move(result));
   }
   observer_.release();
@@ -788,7 +804,8 @@ TEST_F(SqliteStoreTest, AFullQueueFailsFast) {
   std::vector<std::future<Result<Principal>>> pending;
   for (const char* id : {"q1", "q2", "over"}) {
     auto [done, result] = completion<Principal>();
-    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id),
+                             std::move(done));
     pending.push_back(std::move(result));
   }
   // The third write found the queue full: it has failed already, while the writer is still held.
@@ -837,7 +854,8 @@ TEST_F(SqliteStoreTest, StopCompletesQueuedWritesAndRefusesLaterOnes) {
   for (int i = 0; i < 100; ++i) {
     const auto id = fmt::format("p-{:03}", i);
     auto [done, result] = completion<Principal>();
-    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id), std::move(done));
+    store_->create_principal(make_principal(id), std::nullopt, make_audit("principal.create", id),
+                             std::move(done));
     pending.push_back(std::move(result));
   }
   store_->stop();
@@ -880,14 +898,15 @@ TEST_F(SqliteStoreTest, RefusesADatabaseWithANewerSchema) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_migrations", -1, &stmt, nullptr),
+            SQLITE_OK);
   ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
   EXPECT_EQ(sqlite3_column_int64(stmt, 0), SqliteStore::schema_version());
   sqlite3_finalize(stmt);
   char* message = nullptr;
   const int rc = sqlite3_exec(
-      db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'from the future', 0)", nullptr,
-      nullptr, &message);
+      db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'from the future', 0)",
+      nullptr, nullptr, &message);
   const std::string error = message != nullptr ? message : "";
   sqlite3_free(message);
   sqlite3_close(db);

@@ -70,7 +70,7 @@ bool Connection::fill() {
   return true;
 }
 
-std::optional<HttpResponse> Connection::read_response(bool head) {
+std::optional<HttpResponse> Connection::read_response(bool head_request) {
   std::size_t head_end;
   while ((head_end = buffer_.find("\r\n\r\n")) == std::string::npos) {
     if (!fill()) return std::nullopt;
@@ -97,7 +97,7 @@ std::optional<HttpResponse> Connection::read_response(bool head) {
   buffer_.erase(0, head_end + 4);
   std::size_t length = 0;
   if (auto it = r.headers.find("content-length"); it != r.headers.end()) length = std::stoul(it->second);
-  if (head || r.status == 204 || r.status == 304) length = 0;
+  if (head_request || r.status == 204 || r.status == 304) length = 0;
   while (buffer_.size() < length) {
     if (!fill()) return std::nullopt;
   }

@@ -47,8 +47,11 @@ class Connection {
 };
 
 struct Request {
-  std::string method = "GET";
-  std::string path = "/";
+  Request(std::string m = "GET", std::string p = "/", std::string b = {},
+          std::vector<std::pair<std::string, std::string>> h = {})
+      : method(std::move(m)), path(std::move(p)), body(std::move(b)), headers(std::move(h)) {}
+  std::string method;
+  std::string path;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };

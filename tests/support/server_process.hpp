@@ -1,5 +1,5 @@
 #pragma once
-// Starts the real twinbridge executable (path from the TWINBRIDGE_BIN environment variable, which CTest sets) as
+// Starts the real twinbridge executable (TWINBRIDGE_BIN, or the one this build made) as
 // `twinbridge serve --listen 127.0.0.1:0 --data <dir>` and learns its port from the "listening on" log line. Its
 // stderr is captured for assertions. The destructor kills a server that is still running.
 
