@@ -1,8 +1,8 @@
 #include "app/config.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <toml++/toml.h>
+#include <CLI/CLI.hpp>
 
 #include <charconv>
 #include <cstdlib>
@@ -24,14 +24,17 @@ struct Setting {
   Setter apply;
 };
 
-Result<void> bad(const std::string& what) { return core::fail(Errc::validation_failed, what); }
+Result<void> bad(const std::string& what) {
+  return core::fail(Errc::validation_failed, what);
+}
 
 template <class T>
 Result<T> number(const std::string& v, T min, T max) {
   T out{};
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || p != v.data() + v.size() || out < min || out > max) {
-    return core::fail(Errc::validation_failed, fmt::format("'{}' is not a number from {} to {}", v, min, max));
+    return core::fail(Errc::validation_failed,
+                      fmt::format("'{}' is not a number from {} to {}", v, min, max));
   }
   return out;
 }
@@ -48,10 +51,13 @@ Result<std::string> read_file(const std::string& path) {
 Result<core::JwtKey> jwt_key(const std::string& spec) {
   const auto a = spec.find(':');
   const auto b = a == std::string::npos ? std::string::npos : spec.find(':', a + 1);
-  if (b == std::string::npos) return core::fail(Errc::validation_failed, fmt::format("'{}' is not ALG:KID:PATH", spec));
+  if (b == std::string::npos)
+    return core::fail(Errc::validation_failed, fmt::format("'{}' is not ALG:KID:PATH", spec));
   core::JwtKey key;
   auto alg = core::parse_jwt_alg(spec.substr(0, a));
-  if (!alg) return core::fail(Errc::validation_failed, fmt::format("'{}' is not HS256, RS256 or ES256", spec.substr(0, a)));
+  if (!alg)
+    return core::fail(Errc::validation_failed,
+                      fmt::format("'{}' is not HS256, RS256 or ES256", spec.substr(0, a)));
   key.alg = *alg;
   key.kid = spec.substr(a + 1, b - a - 1);
   auto content = read_file(spec.substr(b + 1));
@@ -87,9 +93,11 @@ std::vector<Setting> table() {
   auto add = [&](std::string key, std::string flag, std::string def, std::string description, Setter apply,
                  bool secret = false) {
     std::string env = "TWINBRIDGE_";
-    for (char c : key) env.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-    t.push_back({{std::move(key), std::move(env), std::move(flag), std::move(def), std::move(description), secret},
-                 std::move(apply)});
+    for (char c : key)
+      env.push_back(c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
+    t.push_back(
+        {{std::move(key), std::move(env), std::move(flag), std::move(def), std::move(description), secret},
+         std::move(apply)});
   };
   add("listen", "--listen", "127.0.0.1:8470", "HOST:PORT to serve HTTP on; port 0 picks a free port (logged)",
       [](Config& c, const std::string& v) -> Result<void> {
@@ -98,7 +106,8 @@ std::vector<Setting> table() {
         auto port = number<unsigned>(v.substr(colon + 1), 0, 65535);
         if (!port) return std::unexpected(port.error());
         std::string host = v.substr(0, colon);
-        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+          host = host.substr(1, host.size() - 2);
         if (host == "localhost") host = "127.0.0.1";
         c.listen_host = host;
         c.listen_port = static_cast<std::uint16_t>(*port);
@@ -110,12 +119,13 @@ std::vector<Setting> table() {
         c.data_dir = v;
         return {};
       });
-  add("threads", "--threads", "0", "I/O threads; 0 means one per CPU core", [](Config& c, const std::string& v) {
-    auto n = number<unsigned>(v, 0, 256);
-    if (!n) return Result<void>(std::unexpected(n.error()));
-    c.threads = *n;
-    return Result<void>();
-  });
+  add("threads", "--threads", "0", "I/O threads; 0 means one per CPU core",
+      [](Config& c, const std::string& v) {
+        auto n = number<unsigned>(v, 0, 256);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.threads = *n;
+        return Result<void>();
+      });
   add("shutdown.grace_ms", "--shutdown-grace-ms", "30000",
       "on SIGTERM/SIGINT, how long in-flight requests may take to finish",
       [](Config& c, const std::string& v) { return millis(c.shutdown_grace, v); });
@@ -133,8 +143,8 @@ std::vector<Setting> table() {
         c.limits.max_header_bytes = *n;
         return Result<void>();
       });
-  add("limits.max_json_depth", "--max-json-depth", "64", "deepest JSON nesting accepted in a body (400 beyond)",
-      [](Config& c, const std::string& v) {
+  add("limits.max_json_depth", "--max-json-depth", "64",
+      "deepest JSON nesting accepted in a body (400 beyond)", [](Config& c, const std::string& v) {
         auto n = number<std::size_t>(v, 2, 1000);
         if (!n) return Result<void>(std::unexpected(n.error()));
         c.api.max_json_depth = *n;
@@ -143,7 +153,8 @@ std::vector<Setting> table() {
   add("limits.read_timeout_ms", "--read-timeout-ms", "10000",
       "a request must arrive completely within this time of its first byte, or the connection is closed",
       [](Config& c, const std::string& v) { return millis(c.limits.read_timeout, v); });
-  add("limits.idle_timeout_ms", "--idle-timeout-ms", "60000", "keep-alive connections idle this long are closed",
+  add("limits.idle_timeout_ms", "--idle-timeout-ms", "60000",
+      "keep-alive connections idle this long are closed",
       [](Config& c, const std::string& v) { return millis(c.limits.idle_timeout, v); });
   add("limits.write_timeout_ms", "--write-timeout-ms", "10000",
       "a response must be written within this time, or the connection is closed",
@@ -156,7 +167,8 @@ std::vector<Setting> table() {
         return Result<void>();
       });
   add("limits.max_requests_per_connection", "--max-requests-per-connection", "100000",
-      "requests served on one keep-alive connection before it is closed", [](Config& c, const std::string& v) {
+      "requests served on one keep-alive connection before it is closed",
+      [](Config& c, const std::string& v) {
         auto n = number<std::size_t>(v, 1, std::size_t{1} << 40);
         if (!n) return Result<void>(std::unexpected(n.error()));
         c.limits.max_requests_per_connection = *n;
@@ -184,7 +196,8 @@ std::vector<Setting> table() {
         c.api.access_log = v == "true";
         return {};
       });
-  add("admin_token", "--admin-token", "",
+  add(
+      "admin_token", "--admin-token", "",
       "bearer token with full operator rights (at least 16 characters); prefer the environment variable",
       [](Config& c, const std::string& v) -> Result<void> {
         if (!v.empty() && v.size() < 16) return bad("the admin token must be at least 16 characters long");
@@ -193,10 +206,12 @@ std::vector<Setting> table() {
       },
       true);
   add("store.synchronous", "--store-synchronous", "FULL",
-      "SQLite synchronous mode: FULL (an acknowledged write survives power loss) or NORMAL (survives a crash of "
+      "SQLite synchronous mode: FULL (an acknowledged write survives power loss) or NORMAL (survives a crash "
+      "of "
       "the process only)",
       [](Config& c, const std::string& v) -> Result<void> {
-        if (v != "FULL" && v != "NORMAL" && v != "EXTRA") return bad(fmt::format("'{}' is not FULL, EXTRA or NORMAL", v));
+        if (v != "FULL" && v != "NORMAL" && v != "EXTRA")
+          return bad(fmt::format("'{}' is not FULL, EXTRA or NORMAL", v));
         c.store_synchronous = v;
         return {};
       });
@@ -208,7 +223,8 @@ std::vector<Setting> table() {
         return Result<void>();
       });
   add("auth.jwt.keys", "--jwt-key", "",
-      "JWT verification keys, comma-separated ALG:KID:PATH (RS256/ES256: PEM public key file; HS256: file with "
+      "JWT verification keys, comma-separated ALG:KID:PATH (RS256/ES256: PEM public key file; HS256: file "
+      "with "
       "the shared secret)",
       [](Config& c, const std::string& v) -> Result<void> {
         c.jwt_keys.clear();
@@ -224,7 +240,8 @@ std::vector<Setting> table() {
         c.jwt_policy.issuer = v;
         return {};
       });
-  add("auth.jwt.audience", "--jwt-audience", "twinbridge", "required member of `aud` of JWTs (empty: not checked)",
+  add("auth.jwt.audience", "--jwt-audience", "twinbridge",
+      "required member of `aud` of JWTs (empty: not checked)",
       [](Config& c, const std::string& v) -> Result<void> {
         c.jwt_policy.audience = v;
         return {};
@@ -237,7 +254,8 @@ std::vector<Setting> table() {
         return Result<void>();
       });
   add("auth.failure_burst", "--auth-failure-burst", "50",
-      "failed authentications a client address may make before it gets 429", [](Config& c, const std::string& v) {
+      "failed authentications a client address may make before it gets 429",
+      [](Config& c, const std::string& v) {
         auto n = number<unsigned>(v, 1, 1'000'000);
         if (!n) return Result<void>(std::unexpected(n.error()));
         c.auth_failure_burst = *n;
@@ -254,7 +272,8 @@ std::vector<Setting> table() {
 }
 
 // Flattens a TOML table to dotted keys with string values (arrays of strings become comma-separated lists).
-Result<void> flatten(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
+Result<void> flatten(const toml::table& table, const std::string& prefix,
+                     std::map<std::string, std::string>& out) {
   for (const auto& [k, node] : table) {
     const std::string key = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
     if (const auto* sub = node.as_table()) {
@@ -275,7 +294,8 @@ Result<void> flatten(const toml::table& table, const std::string& prefix, std::m
     } else if (const auto* b = node.as_boolean()) {
       out[key] = b->get() ? "true" : "false";
     } else {
-      return bad(fmt::format("{}: unsupported TOML type (use a string, integer, boolean or array of strings)", key));
+      return bad(
+          fmt::format("{}: unsupported TOML type (use a string, integer, boolean or array of strings)", key));
     }
   }
   return {};
@@ -311,17 +331,18 @@ Result<Config> ConfigLoader::load() {
         return core::fail(Errc::validation_failed, fmt::format("{}: {}", file, ok.error().detail));
       }
     } catch (const toml::parse_error& e) {
-      return core::fail(Errc::validation_failed,
-                        fmt::format("{}:{}:{}: {}", file, e.source().begin.line, e.source().begin.column,
-                                    e.description()));
+      return core::fail(Errc::validation_failed, fmt::format("{}:{}:{}: {}", file, e.source().begin.line,
+                                                             e.source().begin.column, e.description()));
     }
   }
   Config config;
   effective_.clear();
   const auto settings = table();
   for (const auto& [key, value] : file_values) {
-    const bool known = std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.info.key == key; });
-    if (!known) return core::fail(Errc::validation_failed, fmt::format("{}: unknown setting '{}'", file, key));
+    const bool known =
+        std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.info.key == key; });
+    if (!known)
+      return core::fail(Errc::validation_failed, fmt::format("{}: unknown setting '{}'", file, key));
   }
   for (const auto& s : settings) {
     std::string value = s.info.default_value;

@@ -1,8 +1,8 @@
 #pragma once
-// twinbridge's configuration: one table of settings (config.cpp), each with a TOML key, an environment variable, a
-// command-line flag, a default and a description. A flag wins over the environment, which wins over the file, which
-// wins over the default. `twinbridge config` prints every setting with its value and where the value came from; the
-// README's table is that output.
+// twinbridge's configuration: one table of settings (config.cpp), each with a TOML key, an environment
+// variable, a command-line flag, a default and a description. A flag wins over the environment, which wins
+// over the file, which wins over the default. `twinbridge config` prints every setting with its value and
+// where the value came from; the README's table is that output.
 
 #include <chrono>
 #include <cstdint>

@@ -11,8 +11,8 @@ int run_config(ConfigLoader& loader) {
     return 2;
   }
   for (const auto& [info, value] : loader.effective()) {
-    fmt::print("# {}\n# env {}, flag {}, default '{}'; set by {}\n{} = \"{}\"\n\n", info.description, info.env,
-               info.flag, info.default_value, value.second, info.key, value.first);
+    fmt::print("# {}\n# env {}, flag {}, default '{}'; set by {}\n{} = \"{}\"\n\n", info.description,
+               info.env, info.flag, info.default_value, value.second, info.key, value.first);
   }
   return 0;
 }

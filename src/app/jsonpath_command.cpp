@@ -1,6 +1,6 @@
+#include <fmt/format.h>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
-#include <fmt/format.h>
 
 #include <fstream>
 #include <iostream>
@@ -35,8 +35,8 @@ int run_jsonpath(const std::string& query, const std::string& file) {
   const auto doc_text = text.str();
   const auto consumed = parser.write(doc_text, ec);
   if (ec) {
-    fmt::print(stderr, "twinbridge jsonpath: the document is not valid JSON: {} at byte offset {}\n", ec.message(),
-               consumed);
+    fmt::print(stderr, "twinbridge jsonpath: the document is not valid JSON: {} at byte offset {}\n",
+               ec.message(), consumed);
     return 1;
   }
   const auto doc = parser.release();

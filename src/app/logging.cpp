@@ -1,12 +1,12 @@
 #include "app/logging.hpp"
 
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
 #include <spdlog/async.h>
 #include <spdlog/formatter.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 
 #include "core/time.hpp"
 
@@ -32,8 +32,9 @@ class JsonLineFormatter final : public spdlog::formatter {
 }  // namespace
 
 void setup_logging(const std::string& level, const std::string& format) {
-  // Lines are written by one background thread so that request threads never wait for the terminal or a pipe; the
-  // queue blocks (never drops) when full. Warnings and errors are flushed at once, the rest every second and at exit.
+  // Lines are written by one background thread so that request threads never wait for the terminal or a pipe;
+  // the queue blocks (never drops) when full. Warnings and errors are flushed at once, the rest every second
+  // and at exit.
   spdlog::init_thread_pool(8192, 1);
   auto sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>("/dev/stderr");
   auto main = std::make_shared<spdlog::async_logger>("twinbridge", sink, spdlog::thread_pool(),
@@ -42,7 +43,7 @@ void setup_logging(const std::string& level, const std::string& format) {
     main->set_formatter(std::make_unique<JsonLineFormatter>());
   } else {
     main->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%fZ %l %n: %v",
-                                                                     spdlog::pattern_time_type::utc));
+                                                                    spdlog::pattern_time_type::utc));
   }
   main->set_level(spdlog::level::from_str(level));
   main->flush_on(spdlog::level::warn);

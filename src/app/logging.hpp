@@ -1,6 +1,6 @@
 #pragma once
-// Logging set-up: every line goes to stderr, as one JSON object per line ({"ts","level","logger","msg"}) or as plain
-// text. The access log is separate (src/http/access_log.hpp) and shares the descriptor.
+// Logging set-up: every line goes to stderr, as one JSON object per line ({"ts","level","logger","msg"}) or
+// as plain text. The access log is separate (src/http/access_log.hpp) and shares the descriptor.
 
 #include <string>
 

@@ -9,8 +9,9 @@
 #include "app/commands.hpp"
 
 int main(int argc, char** argv) {
-  CLI::App app{"twinbridge: the integration enabler of ITU FG-MV FGMV-29 (metaverse, digital twin and 3rd-party "
-               "systems)"};
+  CLI::App app{
+      "twinbridge: the integration enabler of ITU FG-MV FGMV-29 (metaverse, digital twin and 3rd-party "
+      "systems)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "twinbridge 0.1.0");
 
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
   auto* jsonpath = app.add_subcommand("jsonpath", "print the RFC 9535 nodelist of QUERY on a JSON document");
   std::string query;
   std::string file;
-  jsonpath->add_option("QUERY", query, "the JSONPath query, e.g. '$.store.book[?@.price < 10].title'")->required();
+  jsonpath->add_option("QUERY", query, "the JSONPath query, e.g. '$.store.book[?@.price < 10].title'")
+      ->required();
   jsonpath->add_option("FILE", file, "the JSON document (default: standard input)");
 
   CLI11_PARSE(app, argc, argv);

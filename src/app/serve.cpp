@@ -1,10 +1,10 @@
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <unistd.h>
 
@@ -26,9 +26,10 @@ namespace {
 
 constexpr const char* kBootstrapKeyFile = "operator.key";
 
-// On the first start without TWINBRIDGE_ADMIN_TOKEN there is nobody who could create a principal. twinbridge then
-// creates the operator principal "operator" with an API key and writes the key to <data>/operator.key (mode 0600),
-// once; the operator reads it from there, and should delete the file after storing the key elsewhere.
+// On the first start without TWINBRIDGE_ADMIN_TOKEN there is nobody who could create a principal. twinbridge
+// then creates the operator principal "operator" with an API key and writes the key to <data>/operator.key
+// (mode 0600), once; the operator reads it from there, and should delete the file after storing the key
+// elsewhere.
 core::Result<void> bootstrap_operator(store::Store& store, const Config& config, const core::Clock& clock) {
   auto existing = store.principals({"", 1});
   if (!existing) return std::unexpected(existing.error());
@@ -39,7 +40,8 @@ core::Result<void> bootstrap_operator(store::Store& store, const Config& config,
   p.kind = core::PrincipalKind::operator_account;
   p.name = "bootstrap operator";
   p.roles = {"admin"};
-  store::ApiKeyRecord key{core::ApiKeyId(issued.key_id), p.id, issued.hash, "bootstrap", clock.now(), std::nullopt};
+  store::ApiKeyRecord key{
+      core::ApiKeyId(issued.key_id), p.id, issued.hash, "bootstrap", clock.now(), std::nullopt};
   core::AuditEntry audit;
   audit.at = clock.now();
   audit.actor = "twinbridge:bootstrap";
@@ -59,7 +61,8 @@ core::Result<void> bootstrap_operator(store::Store& store, const Config& config,
   }
   std::promise<core::Result<core::Principal>> done;
   auto future = done.get_future();
-  store.create_principal(p, key, audit, [&done](core::Result<core::Principal> r) { done.set_value(std::move(r)); });
+  store.create_principal(p, key, audit,
+                         [&done](core::Result<core::Principal> r) { done.set_value(std::move(r)); });
   auto created = future.get();
   if (!created) return std::unexpected(created.error());
   spdlog::info("created the operator principal 'operator'; its API key is in {}", path.string());
@@ -101,7 +104,8 @@ int run_serve(ConfigLoader& loader) {
     spdlog::shutdown();
     return 1;
   }
-  // Reads on every request's path (credentials, principals) are served from memory; see store/cached_store.hpp.
+  // Reads on every request's path (credentials, principals) are served from memory; see
+  // store/cached_store.hpp.
   std::unique_ptr<store::Store> store = std::make_unique<store::CachedStore>(std::move(*sqlite));
   store->start();
   if (config.admin_token.empty()) {
@@ -113,12 +117,12 @@ int run_serve(ConfigLoader& loader) {
     }
   }
 
-  http::Authenticator authenticator(*store, {config.admin_token, jwt, config.auth_failure_burst,
-                                              config.auth_failure_refill},
-                                    clock);
+  http::Authenticator authenticator(
+      *store, {config.admin_token, jwt, config.auth_failure_burst, config.auth_failure_refill}, clock);
   http::Api api(*store, authenticator, metrics, clock, config.api, &access_log);
 
-  const unsigned threads = config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads =
+      config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
   // Thread per core: one single-threaded io_context per I/O thread (see src/http/server.hpp).
   std::vector<std::unique_ptr<boost::asio::io_context>> contexts;
   std::vector<boost::asio::io_context*> context_ptrs;
@@ -150,8 +154,8 @@ int run_serve(ConfigLoader& loader) {
   spdlog::info("twinbridge listening on {} ({} threads, data in {}); to authenticate, {}", url, threads,
                config.data_dir.string(), how);
   spdlog::default_logger()->flush();
-  fmt::print(stdout, "twinbridge listening on {}\nto authenticate, {}\nAPI description: {}/openapi.json\n", url, how,
-             url);
+  fmt::print(stdout, "twinbridge listening on {}\nto authenticate, {}\nAPI description: {}/openapi.json\n",
+             url, how, url);
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);

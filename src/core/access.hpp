@@ -1,7 +1,8 @@
 #pragma once
-// Authorization: roles grant permissions. The catalogue of roles is fixed in code (documented in the README and the
-// OpenAPI document) so that a typo in a role is a validation error, not a silent loss of rights. Object-level rules
-// (a system may change only its own registration) are checked by the part that owns the object.
+// Authorization: roles grant permissions. The catalogue of roles is fixed in code (documented in the README
+// and the OpenAPI document) so that a typo in a role is a validation error, not a silent loss of rights.
+// Object-level rules (a system may change only its own registration) are checked by the part that owns the
+// object.
 
 #include <span>
 #include <string>

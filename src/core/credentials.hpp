@@ -1,7 +1,7 @@
 #pragma once
-// API keys: random bearer secrets shown once at issue time and stored only as a SHA-256 hash. A key has the form
-// "tbk_<key id>_<secret>": the key id (16 hex digits) finds the stored hash with one indexed lookup, the secret
-// (256 random bits, hex) makes guessing hopeless, so a fast hash is enough and no salt is needed.
+// API keys: random bearer secrets shown once at issue time and stored only as a SHA-256 hash. A key has the
+// form "tbk_<key id>_<secret>": the key id (16 hex digits) finds the stored hash with one indexed lookup, the
+// secret (256 random bits, hex) makes guessing hopeless, so a fast hash is enough and no salt is needed.
 
 #include <optional>
 #include <string>

@@ -33,8 +33,9 @@ enum class Errc {
 // Where an invalid field of a request is.
 enum class FieldIn { body, query, header, path };
 
-// One invalid field of a request and what is wrong with it. For the body, `pointer` is the RFC 6901 JSON pointer of
-// the member ("" is the whole document); otherwise it is the name of the query parameter, header or path parameter.
+// One invalid field of a request and what is wrong with it. For the body, `pointer` is the RFC 6901 JSON
+// pointer of the member ("" is the whole document); otherwise it is the name of the query parameter, header
+// or path parameter.
 struct FieldError {
   std::string pointer;
   std::string detail;
@@ -43,9 +44,9 @@ struct FieldError {
 
 struct Error {
   Errc code = Errc::internal;
-  std::string detail;               // a human-readable sentence specific to this occurrence
-  std::vector<FieldError> fields;   // for validation errors: every bad field found
-  int retry_after_seconds = 0;      // for rate_limited and unavailable, when known
+  std::string detail;              // a human-readable sentence specific to this occurrence
+  std::vector<FieldError> fields;  // for validation errors: every bad field found
+  int retry_after_seconds = 0;     // for rate_limited and unavailable, when known
 
   Error() = default;
   Error(Errc c, std::string d) : code(c), detail(std::move(d)) {}
@@ -57,7 +58,9 @@ struct Error {
 template <class T>
 using Result = std::expected<T, Error>;
 
-inline std::unexpected<Error> fail(Errc code, std::string detail) { return std::unexpected(Error(code, std::move(detail))); }
+inline std::unexpected<Error> fail(Errc code, std::string detail) {
+  return std::unexpected(Error(code, std::move(detail)));
+}
 
 inline std::unexpected<Error> fail_at(Errc code, std::string pointer, std::string detail) {
   return std::unexpected(Error(code, std::move(detail), std::move(pointer)));

@@ -25,19 +25,27 @@ std::string pointer_append(std::string_view pointer, std::string_view token) {
 
 std::string_view json_type_name(const boost::json::value& v) {
   switch (v.kind()) {
-    case boost::json::kind::object: return "object";
-    case boost::json::kind::array: return "array";
-    case boost::json::kind::string: return "string";
+    case boost::json::kind::object:
+      return "object";
+    case boost::json::kind::array:
+      return "array";
+    case boost::json::kind::string:
+      return "string";
     case boost::json::kind::int64:
-    case boost::json::kind::uint64: return "integer";
-    case boost::json::kind::double_: return "number";
-    case boost::json::kind::bool_: return "boolean";
-    case boost::json::kind::null: return "null";
+    case boost::json::kind::uint64:
+      return "integer";
+    case boost::json::kind::double_:
+      return "number";
+    case boost::json::kind::bool_:
+      return "boolean";
+    case boost::json::kind::null:
+      return "null";
   }
   return "null";
 }
 
-ObjectReader::ObjectReader(const boost::json::value& value, std::string pointer, std::vector<FieldError>& errors)
+ObjectReader::ObjectReader(const boost::json::value& value, std::string pointer,
+                           std::vector<FieldError>& errors)
     : object_(value.if_object()), pointer_(std::move(pointer)), errors_(errors) {
   if (object_ == nullptr) {
     errors_.push_back({pointer_, fmt::format("must be an object, not {}", json_type_name(value))});
@@ -72,7 +80,8 @@ std::optional<std::string> ObjectReader::string(std::string_view key, bool requi
   }
   const auto& s = v->get_string();
   if (s.size() > max_bytes) {
-    add_error(member_pointer(key), fmt::format("is {} bytes long; at most {} are allowed", s.size(), max_bytes));
+    add_error(member_pointer(key),
+              fmt::format("is {} bytes long; at most {} are allowed", s.size(), max_bytes));
     return std::nullopt;
   }
   return std::string(s);
@@ -97,7 +106,8 @@ std::optional<std::int64_t> ObjectReader::integer(std::string_view key, bool req
     n = v->get_int64();
   } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX)) {
     n = static_cast<std::int64_t>(v->get_uint64());
-  } else if (v->is_double() && std::trunc(v->get_double()) == v->get_double() && std::abs(v->get_double()) < 9e15) {
+  } else if (v->is_double() && std::trunc(v->get_double()) == v->get_double() &&
+             std::abs(v->get_double()) < 9e15) {
     n = static_cast<std::int64_t>(v->get_double());
   }
   if (!n) {
@@ -140,8 +150,8 @@ std::optional<boost::json::object> ObjectReader::object(std::string_view key, bo
     return std::nullopt;
   }
   if (v->get_object().size() > max_members) {
-    add_error(member_pointer(key), fmt::format("has {} members; at most {} are allowed", v->get_object().size(),
-                                               max_members));
+    add_error(member_pointer(key),
+              fmt::format("has {} members; at most {} are allowed", v->get_object().size(), max_members));
     return std::nullopt;
   }
   return v->get_object();
@@ -158,7 +168,8 @@ std::optional<std::vector<std::string>> ObjectReader::string_array(std::string_v
   }
   const auto& arr = v->get_array();
   if (arr.size() > max_items) {
-    add_error(member_pointer(key), fmt::format("has {} items; at most {} are allowed", arr.size(), max_items));
+    add_error(member_pointer(key),
+              fmt::format("has {} items; at most {} are allowed", arr.size(), max_items));
     return std::nullopt;
   }
   std::vector<std::string> out;
@@ -183,24 +194,28 @@ const boost::json::value* ObjectReader::value(std::string_view key, bool require
   return find(key, required, "a value");
 }
 
-void ObjectReader::ignore(std::string_view key) { known_.emplace_back(key); }
+void ObjectReader::ignore(std::string_view key) {
+  known_.emplace_back(key);
+}
 
 void ObjectReader::reject_unknown() {
   if (object_ == nullptr) return;
   for (const auto& member : *object_) {
     if (std::find(known_.begin(), known_.end(), member.key()) == known_.end()) {
-      add_error(member_pointer(member.key()), fmt::format("unknown member '{}'", std::string_view(member.key())));
+      add_error(member_pointer(member.key()),
+                fmt::format("unknown member '{}'", std::string_view(member.key())));
     }
   }
 }
 
 Result<void> validation_result(std::vector<FieldError> errors) {
   if (errors.empty()) return {};
-  Error e(Errc::validation_failed,
-          errors.size() == 1 ? fmt::format("{}: {}",
-                                           errors.front().pointer.empty() ? "the document" : errors.front().pointer,
-                                           errors.front().detail)
-                             : fmt::format("the request has {} invalid fields", errors.size()));
+  Error e(
+      Errc::validation_failed,
+      errors.size() == 1
+          ? fmt::format("{}: {}", errors.front().pointer.empty() ? "the document" : errors.front().pointer,
+                        errors.front().detail)
+          : fmt::format("the request has {} invalid fields", errors.size()));
   e.fields = std::move(errors);
   return std::unexpected(std::move(e));
 }

@@ -1,8 +1,8 @@
 #pragma once
-// Strict reading of JSON request documents. An ObjectReader walks one JSON object, takes the members a resource
-// declares, and records every problem (missing member, wrong type, too long, unknown member) as a FieldError with the
-// RFC 6901 pointer of the member. A handler reads all members, then asks finish() for the single validation error
-// that lists them all, so that a client sees every bad field at once.
+// Strict reading of JSON request documents. An ObjectReader walks one JSON object, takes the members a
+// resource declares, and records every problem (missing member, wrong type, too long, unknown member) as a
+// FieldError with the RFC 6901 pointer of the member. A handler reads all members, then asks finish() for the
+// single validation error that lists them all, so that a client sees every bad field at once.
 
 #include <boost/json/value.hpp>
 
@@ -21,21 +21,25 @@ std::string pointer_append(std::string_view pointer, std::string_view token);
 
 class ObjectReader {
  public:
-  // `value` must outlive the reader. When it is not an object, the reader records that and every read returns empty.
+  // `value` must outlive the reader. When it is not an object, the reader records that and every read returns
+  // empty.
   ObjectReader(const boost::json::value& value, std::string pointer, std::vector<FieldError>& errors);
 
   bool is_object() const { return object_ != nullptr; }
   const std::string& pointer() const { return pointer_; }
   std::string member_pointer(std::string_view key) const { return pointer_append(pointer_, key); }
 
-  // Each returns nullopt when the member is absent (an error when `required`) or has the wrong type (always an error).
+  // Each returns nullopt when the member is absent (an error when `required`) or has the wrong type (always
+  // an error).
   std::optional<std::string> string(std::string_view key, bool required, std::size_t max_bytes = 1024);
   std::optional<bool> boolean(std::string_view key, bool required = false);
-  std::optional<std::int64_t> integer(std::string_view key, bool required, std::int64_t min, std::int64_t max);
+  std::optional<std::int64_t> integer(std::string_view key, bool required, std::int64_t min,
+                                      std::int64_t max);
   std::optional<double> number(std::string_view key, bool required, double min, double max);
-  std::optional<boost::json::object> object(std::string_view key, bool required, std::size_t max_members = 256);
-  std::optional<std::vector<std::string>> string_array(std::string_view key, bool required, std::size_t max_items,
-                                                       std::size_t max_item_bytes);
+  std::optional<boost::json::object> object(std::string_view key, bool required,
+                                            std::size_t max_members = 256);
+  std::optional<std::vector<std::string>> string_array(std::string_view key, bool required,
+                                                       std::size_t max_items, std::size_t max_item_bytes);
   // Any JSON value; marks the member as known.
   const boost::json::value* value(std::string_view key, bool required);
   // Marks members that are accepted but ignored (e.g. read-only members echoed back by a client after a GET).
@@ -59,8 +63,8 @@ class ObjectReader {
 // Errc::validation_failed listing `errors` when there are any.
 Result<void> validation_result(std::vector<FieldError> errors);
 
-// Name of the JSON type of `v` as JSON Schema says it ("object", "array", "string", "number", "integer", "boolean",
-// "null").
+// Name of the JSON type of `v` as JSON Schema says it ("object", "array", "string", "number", "integer",
+// "boolean", "null").
 std::string_view json_type_name(const boost::json::value& v);
 
 }  // namespace twinbridge::core

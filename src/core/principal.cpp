@@ -1,7 +1,7 @@
 #include "core/principal.hpp"
 
-#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -13,10 +13,14 @@ namespace twinbridge::core {
 
 std::string_view to_string(PrincipalKind kind) {
   switch (kind) {
-    case PrincipalKind::operator_account: return "operator";
-    case PrincipalKind::metaverse_system: return "metaverse-system";
-    case PrincipalKind::twin_system: return "twin-system";
-    case PrincipalKind::third_party_system: return "third-party-system";
+    case PrincipalKind::operator_account:
+      return "operator";
+    case PrincipalKind::metaverse_system:
+      return "metaverse-system";
+    case PrincipalKind::twin_system:
+      return "twin-system";
+    case PrincipalKind::third_party_system:
+      return "third-party-system";
   }
   return "operator";
 }
@@ -64,9 +68,10 @@ Result<Principal> principal_from_json(const boost::json::value& doc, const Princ
   if (auto kind = r.string("kind", current == nullptr, 64)) {
     auto parsed = parse_principal_kind(*kind);
     if (!parsed) {
-      r.add_error("/kind", fmt::format("'{}' is not a principal kind; expected one of operator, metaverse-system, "
-                                       "twin-system, third-party-system",
-                                       *kind));
+      r.add_error("/kind",
+                  fmt::format("'{}' is not a principal kind; expected one of operator, metaverse-system, "
+                              "twin-system, third-party-system",
+                              *kind));
     } else if (current != nullptr && *parsed != current->kind) {
       r.add_error("/kind", "is read-only; create a new principal instead");
     } else {
@@ -104,7 +109,8 @@ Result<Principal> principal_from_json(const boost::json::value& doc, const Princ
   }
   if (auto disabled = r.boolean("disabled")) p.disabled = *disabled;
 
-  // Server-maintained members may be sent back unchanged (a client PUTs what it GOT); changing them is refused.
+  // Server-maintained members may be sent back unchanged (a client PUTs what it GOT); changing them is
+  // refused.
   for (std::string_view ro : {"created", "modified", "version"}) {
     const auto* v = r.value(ro, false);
     if (v == nullptr) continue;

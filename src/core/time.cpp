@@ -60,8 +60,8 @@ std::optional<Timestamp> parse_rfc3339(std::string_view s) {
     ++pos;
   } else if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) {
     int oh = 0, om = 0;
-    if (!read_int(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' || !read_int(s, pos + 4, 2, om) ||
-        oh > 23 || om > 59) {
+    if (!read_int(s, pos + 1, 2, oh) || pos + 3 >= s.size() || s[pos + 3] != ':' ||
+        !read_int(s, pos + 4, 2, om) || oh > 23 || om > 59) {
       return std::nullopt;
     }
     offset_s = (s[pos] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
@@ -75,8 +75,12 @@ std::optional<Timestamp> parse_rfc3339(std::string_view s) {
   return std::chrono::time_point_cast<microseconds>(base) + microseconds{frac_us};
 }
 
-std::int64_t to_unix_micros(Timestamp t) { return t.time_since_epoch().count(); }
-Timestamp from_unix_micros(std::int64_t us) { return Timestamp{microseconds{us}}; }
+std::int64_t to_unix_micros(Timestamp t) {
+  return t.time_since_epoch().count();
+}
+Timestamp from_unix_micros(std::int64_t us) {
+  return Timestamp{microseconds{us}};
+}
 
 Timestamp SystemClock::now() const {
   return std::chrono::time_point_cast<microseconds>(std::chrono::system_clock::now());

@@ -1,6 +1,7 @@
 #pragma once
-// Time in twinbridge: UTC instants with microsecond precision, written as RFC 3339 ("2026-11-24T11:14:12.123456Z").
-// A Clock is passed to whatever needs "now" so that tests can use a fake one.
+// Time in twinbridge: UTC instants with microsecond precision, written as RFC 3339
+// ("2026-11-24T11:14:12.123456Z"). A Clock is passed to whatever needs "now" so that tests can use a fake
+// one.
 
 #include <chrono>
 #include <cstdint>

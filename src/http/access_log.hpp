@@ -1,8 +1,9 @@
 #pragma once
-// The access log: one JSON object per request, appended to a buffer that is written to a file descriptor (stderr by
-// default) when it holds 64 KiB or when flush() is called (the app does every 200 ms, and at exit). Request threads
-// never make a system call or wake another thread to log; the price is that a kill -9 loses at most the last
-// 200 ms of access lines (never a write: those are durable before they are acknowledged). Thread-safe.
+// The access log: one JSON object per request, appended to a buffer that is written to a file descriptor
+// (stderr by default) when it holds 64 KiB or when flush() is called (the app does every 200 ms, and at
+// exit). Request threads never make a system call or wake another thread to log; the price is that a kill -9
+// loses at most the last 200 ms of access lines (never a write: those are durable before they are
+// acknowledged). Thread-safe.
 
 #include <mutex>
 #include <string>

@@ -1,7 +1,7 @@
 #include "http/api.hpp"
 
-#include <boost/json/serialize.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/json/serialize.hpp>
 
 #include <charconv>
 
@@ -93,10 +93,11 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
       } else {
         ctx.caller = std::move(*caller);
         if (route.permission && !core::has_permission(ctx.caller->principal, *route.permission)) {
-          admitted = core::fail(core::Errc::forbidden,
-                                fmt::format("principal '{}' lacks the permission {} that {} {} requires",
-                                            ctx.caller->principal.id.str(), core::to_string(*route.permission),
-                                            to_string(route.method), route.pattern));
+          admitted =
+              core::fail(core::Errc::forbidden,
+                         fmt::format("principal '{}' lacks the permission {} that {} {} requires",
+                                     ctx.caller->principal.id.str(), core::to_string(*route.permission),
+                                     to_string(route.method), route.pattern));
         }
       }
     }
@@ -107,8 +108,9 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
         response = co_await route.handler(ctx, request);
       } catch (const std::exception& e) {
         spdlog::error("request {}: handler for {} failed: {}", ctx.request_id, route.pattern, e.what());
-        response = problem_response(core::Error(core::Errc::internal, "an unexpected error occurred; it is logged"),
-                                    request.path, ctx.request_id);
+        response =
+            problem_response(core::Error(core::Errc::internal, "an unexpected error occurred; it is logged"),
+                             request.path, ctx.request_id);
       }
     }
   }

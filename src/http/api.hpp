@@ -1,7 +1,8 @@
 #pragma once
 // The request pipeline of twinbridge's HTTP API: request id, routing (404/405), authentication (401/429),
-// authorization (403), the route's handler, conditional GET (304), problem details for every error, metrics and one
-// structured access-log line per request. The session (server.cpp) hands each complete request to handle().
+// authorization (403), the route's handler, conditional GET (304), problem details for every error, metrics
+// and one structured access-log line per request. The session (server.cpp) hands each complete request to
+// handle().
 //
 // Built once at start-up; handle() is safe to call concurrently from every I/O thread.
 
@@ -44,8 +45,8 @@ class Api {
 
   boost::asio::awaitable<Response> handle(Request request);
 
-  // A response for an error found before routing (oversized body or head, timeouts): counted and logged like any
-  // other.
+  // A response for an error found before routing (oversized body or head, timeouts): counted and logged like
+  // any other.
   Response reject(const Request& request, const core::Error& error);
 
   // /readyz turns 503 from now on; requests in flight finish.

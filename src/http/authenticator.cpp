@@ -21,7 +21,8 @@ std::string_view trim(std::string_view s) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
   }
   return true;
 }
@@ -45,7 +46,8 @@ Authenticator::Authenticator(store::Store& store, AuthSettings settings, const c
 core::Result<Caller> Authenticator::authenticate(std::string_view authorization, std::string_view client) {
   const auto now = std::chrono::steady_clock::now();
   if (throttled(client, now)) {
-    core::Error e(Errc::rate_limited, "too many failed authentication attempts from this address; retry later");
+    core::Error e(Errc::rate_limited,
+                  "too many failed authentication attempts from this address; retry later");
     e.retry_after_seconds = std::max(1, static_cast<int>(1.0 / settings_.failure_refill_per_second + 0.999));
     return std::unexpected(std::move(e));
   }
@@ -57,7 +59,8 @@ core::Result<Caller> Authenticator::authenticate(std::string_view authorization,
 core::Result<Caller> Authenticator::check(std::string_view authorization) {
   authorization = trim(authorization);
   if (authorization.empty()) {
-    return core::fail(Errc::unauthenticated, "this route requires a bearer token (Authorization: Bearer <token>)");
+    return core::fail(Errc::unauthenticated,
+                      "this route requires a bearer token (Authorization: Bearer <token>)");
   }
   const auto space = authorization.find(' ');
   if (space == std::string_view::npos || !iequals(authorization.substr(0, space), "Bearer")) {
@@ -83,7 +86,8 @@ core::Result<Caller> Authenticator::check(std::string_view authorization) {
       return core::fail(Errc::unauthenticated, "the API key has expired");
     }
     if (cred.principal.disabled) {
-      return core::fail(Errc::unauthenticated, fmt::format("principal '{}' is disabled", cred.principal.id.str()));
+      return core::fail(Errc::unauthenticated,
+                        fmt::format("principal '{}' is disabled", cred.principal.id.str()));
     }
     return Caller{std::move(cred.principal), "api-key:" + cred.key.id.str()};
   }
@@ -92,19 +96,22 @@ core::Result<Caller> Authenticator::check(std::string_view authorization) {
     if (!settings_.jwt || settings_.jwt->empty()) {
       return core::fail(Errc::unauthenticated, "JWT bearer tokens are not enabled on this server");
     }
-    const auto now_s = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
+    const auto now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto claims = settings_.jwt->verify(token, now_s);
     if (!claims) return std::unexpected(claims.error());
     auto principal = store_.principal(core::PrincipalId(claims->subject));
     if (!principal) {
       if (principal.error().code == Errc::not_found) {
-        return core::fail(Errc::unauthenticated,
-                          fmt::format("the token's subject '{}' is not a registered principal", claims->subject));
+        return core::fail(
+            Errc::unauthenticated,
+            fmt::format("the token's subject '{}' is not a registered principal", claims->subject));
       }
       return std::unexpected(principal.error());
     }
     if (principal->disabled) {
-      return core::fail(Errc::unauthenticated, fmt::format("principal '{}' is disabled", principal->id.str()));
+      return core::fail(Errc::unauthenticated,
+                        fmt::format("principal '{}' is disabled", principal->id.str()));
     }
     return Caller{std::move(*principal), "jwt:" + claims->key_id};
   }
@@ -116,9 +123,9 @@ bool Authenticator::throttled(std::string_view client, std::chrono::steady_clock
   auto it = failures_.find(std::string(client));
   if (it == failures_.end()) return false;
   auto& b = it->second;
-  b.tokens = std::min(settings_.failure_burst,
-                      b.tokens + std::chrono::duration<double>(now - b.updated).count() *
-                                     settings_.failure_refill_per_second);
+  b.tokens =
+      std::min(settings_.failure_burst, b.tokens + std::chrono::duration<double>(now - b.updated).count() *
+                                                       settings_.failure_refill_per_second);
   b.updated = now;
   return b.tokens < 1.0;
 }

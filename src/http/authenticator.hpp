@@ -1,10 +1,11 @@
 #pragma once
 // Authentication of bearer credentials: the operator admin token (TWINBRIDGE_ADMIN_TOKEN), API keys issued by
-// twinbridge, and JWTs signed by a configured key whose `sub` names a registered principal. Repeated failures from
-// one client address are throttled (429 with Retry-After) so that keys cannot be guessed at line rate.
+// twinbridge, and JWTs signed by a configured key whose `sub` names a registered principal. Repeated failures
+// from one client address are throttled (429 with Retry-After) so that keys cannot be guessed at line rate.
 //
 // Thread-safe; authenticate() does one indexed store read for API keys and JWTs.
-// Errors: unauthenticated (missing, malformed, unknown, expired, revoked, disabled), rate_limited, unavailable.
+// Errors: unauthenticated (missing, malformed, unknown, expired, revoked, disabled), rate_limited,
+// unavailable.
 
 #include <chrono>
 #include <mutex>
@@ -21,10 +22,10 @@
 namespace twinbridge::http {
 
 struct AuthSettings {
-  std::string admin_token;                 // empty: no admin token
-  std::optional<core::JwtVerifier> jwt;    // nullopt: JWTs are not accepted
-  double failure_burst = 50;               // failed attempts a client address may make at once
-  double failure_refill_per_second = 5;    // and then per second
+  std::string admin_token;               // empty: no admin token
+  std::optional<core::JwtVerifier> jwt;  // nullopt: JWTs are not accepted
+  double failure_burst = 50;             // failed attempts a client address may make at once
+  double failure_refill_per_second = 5;  // and then per second
 };
 
 class Authenticator {

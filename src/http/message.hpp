@@ -1,6 +1,6 @@
 #pragma once
-// HTTP messages as the routes see them: plain structs with no Beast types, so that route code compiles without the
-// network headers. The session (server.cpp) converts between these and Beast messages.
+// HTTP messages as the routes see them: plain structs with no Beast types, so that route code compiles
+// without the network headers. The session (server.cpp) converts between these and Beast messages.
 
 #include <chrono>
 #include <optional>
@@ -63,7 +63,8 @@ struct RequestContext {
   std::optional<Caller> caller;
   std::vector<std::pair<std::string, std::string>> path_params;
   std::chrono::steady_clock::time_point received;
-  std::string_view route;  // the matched route pattern (owned by the router) or a constant, for logs and metrics
+  std::string_view
+      route;  // the matched route pattern (owned by the router) or a constant, for logs and metrics
 
   std::string_view param(std::string_view name) const {
     for (const auto& [k, v] : path_params) {

@@ -11,11 +11,14 @@ namespace {
 
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+      0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+      0.05,    0.1,    0.25,    0.5,    1,     2.5,    5,     10};
   return kBuckets;
 }
 
-double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+double seconds(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace
 
@@ -39,11 +42,12 @@ Metrics::Metrics()
                              .Help("HTTP connections accepted")
                              .Register(*registry_)
                              .Add({})),
-      connections_rejected_(prometheus::BuildCounter()
-                                .Name("twinbridge_http_connections_rejected_total")
-                                .Help("HTTP connections closed at once because the connection limit was reached")
-                                .Register(*registry_)
-                                .Add({})),
+      connections_rejected_(
+          prometheus::BuildCounter()
+              .Name("twinbridge_http_connections_rejected_total")
+              .Help("HTTP connections closed at once because the connection limit was reached")
+              .Register(*registry_)
+              .Add({})),
       store_reads_(prometheus::BuildHistogram()
                        .Name("twinbridge_store_read_duration_seconds")
                        .Help("Store read latency by operation")
@@ -57,10 +61,11 @@ Metrics::Metrics()
                                .Name("twinbridge_store_commit_writes")
                                .Help("Writes committed together in one group commit")
                                .Register(*registry_)
-                               .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256,
-                                                                                512, 1024})) {}
+                               .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128,
+                                                                                256, 512, 1024})) {}
 
-void Metrics::observe_request(std::string_view route, Method method, int status, std::chrono::nanoseconds latency) {
+void Metrics::observe_request(std::string_view route, Method method, int status,
+                              std::chrono::nanoseconds latency) {
   const Key key{route.data(), static_cast<int>(method), status};
   Series series{};
   {
@@ -86,8 +91,12 @@ void Metrics::connection_opened() {
   open_connections_.Increment();
   connections_total_.Increment();
 }
-void Metrics::connection_closed() { open_connections_.Decrement(); }
-void Metrics::connection_rejected() { connections_rejected_.Increment(); }
+void Metrics::connection_closed() {
+  open_connections_.Decrement();
+}
+void Metrics::connection_rejected() {
+  connections_rejected_.Increment();
+}
 
 void Metrics::on_read(std::string_view operation, std::chrono::nanoseconds latency) {
   prometheus::Histogram* h = nullptr;

@@ -30,7 +30,8 @@ class Metrics final : public store::StoreObserver {
  public:
   Metrics();
 
-  // `route` must outlive the Metrics (route patterns of the router, or string literals): it keys a cache by address.
+  // `route` must outlive the Metrics (route patterns of the router, or string literals): it keys a cache by
+  // address.
   void observe_request(std::string_view route, Method method, int status, std::chrono::nanoseconds latency);
   void connection_opened();
   void connection_closed();

@@ -17,16 +17,22 @@ struct ProblemInfo {
 
 ProblemInfo info(Errc code) {
   switch (code) {
-    case Errc::bad_request: return {400, "urn:twinbridge:problem:bad-request", "Bad request"};
+    case Errc::bad_request:
+      return {400, "urn:twinbridge:problem:bad-request", "Bad request"};
     case Errc::unauthenticated:
       return {401, "urn:twinbridge:problem:unauthenticated", "Authentication required"};
-    case Errc::forbidden: return {403, "urn:twinbridge:problem:forbidden", "Forbidden"};
-    case Errc::not_found: return {404, "urn:twinbridge:problem:not-found", "Not found"};
+    case Errc::forbidden:
+      return {403, "urn:twinbridge:problem:forbidden", "Forbidden"};
+    case Errc::not_found:
+      return {404, "urn:twinbridge:problem:not-found", "Not found"};
     case Errc::method_not_allowed:
       return {405, "urn:twinbridge:problem:method-not-allowed", "Method not allowed"};
-    case Errc::not_acceptable: return {406, "urn:twinbridge:problem:not-acceptable", "Not acceptable"};
-    case Errc::conflict: return {409, "urn:twinbridge:problem:conflict", "Conflict"};
-    case Errc::gone: return {410, "urn:twinbridge:problem:gone", "Gone"};
+    case Errc::not_acceptable:
+      return {406, "urn:twinbridge:problem:not-acceptable", "Not acceptable"};
+    case Errc::conflict:
+      return {409, "urn:twinbridge:problem:conflict", "Conflict"};
+    case Errc::gone:
+      return {410, "urn:twinbridge:problem:gone", "Gone"};
     case Errc::precondition_failed:
       return {412, "urn:twinbridge:problem:precondition-failed", "Precondition failed"};
     case Errc::payload_too_large:
@@ -35,38 +41,47 @@ ProblemInfo info(Errc code) {
       return {415, "urn:twinbridge:problem:unsupported-media-type", "Unsupported media type"};
     case Errc::validation_failed:
       return {422, "urn:twinbridge:problem:validation-failed", "Validation failed"};
-    case Errc::rate_limited: return {429, "urn:twinbridge:problem:rate-limited", "Too many requests"};
+    case Errc::rate_limited:
+      return {429, "urn:twinbridge:problem:rate-limited", "Too many requests"};
     case Errc::header_too_large:
       return {431, "urn:twinbridge:problem:header-too-large", "Request header fields too large"};
-    case Errc::internal: return {500, "urn:twinbridge:problem:internal", "Internal server error"};
-    case Errc::unavailable: return {503, "urn:twinbridge:problem:unavailable", "Service unavailable"};
+    case Errc::internal:
+      return {500, "urn:twinbridge:problem:internal", "Internal server error"};
+    case Errc::unavailable:
+      return {503, "urn:twinbridge:problem:unavailable", "Service unavailable"};
   }
   return {500, "urn:twinbridge:problem:internal", "Internal server error"};
 }
 
 std::string_view field_key(core::FieldIn in) {
   switch (in) {
-    case core::FieldIn::body: return "pointer";
-    case core::FieldIn::query: return "parameter";
-    case core::FieldIn::header: return "header";
-    case core::FieldIn::path: return "path_parameter";
+    case core::FieldIn::body:
+      return "pointer";
+    case core::FieldIn::query:
+      return "parameter";
+    case core::FieldIn::header:
+      return "header";
+    case core::FieldIn::path:
+      return "path_parameter";
   }
   return "pointer";
 }
 
 }  // namespace
 
-int status_of(Errc code) { return info(code).status; }
-std::string_view problem_type(Errc code) { return info(code).type; }
+int status_of(Errc code) {
+  return info(code).status;
+}
+std::string_view problem_type(Errc code) {
+  return info(code).type;
+}
 
 Response problem_response(const core::Error& error, std::string_view instance, std::string_view request_id) {
   const auto i = info(error.code);
-  boost::json::object body{{"type", i.type},
-                           {"title", i.title},
-                           {"status", i.status},
-                           {"detail", error.detail.empty() ? i.title : std::string_view(error.detail)},
-                           {"instance", instance},
-                           {"request_id", request_id}};
+  boost::json::object body{
+      {"type", i.type},       {"title", i.title},
+      {"status", i.status},   {"detail", error.detail.empty() ? i.title : std::string_view(error.detail)},
+      {"instance", instance}, {"request_id", request_id}};
   if (!error.fields.empty()) {
     boost::json::array errors;
     for (const auto& f : error.fields) {

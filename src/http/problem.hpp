@@ -1,8 +1,8 @@
 #pragma once
-// RFC 9457 problem details: the one place where an error becomes an HTTP status and body. Every problem has a stable
-// `type` URI (urn:twinbridge:problem:<slug>), `title`, `status`, `detail`, `instance` (the request path) and
-// `request_id`; validation problems list every bad field in `errors` with its JSON `pointer` (body) or `parameter` /
-// `header` name.
+// RFC 9457 problem details: the one place where an error becomes an HTTP status and body. Every problem has a
+// stable `type` URI (urn:twinbridge:problem:<slug>), `title`, `status`, `detail`, `instance` (the request
+// path) and `request_id`; validation problems list every bad field in `errors` with its JSON `pointer` (body)
+// or `parameter` / `header` name.
 
 #include <string_view>
 

@@ -1,6 +1,6 @@
+#include <fmt/format.h>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
-#include <fmt/format.h>
 
 #include <charconv>
 
@@ -21,7 +21,8 @@ std::string_view media_type_of(std::string_view content_type) {
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
   }
   return true;
 }
@@ -56,9 +57,10 @@ core::Result<boost::json::value> json_body(const Request& request, const ApiServ
                                            std::string_view media_type) {
   const auto mt = media_type_of(request.content_type);
   if (!iequals(mt, media_type)) {
-    return core::fail_in(Errc::unsupported_media_type, core::FieldIn::header, "Content-Type",
-                         fmt::format("the body must be {}; got '{}'", media_type,
-                                     request.content_type.empty() ? "no Content-Type" : request.content_type));
+    return core::fail_in(
+        Errc::unsupported_media_type, core::FieldIn::header, "Content-Type",
+        fmt::format("the body must be {}; got '{}'", media_type,
+                    request.content_type.empty() ? "no Content-Type" : request.content_type));
   }
   boost::json::parse_options options;
   options.max_depth = services.settings.max_json_depth;
@@ -83,7 +85,9 @@ Response json_response(int status, const boost::json::value& body) {
   return r;
 }
 
-std::string etag(std::int64_t version) { return fmt::format("\"{}\"", version); }
+std::string etag(std::int64_t version) {
+  return fmt::format("\"{}\"", version);
+}
 
 std::optional<std::int64_t> if_match_version(std::string_view if_match) {
   if (if_match.size() < 3 || if_match.front() != '"' || if_match.back() != '"') return std::nullopt;
@@ -120,16 +124,19 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
     if (name == "limit") {
       std::size_t n = 0;
       auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 || n > services.settings.max_page_size) {
-        return core::fail_in(Errc::bad_request, core::FieldIn::query, "limit",
-                             fmt::format("limit must be an integer from 1 to {}", services.settings.max_page_size));
+      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 ||
+          n > services.settings.max_page_size) {
+        return core::fail_in(
+            Errc::bad_request, core::FieldIn::query, "limit",
+            fmt::format("limit must be an integer from 1 to {}", services.settings.max_page_size));
       }
       p.limit = n;
     } else if (name == "cursor") {
       auto decoded = hex_decode(value);
       if (!decoded) {
-        return core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
-                             "cursor is not one that this server handed out (use next_cursor of the previous page)");
+        return core::fail_in(
+            Errc::bad_request, core::FieldIn::query, "cursor",
+            "cursor is not one that this server handed out (use next_cursor of the previous page)");
       }
       p.after = std::move(*decoded);
     }
@@ -137,7 +144,8 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
   return p;
 }
 
-Response list_response(const Request& request, boost::json::array items, const std::optional<std::string>& next_after) {
+Response list_response(const Request& request, boost::json::array items,
+                       const std::optional<std::string>& next_after) {
   boost::json::object body{{"items", std::move(items)}};
   Response r;
   if (next_after) {

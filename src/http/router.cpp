@@ -20,7 +20,9 @@ std::vector<std::string> split_path(std::string_view path) {
   return out;
 }
 
-bool is_param(const std::string& segment) { return segment.size() > 2 && segment.front() == '{' && segment.back() == '}'; }
+bool is_param(const std::string& segment) {
+  return segment.size() > 2 && segment.front() == '{' && segment.back() == '}';
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -33,14 +35,22 @@ int hex_value(char c) {
 
 std::string_view to_string(Method m) {
   switch (m) {
-    case Method::get: return "GET";
-    case Method::head: return "HEAD";
-    case Method::post: return "POST";
-    case Method::put: return "PUT";
-    case Method::patch: return "PATCH";
-    case Method::delete_: return "DELETE";
-    case Method::options: return "OPTIONS";
-    case Method::other: return "OTHER";
+    case Method::get:
+      return "GET";
+    case Method::head:
+      return "HEAD";
+    case Method::post:
+      return "POST";
+    case Method::put:
+      return "PUT";
+    case Method::patch:
+      return "PATCH";
+    case Method::delete_:
+      return "DELETE";
+    case Method::options:
+      return "OPTIONS";
+    case Method::other:
+      return "OTHER";
   }
   return "OTHER";
 }
@@ -82,7 +92,8 @@ core::Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::
     if (part.empty()) continue;
     const auto eq = part.find('=');
     auto name = percent_decode(part.substr(0, eq), true);
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
+    auto value =
+        percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1), true);
     if (!name || !value) {
       return core::fail_in(core::Errc::bad_request, core::FieldIn::query, std::string(part.substr(0, eq)),
                            "the query parameter has an invalid percent-encoding");
@@ -97,13 +108,15 @@ void Router::add(Route route) {
   routes_.push_back(std::move(route));
 }
 
-core::Result<RouteMatch> Router::match(Method method, std::string_view path, std::vector<Method>* allowed) const {
+core::Result<RouteMatch> Router::match(Method method, std::string_view path,
+                                       std::vector<Method>* allowed) const {
   const auto raw = split_path(path);
   std::vector<std::string> segments;
   segments.reserve(raw.size());
   for (const auto& s : raw) {
     auto decoded = percent_decode(s, false);
-    if (!decoded) return core::fail(core::Errc::bad_request, "the request path has an invalid percent-encoding");
+    if (!decoded)
+      return core::fail(core::Errc::bad_request, "the request path has an invalid percent-encoding");
     segments.push_back(std::move(*decoded));
   }
   // Best match: the one with the most literal segments; ties go to the earlier route.

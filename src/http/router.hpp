@@ -1,10 +1,11 @@
 #pragma once
-// The route table. Patterns are literal segments and {name} parameters ("/v1/principals/{id}"); a literal segment
-// wins over a parameter at the same place, so "/v1/principals/me" can sit beside "/v1/principals/{id}". Segments are
-// percent-decoded after the split, so "%2F" inside an id never creates a segment.
+// The route table. Patterns are literal segments and {name} parameters ("/v1/principals/{id}"); a literal
+// segment wins over a parameter at the same place, so "/v1/principals/me" can sit beside
+// "/v1/principals/{id}". Segments are percent-decoded after the split, so "%2F" inside an id never creates a
+// segment.
 //
-// The table is built at start-up and read-only afterwards (safe to share between threads). The OpenAPI coverage test
-// walks routes() to prove that every route is documented.
+// The table is built at start-up and read-only afterwards (safe to share between threads). The OpenAPI
+// coverage test walks routes() to prove that every route is documented.
 
 #include <boost/asio/awaitable.hpp>
 
@@ -41,8 +42,10 @@ class Router {
   void add(Route route);
 
   // The route for method+path. Errors: not_found (no pattern matches the path), method_not_allowed (a pattern
-  // matches, the method does not; `allowed` lists the methods that would), bad_request (bad percent-encoding).
-  core::Result<RouteMatch> match(Method method, std::string_view path, std::vector<Method>* allowed = nullptr) const;
+  // matches, the method does not; `allowed` lists the methods that would), bad_request (bad
+  // percent-encoding).
+  core::Result<RouteMatch> match(Method method, std::string_view path,
+                                 std::vector<Method>* allowed = nullptr) const;
 
   const std::vector<Route>& routes() const { return routes_; }
 

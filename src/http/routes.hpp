@@ -1,6 +1,6 @@
 #pragma once
-// Shared by the route files of src/http: registration functions and the small helpers every handler uses (JSON
-// bodies, JSON responses, ETags, pagination, awaiting a store write). Not used outside src/http.
+// Shared by the route files of src/http: registration functions and the small helpers every handler uses
+// (JSON bodies, JSON responses, ETags, pagination, awaiting a store write). Not used outside src/http.
 
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
@@ -19,8 +19,8 @@ void add_operations_routes(Router& router, ApiServices& services, const Router& 
 void add_principal_routes(Router& router, ApiServices& services);
 void add_audit_routes(Router& router, ApiServices& services);
 
-// The request body as JSON. Checks the Content-Type against `media_type` (415), parses with the configured depth
-// limit (400 with the byte offset of the syntax error; invalid UTF-8 is a syntax error).
+// The request body as JSON. Checks the Content-Type against `media_type` (415), parses with the configured
+// depth limit (400 with the byte offset of the syntax error; invalid UTF-8 is a syntax error).
 core::Result<boost::json::value> json_body(const Request& request, const ApiServices& services,
                                            std::string_view media_type = "application/json");
 
@@ -29,8 +29,9 @@ Response json_response(int status, const boost::json::value& body);
 // ETag of a versioned resource: a strong validator "\"<version>\"".
 std::string etag(std::int64_t version);
 
-// Compares an If-Match header with the current version: empty header → ok; "*" → ok; a list of ETags → ok when one
-// matches; otherwise precondition_failed. Weak validators never match (RFC 9110 13.1.1 strong comparison).
+// Compares an If-Match header with the current version: empty header → ok; "*" → ok; a list of ETags → ok
+// when one matches; otherwise precondition_failed. Weak validators never match (RFC 9110 13.1.1 strong
+// comparison).
 core::Result<void> check_if_match(std::string_view if_match, std::int64_t version);
 // The version named by an If-Match header with one strong ETag (for passing down to the store), or nullopt.
 std::optional<std::int64_t> if_match_version(std::string_view if_match);
@@ -39,11 +40,13 @@ struct PageParams {
   std::string after;
   std::size_t limit = 100;
 };
-// Reads `limit` and `cursor` (opaque; produced by list_response) and rejects unknown parameters not in `extra`.
+// Reads `limit` and `cursor` (opaque; produced by list_response) and rejects unknown parameters not in
+// `extra`.
 core::Result<PageParams> page_params(const std::vector<std::pair<std::string, std::string>>& query,
                                      const ApiServices& services);
 // {"items": [...], "next_cursor": "..."} with a Link: <...>; rel="next" header when there is a next page.
-Response list_response(const Request& request, boost::json::array items, const std::optional<std::string>& next_after);
+Response list_response(const Request& request, boost::json::array items,
+                       const std::optional<std::string>& next_after);
 
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,

@@ -1,5 +1,5 @@
-// /v1/audit: the audit log, for operators and auditors (audit:read). Filters: actor, action, target_type, target_id,
-// since (RFC 3339); cursor pagination in commit order.
+// /v1/audit: the audit log, for operators and auditors (audit:read). Filters: actor, action, target_type,
+// target_id, since (RFC 3339); cursor pagination in commit order.
 
 #include <fmt/format.h>
 
@@ -14,7 +14,9 @@ using core::Errc;
 void add_audit_routes(Router& router, ApiServices& s) {
   router.add({Method::get, "/v1/audit", Auth::required, core::Permission::audit_read,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 auto query = parse_query(req.query);
                 if (!query) co_return fail(query.error());
                 auto page = page_params(*query, s);

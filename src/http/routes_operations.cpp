@@ -1,5 +1,5 @@
-// Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document. None needs credentials, so
-// that probes and scrapers work without secrets; none reveals data.
+// Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document. None needs
+// credentials, so that probes and scrapers work without secrets; none reveals data.
 
 #include <boost/json/object.hpp>
 
@@ -17,28 +17,29 @@ void add_operations_routes(Router& router, ApiServices& services, const Router&)
                 co_return json_response(200, boost::json::object{{"status", "ok"}});
               }});
 
-  router.add({Method::get, "/readyz", Auth::none, std::nullopt,
-              [&services](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                if (services.shutting_down) {
-                  co_return problem_response(core::Error(core::Errc::unavailable, "the server is shutting down"),
-                                             req.path, ctx.request_id);
-                }
-                const auto start = std::chrono::steady_clock::now();
-                auto ping = services.store.ping();
-                if (!ping) {
-                  co_return problem_response(
-                      core::Error(core::Errc::unavailable, "the store is not reachable: " + ping.error().detail),
-                      req.path, ctx.request_id);
-                }
-                const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                    std::chrono::steady_clock::now() - start)
-                                    .count();
-                co_return json_response(
-                    200, boost::json::object{{"status", "ready"},
-                                             {"checks", boost::json::object{{"store", boost::json::object{
-                                                                                          {"status", "ok"},
-                                                                                          {"latency_us", us}}}}}});
-              }});
+  router.add(
+      {Method::get, "/readyz", Auth::none, std::nullopt,
+       [&services](RequestContext& ctx, const Request& req) -> awaitable<Response> {
+         if (services.shutting_down) {
+           co_return problem_response(core::Error(core::Errc::unavailable, "the server is shutting down"),
+                                      req.path, ctx.request_id);
+         }
+         const auto start = std::chrono::steady_clock::now();
+         auto ping = services.store.ping();
+         if (!ping) {
+           co_return problem_response(
+               core::Error(core::Errc::unavailable, "the store is not reachable: " + ping.error().detail),
+               req.path, ctx.request_id);
+         }
+         const auto us =
+             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
+                 .count();
+         co_return json_response(
+             200, boost::json::object{
+                      {"status", "ready"},
+                      {"checks", boost::json::object{
+                                     {"store", boost::json::object{{"status", "ok"}, {"latency_us", us}}}}}});
+       }});
 
   router.add({Method::get, "/metrics", Auth::none, std::nullopt,
               [&services](RequestContext&, const Request&) -> awaitable<Response> {

@@ -1,8 +1,8 @@
-// /v1/principals: who may call twinbridge. Operators (principals:write) create, change and delete principals and
-// their API keys; a principal may read itself and manage its own keys (key rotation without an operator).
+// /v1/principals: who may call twinbridge. Operators (principals:write) create, change and delete principals
+// and their API keys; a principal may read itself and manage its own keys (key rotation without an operator).
 
-#include <boost/json/object.hpp>
 #include <fmt/format.h>
+#include <boost/json/object.hpp>
 
 #include "core/credentials.hpp"
 #include "core/json_reader.hpp"
@@ -19,13 +19,17 @@ namespace {
 
 constexpr std::string_view kReservedIdPrefix = "twinbridge:";
 
-bool is_self(const RequestContext& ctx, std::string_view id) { return ctx.caller->principal.id.str() == id; }
+bool is_self(const RequestContext& ctx, std::string_view id) {
+  return ctx.caller->principal.id.str() == id;
+}
 
-core::Result<void> require(const RequestContext& ctx, core::Permission permission, std::string_view self_id = {}) {
+core::Result<void> require(const RequestContext& ctx, core::Permission permission,
+                           std::string_view self_id = {}) {
   if (core::has_permission(ctx.caller->principal, permission)) return {};
   if (!self_id.empty() && is_self(ctx, self_id)) return {};
-  return core::fail(Errc::forbidden, fmt::format("principal '{}' lacks the permission {}",
-                                                 ctx.caller->principal.id.str(), core::to_string(permission)));
+  return core::fail(Errc::forbidden,
+                    fmt::format("principal '{}' lacks the permission {}", ctx.caller->principal.id.str(),
+                                core::to_string(permission)));
 }
 
 boost::json::object key_json(const store::ApiKeyRecord& k) {
@@ -33,7 +37,8 @@ boost::json::object key_json(const store::ApiKeyRecord& k) {
                         {"principal", k.principal.str()},
                         {"label", k.label},
                         {"created", core::format_rfc3339(k.created)}};
-  o["expires"] = k.expires ? boost::json::value(core::format_rfc3339(*k.expires)) : boost::json::value(nullptr);
+  o["expires"] =
+      k.expires ? boost::json::value(core::format_rfc3339(*k.expires)) : boost::json::value(nullptr);
   return o;
 }
 
@@ -64,9 +69,8 @@ boost::json::object issued_key_json(const NewKey& k) {
 }
 
 // Reads the {label, expires} of an API key request.
-core::Result<std::pair<std::string, std::optional<core::Timestamp>>> key_options(const boost::json::value& doc,
-                                                                               std::string pointer,
-                                                                               core::Timestamp now) {
+core::Result<std::pair<std::string, std::optional<core::Timestamp>>> key_options(
+    const boost::json::value& doc, std::string pointer, core::Timestamp now) {
   std::vector<core::FieldError> errors;
   core::ObjectReader r(doc, pointer, errors);
   std::pair<std::string, std::optional<core::Timestamp>> out;
@@ -92,8 +96,8 @@ Response principal_response(int status, const core::Principal& p) {
   return r;
 }
 
-// Turns a store precondition failure into 409 when the client sent no If-Match: it did not ask for a condition, the
-// resource changed between our read and our write, and a retry will do.
+// Turns a store precondition failure into 409 when the client sent no If-Match: it did not ask for a
+// condition, the resource changed between our read and our write, and a retry will do.
 core::Error concurrent_change(core::Error e, const Request& req) {
   if (e.code == Errc::precondition_failed && req.if_match.empty()) {
     return core::Error(Errc::conflict, "the resource changed while this request was applied; retry");
@@ -104,58 +108,61 @@ core::Error concurrent_change(core::Error e, const Request& req) {
 }  // namespace
 
 void add_principal_routes(Router& router, ApiServices& s) {
-  router.add({Method::post, "/v1/principals", Auth::required, core::Permission::principals_write,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
-                auto body = json_body(req, s);
-                if (!body) co_return fail(body.error());
-                bool issue_key = true;
-                std::optional<boost::json::value> key_request;
-                if (auto* obj = body->if_object()) {
-                  if (auto* k = obj->if_contains("api_key")) {
-                    if (k->is_bool()) {
-                      issue_key = k->get_bool();
-                    } else {
-                      key_request = *k;
-                    }
-                    obj->erase("api_key");
-                  }
-                }
-                auto principal = core::principal_from_json(*body, nullptr);
-                if (!principal) co_return fail(principal.error());
-                if (principal->id.str().starts_with(kReservedIdPrefix)) {
-                  co_return fail(core::Error(Errc::validation_failed,
-                                             "ids starting with 'twinbridge:' are reserved", "/id"));
-                }
-                const auto now = s.clock.now();
-                std::optional<NewKey> key;
-                if (key_request) {
-                  auto options = key_options(*key_request, "/api_key", now);
-                  if (!options) co_return fail(options.error());
-                  key = make_key(principal->id, std::move(options->first), options->second, now);
-                } else if (issue_key) {
-                  key = make_key(principal->id, "initial", std::nullopt, now);
-                }
-                boost::json::object detail{{"kind", core::to_string(principal->kind)}, {"name", principal->name}};
-                if (key) detail["api_key"] = key->record.id.str();
-                auto audit = audit_entry(ctx, s.clock, "principal.create", "principal", principal->id.str(),
-                                         std::move(detail));
-                std::optional<store::ApiKeyRecord> record;
-                if (key) record = key->record;
-                auto created = co_await await_write<core::Principal>(
-                    [&](auto done) { s.store.create_principal(*principal, record, audit, std::move(done)); });
-                if (!created) co_return fail(created.error());
-                auto out = core::to_json(*created);
-                if (key) out["api_key"] = issued_key_json(*key);
-                auto r = json_response(201, out);
-                r.header("Location", "/v1/principals/" + created->id.str());
-                r.header("ETag", etag(created->version));
-                co_return r;
-              }});
+  router.add(
+      {Method::post, "/v1/principals", Auth::required, core::Permission::principals_write,
+       [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
+         auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+         auto body = json_body(req, s);
+         if (!body) co_return fail(body.error());
+         bool issue_key = true;
+         std::optional<boost::json::value> key_request;
+         if (auto* obj = body->if_object()) {
+           if (auto* k = obj->if_contains("api_key")) {
+             if (k->is_bool()) {
+               issue_key = k->get_bool();
+             } else {
+               key_request = *k;
+             }
+             obj->erase("api_key");
+           }
+         }
+         auto principal = core::principal_from_json(*body, nullptr);
+         if (!principal) co_return fail(principal.error());
+         if (principal->id.str().starts_with(kReservedIdPrefix)) {
+           co_return fail(
+               core::Error(Errc::validation_failed, "ids starting with 'twinbridge:' are reserved", "/id"));
+         }
+         const auto now = s.clock.now();
+         std::optional<NewKey> key;
+         if (key_request) {
+           auto options = key_options(*key_request, "/api_key", now);
+           if (!options) co_return fail(options.error());
+           key = make_key(principal->id, std::move(options->first), options->second, now);
+         } else if (issue_key) {
+           key = make_key(principal->id, "initial", std::nullopt, now);
+         }
+         boost::json::object detail{{"kind", core::to_string(principal->kind)}, {"name", principal->name}};
+         if (key) detail["api_key"] = key->record.id.str();
+         auto audit = audit_entry(ctx, s.clock, "principal.create", "principal", principal->id.str(),
+                                  std::move(detail));
+         std::optional<store::ApiKeyRecord> record;
+         if (key) record = key->record;
+         auto created = co_await await_write<core::Principal>(
+             [&](auto done) { s.store.create_principal(*principal, record, audit, std::move(done)); });
+         if (!created) co_return fail(created.error());
+         auto out = core::to_json(*created);
+         if (key) out["api_key"] = issued_key_json(*key);
+         auto r = json_response(201, out);
+         r.header("Location", "/v1/principals/" + created->id.str());
+         r.header("ETag", etag(created->version));
+         co_return r;
+       }});
 
   router.add({Method::get, "/v1/principals", Auth::required, core::Permission::principals_read,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 auto query = parse_query(req.query);
                 if (!query) co_return fail(query.error());
                 auto page = page_params(*query, s);
@@ -177,7 +184,8 @@ void add_principal_routes(Router& router, ApiServices& s) {
                                core::Permission::registry_write, core::Permission::registry_admin,
                                core::Permission::twins_read, core::Permission::twins_control,
                                core::Permission::twins_publish, core::Permission::services_use}) {
-                  if (core::has_permission(ctx.caller->principal, p)) permissions.emplace_back(core::to_string(p));
+                  if (core::has_permission(ctx.caller->principal, p))
+                    permissions.emplace_back(core::to_string(p));
                 }
                 out["permissions"] = std::move(permissions);
                 co_return json_response(200, out);
@@ -185,9 +193,12 @@ void add_principal_routes(Router& router, ApiServices& s) {
 
   router.add({Method::get, "/v1/principals/{id}", Auth::required, std::nullopt,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 const auto id = ctx.param("id");
-                if (auto ok = require(ctx, core::Permission::principals_read, id); !ok) co_return fail(ok.error());
+                if (auto ok = require(ctx, core::Permission::principals_read, id); !ok)
+                  co_return fail(ok.error());
                 auto p = s.store.principal(core::PrincipalId(std::string(id)));
                 if (!p) co_return fail(p.error());
                 co_return principal_response(200, *p);
@@ -195,7 +206,9 @@ void add_principal_routes(Router& router, ApiServices& s) {
 
   router.add({Method::patch, "/v1/principals/{id}", Auth::required, core::Permission::principals_write,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 auto patch = json_body(req, s, "application/merge-patch+json");
                 if (!patch) co_return fail(patch.error());
                 if (!patch->is_object()) {
@@ -219,13 +232,16 @@ void add_principal_routes(Router& router, ApiServices& s) {
 
   router.add({Method::delete_, "/v1/principals/{id}", Auth::required, core::Permission::principals_write,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 const core::PrincipalId id(std::string(ctx.param("id")));
                 std::optional<std::int64_t> expected;
                 if (!req.if_match.empty()) {
                   auto current = s.store.principal(id);
                   if (!current) co_return fail(current.error());
-                  if (auto ok = check_if_match(req.if_match, current->version); !ok) co_return fail(ok.error());
+                  if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                    co_return fail(ok.error());
                   expected = current->version;
                 }
                 auto audit = audit_entry(ctx, s.clock, "principal.delete", "principal", id.str());
@@ -239,9 +255,12 @@ void add_principal_routes(Router& router, ApiServices& s) {
 
   router.add({Method::get, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 const auto id = ctx.param("id");
-                if (auto ok = require(ctx, core::Permission::principals_read, id); !ok) co_return fail(ok.error());
+                if (auto ok = require(ctx, core::Permission::principals_read, id); !ok)
+                  co_return fail(ok.error());
                 const core::PrincipalId pid{std::string(id)};
                 if (auto p = s.store.principal(pid); !p) co_return fail(p.error());
                 auto keys = s.store.api_keys(pid);
@@ -251,37 +270,41 @@ void add_principal_routes(Router& router, ApiServices& s) {
                 co_return list_response(req, std::move(items), std::nullopt);
               }});
 
-  router.add({Method::post, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
-                const auto id = ctx.param("id");
-                if (auto ok = require(ctx, core::Permission::principals_write, id); !ok) co_return fail(ok.error());
-                boost::json::value doc = boost::json::object();
-                if (!req.body.empty()) {
-                  auto body = json_body(req, s);
-                  if (!body) co_return fail(body.error());
-                  doc = std::move(*body);
-                }
-                const auto now = s.clock.now();
-                auto options = key_options(doc, "", now);
-                if (!options) co_return fail(options.error());
-                auto key = make_key(core::PrincipalId(std::string(id)), std::move(options->first), options->second,
-                                    now);
-                auto audit = audit_entry(ctx, s.clock, "api-key.create", "principal", std::string(id),
-                                         boost::json::object{{"api_key", key.record.id.str()}});
-                auto stored = co_await await_write<store::ApiKeyRecord>(
-                    [&](auto done) { s.store.add_api_key(key.record, audit, std::move(done)); });
-                if (!stored) co_return fail(stored.error());
-                auto r = json_response(201, issued_key_json(key));
-                r.header("Location", fmt::format("/v1/principals/{}/api-keys/{}", id, key.record.id.str()));
-                co_return r;
-              }});
+  router.add(
+      {Method::post, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
+       [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
+         auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+         const auto id = ctx.param("id");
+         if (auto ok = require(ctx, core::Permission::principals_write, id); !ok) co_return fail(ok.error());
+         boost::json::value doc = boost::json::object();
+         if (!req.body.empty()) {
+           auto body = json_body(req, s);
+           if (!body) co_return fail(body.error());
+           doc = std::move(*body);
+         }
+         const auto now = s.clock.now();
+         auto options = key_options(doc, "", now);
+         if (!options) co_return fail(options.error());
+         auto key =
+             make_key(core::PrincipalId(std::string(id)), std::move(options->first), options->second, now);
+         auto audit = audit_entry(ctx, s.clock, "api-key.create", "principal", std::string(id),
+                                  boost::json::object{{"api_key", key.record.id.str()}});
+         auto stored = co_await await_write<store::ApiKeyRecord>(
+             [&](auto done) { s.store.add_api_key(key.record, audit, std::move(done)); });
+         if (!stored) co_return fail(stored.error());
+         auto r = json_response(201, issued_key_json(key));
+         r.header("Location", fmt::format("/v1/principals/{}/api-keys/{}", id, key.record.id.str()));
+         co_return r;
+       }});
 
   router.add({Method::delete_, "/v1/principals/{id}/api-keys/{key}", Auth::required, std::nullopt,
               [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+                auto fail = [&](const core::Error& e) {
+                  return problem_response(e, req.path, ctx.request_id);
+                };
                 const auto id = ctx.param("id");
-                if (auto ok = require(ctx, core::Permission::principals_write, id); !ok) co_return fail(ok.error());
+                if (auto ok = require(ctx, core::Permission::principals_write, id); !ok)
+                  co_return fail(ok.error());
                 auto audit = audit_entry(ctx, s.clock, "api-key.revoke", "principal", std::string(id),
                                          boost::json::object{{"api_key", ctx.param("key")}});
                 auto done = co_await await_write<void>([&](auto cb) {

@@ -1,5 +1,7 @@
 #include "http/server.hpp"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -10,8 +12,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <mutex>
@@ -123,7 +123,8 @@ std::optional<core::Error> parse_error(const beast::error_code& ec, const Server
 
 }  // namespace
 
-HttpServer::HttpServer(std::vector<asio::io_context*> contexts, Api& api, Metrics& metrics, ServerLimits limits)
+HttpServer::HttpServer(std::vector<asio::io_context*> contexts, Api& api, Metrics& metrics,
+                       ServerLimits limits)
     : impl_(std::make_shared<Impl>(std::move(contexts), api, metrics, limits)) {}
 
 HttpServer::~HttpServer() = default;
@@ -140,7 +141,8 @@ core::Result<std::string> HttpServer::listen(const std::string& host, std::uint1
     if (!ec) a->bind(endpoint, ec);
     if (!ec) a->listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return core::fail(Errc::unavailable, fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
+      return core::fail(Errc::unavailable,
+                        fmt::format("cannot listen on {}:{}: {}", host, port, ec.message()));
     }
     endpoint = a->local_endpoint();  // with port 0, the others join the port the first one got
   }
@@ -153,10 +155,13 @@ void HttpServer::start() {
   for (auto& a : impl_->acceptors) asio::co_spawn(a->get_executor(), impl_->accept_loop(*a), asio::detached);
 }
 
-std::size_t HttpServer::open_connections() const { return impl_->open.load(); }
+std::size_t HttpServer::open_connections() const {
+  return impl_->open.load();
+}
 
 void HttpServer::shutdown(std::chrono::milliseconds grace, std::function<void()> drained) {
-  asio::co_spawn(impl_->acceptors.front()->get_executor(), impl_->drain(grace, std::move(drained)), asio::detached);
+  asio::co_spawn(impl_->acceptors.front()->get_executor(), impl_->drain(grace, std::move(drained)),
+                 asio::detached);
 }
 
 awaitable<void> HttpServer::Impl::accept_loop(tcp::acceptor& acceptor) {
@@ -265,8 +270,8 @@ awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> conn, std::u
   }
   beast::error_code ignored;
   if (linger) {
-    // The client may still be sending a body we refused: read and drop it for a short while, so that it sees our
-    // response instead of a connection reset.
+    // The client may still be sending a body we refused: read and drop it for a short while, so that it sees
+    // our response instead of a connection reset.
     stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream.expires_after(kLingerTime);
     std::size_t dropped = 0;

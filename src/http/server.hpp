@@ -1,14 +1,14 @@
 #pragma once
-// The HTTP/1.1 server, thread per core: the app runs one single-threaded io_context per core; the server opens one
-// acceptor per io_context on the same port (SO_REUSEPORT, so the kernel spreads connections) and serves each
-// connection with one coroutine on the io_context that accepted it, so a connection never needs a lock or a strand
-// and threads never wake each other. The only part of twinbridge that includes Beast.
+// The HTTP/1.1 server, thread per core: the app runs one single-threaded io_context per core; the server
+// opens one acceptor per io_context on the same port (SO_REUSEPORT, so the kernel spreads connections) and
+// serves each connection with one coroutine on the io_context that accepted it, so a connection never needs a
+// lock or a strand and threads never wake each other. The only part of twinbridge that includes Beast.
 //
-// Limits (ServerLimits): request head size (431), body size (413, checked from Content-Length before the body is
-// read), a deadline for a whole request once its first byte arrived (slow clients are cut off), an idle timeout
-// between keep-alive requests, a write timeout, a cap on open connections (further ones are closed at once) and on
-// requests per connection. Requests on one connection, pipelined or not, are handled one at a time in order, and the
-// read buffer is bounded, so a pipelining client cannot queue unbounded work.
+// Limits (ServerLimits): request head size (431), body size (413, checked from Content-Length before the body
+// is read), a deadline for a whole request once its first byte arrived (slow clients are cut off), an idle
+// timeout between keep-alive requests, a write timeout, a cap on open connections (further ones are closed at
+// once) and on requests per connection. Requests on one connection, pipelined or not, are handled one at a
+// time in order, and the read buffer is bounded, so a pipelining client cannot queue unbounded work.
 //
 // shutdown(): stops accepting, closes idle connections, lets every in-flight request finish and answer (with
 // Connection: close), then calls `drained`; connections still busy after the grace period are closed.

@@ -69,8 +69,8 @@ void CachedStore::create_principal(core::Principal principal, std::optional<ApiK
                            });
 }
 
-void CachedStore::update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
-                                   Completion<core::Principal> done) {
+void CachedStore::update_principal(core::Principal principal, std::int64_t expected_version,
+                                   core::AuditEntry audit, Completion<core::Principal> done) {
   inner_->update_principal(std::move(principal), expected_version, std::move(audit),
                            [this, done = std::move(done)](core::Result<core::Principal> r) mutable {
                              if (r) after_write(r->id.str(), &*r);
@@ -81,11 +81,12 @@ void CachedStore::update_principal(core::Principal principal, std::int64_t expec
 void CachedStore::delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                    core::AuditEntry audit, Completion<void> done) {
   auto key = id.str();
-  inner_->delete_principal(std::move(id), expected_version, std::move(audit),
-                           [this, key = std::move(key), done = std::move(done)](core::Result<void> r) mutable {
-                             if (r) after_write(key, nullptr);
-                             done(std::move(r));
-                           });
+  inner_->delete_principal(
+      std::move(id), expected_version, std::move(audit),
+      [this, key = std::move(key), done = std::move(done)](core::Result<void> r) mutable {
+        if (r) after_write(key, nullptr);
+        done(std::move(r));
+      });
 }
 
 void CachedStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) {

@@ -1,15 +1,17 @@
 #pragma once
-// CachedStore: a read-through, write-through cache in front of another Store, for the reads on every request's path
-// (the caller's credential and principal). It serves a hit from memory; a miss reads the inner store and fills the
-// cache. Writes go to the inner store; after they commit, the cache is updated (principals) or dropped
-// (credentials), before the writer's completion runs, so a client never reads its own write stale.
+// CachedStore: a read-through, write-through cache in front of another Store, for the reads on every
+// request's path (the caller's credential and principal). It serves a hit from memory; a miss reads the inner
+// store and fills the cache. Writes go to the inner store; after they commit, the cache is updated
+// (principals) or dropped (credentials), before the writer's completion runs, so a client never reads its own
+// write stale.
 //
-// Coherence: all writes of a twinbridge process pass through its Store, so the cache is exact within one process. A
-// fill that raced a write is discarded (a generation counter, read before the inner read, must be unchanged at fill
-// time). Several nodes on one database need the event bus to drop entries on other nodes' writes (see README).
+// Coherence: all writes of a twinbridge process pass through its Store, so the cache is exact within one
+// process. A fill that raced a write is discarded (a generation counter, read before the inner read, must be
+// unchanged at fill time). Several nodes on one database need the event bus to drop entries on other nodes'
+// writes (see README).
 //
-// Size: at most `capacity` entries per map; when full, the map is cleared (simple, and refilled by the hot keys).
-// Thread-safe.
+// Size: at most `capacity` entries per map; when full, the map is cleared (simple, and refilled by the hot
+// keys). Thread-safe.
 
 #include <atomic>
 #include <memory>
@@ -30,25 +32,30 @@ class CachedStore final : public Store {
   core::Result<void> ping() override { return inner_->ping(); }
 
   core::Result<core::Principal> principal(const core::PrincipalId& id) override;
-  core::Result<Page<core::Principal>> principals(const PageRequest& page) override { return inner_->principals(page); }
+  core::Result<Page<core::Principal>> principals(const PageRequest& page) override {
+    return inner_->principals(page);
+  }
   core::Result<std::optional<Credential>> credential(const core::ApiKeyId& key_id) override;
   core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) override {
     return inner_->api_keys(principal);
   }
-  core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override { return inner_->audit(query); }
+  core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override {
+    return inner_->audit(query);
+  }
 
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
   void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
-  void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
-                        Completion<void> done) override;
+  void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
+                        core::AuditEntry audit, Completion<void> done) override;
   void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) override;
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;
 
  private:
-  // Called after a write of `principal` committed: stores the new value (or drops it) and drops every credential.
+  // Called after a write of `principal` committed: stores the new value (or drops it) and drops every
+  // credential.
   void after_write(const std::string& principal_id, const core::Principal* stored);
   // Called after a write of an API key committed.
   void drop_credentials();

@@ -11,8 +11,8 @@ core::Error error_from(sqlite3* db, int rc, std::string_view context) {
   const std::string message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   Errc code = Errc::internal;
   if (primary == SQLITE_CONSTRAINT) code = Errc::conflict;
-  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR || primary == SQLITE_FULL ||
-      primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED || primary == SQLITE_IOERR ||
+      primary == SQLITE_FULL || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
     code = Errc::unavailable;
   }
   return core::Error(code, fmt::format("{}: {}", context, message));
@@ -57,12 +57,17 @@ core::Result<void> Statement::run() {
 std::string_view Statement::text(int column) const {
   const auto* p = sqlite3_column_text(stmt_, column);
   const int n = sqlite3_column_bytes(stmt_, column);
-  return p == nullptr ? std::string_view() : std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
+  return p == nullptr ? std::string_view()
+                      : std::string_view(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
 }
 
-std::int64_t Statement::integer(int column) const { return sqlite3_column_int64(stmt_, column); }
+std::int64_t Statement::integer(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
 
-bool Statement::is_null(int column) const { return sqlite3_column_type(stmt_, column) == SQLITE_NULL; }
+bool Statement::is_null(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
 
 core::Result<std::unique_ptr<Connection>> Connection::open(const std::string& path, bool read_only,
                                                            std::string_view synchronous) {
@@ -79,7 +84,8 @@ core::Result<std::unique_ptr<Connection>> Connection::open(const std::string& pa
   sqlite3_busy_timeout(db, 5000);
   const std::string pragmas =
       read_only ? std::string("PRAGMA foreign_keys=ON; PRAGMA query_only=ON;")
-                : fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=ON;", synchronous);
+                : fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}; PRAGMA foreign_keys=ON;",
+                              synchronous);
   if (auto ok = conn->exec(pragmas); !ok) return std::unexpected(ok.error());
   return conn;
 }

@@ -1,6 +1,7 @@
 #pragma once
-// A thin RAII layer over the SQLite C API, used only inside src/store/. A Connection caches its prepared statements
-// by SQL text, so a hot query is prepared once per connection. Not thread-safe: one thread uses a connection at a time.
+// A thin RAII layer over the SQLite C API, used only inside src/store/. A Connection caches its prepared
+// statements by SQL text, so a hot query is prepared once per connection. Not thread-safe: one thread uses a
+// connection at a time.
 
 #include <sqlite3.h>
 
@@ -55,7 +56,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   core::Result<void> exec(std::string_view sql);
-  // A cached prepared statement for `sql` (which must be a string literal: the cache is keyed by its address).
+  // A cached prepared statement for `sql` (which must be a string literal: the cache is keyed by its
+  // address).
   core::Result<Statement> prepare(const char* sql);
   std::int64_t changes() const { return sqlite3_changes64(db_); }
   sqlite3* handle() const { return db_; }

@@ -1,9 +1,9 @@
 #include "store/sqlite_store.hpp"
 
-#include <boost/json/parse.hpp>
-#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <array>
@@ -21,7 +21,8 @@ namespace {
 
 constexpr std::size_t kMaxPageSize = 10'000;  // a page request beyond this is served this many items
 
-// Versioned schema migrations. Append only: a released migration never changes; a new version adds a new entry.
+// Versioned schema migrations. Append only: a released migration never changes; a new version adds a new
+// entry.
 struct Migration {
   int version;
   const char* name;
@@ -67,8 +68,9 @@ CREATE INDEX audit_by_target ON audit(target_type, target_id, seq);
 };
 
 Result<void> migrate(Connection& db) {
-  if (auto ok = db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
-                        "NULL, applied_at INTEGER NOT NULL)");
+  if (auto ok =
+          db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT "
+                  "NULL, applied_at INTEGER NOT NULL)");
       !ok) {
     return ok;
   }
@@ -78,24 +80,26 @@ Result<void> migrate(Connection& db) {
   if (!row) return std::unexpected(row.error());
   const auto have = current->integer(0);
   if (have > kMigrations.back().version) {
-    return core::fail(Errc::unavailable,
-                      fmt::format("the database has schema version {}, newer than this twinbridge knows ({}); "
-                                  "use a newer twinbridge",
-                                  have, kMigrations.back().version));
+    return core::fail(
+        Errc::unavailable,
+        fmt::format("the database has schema version {}, newer than this twinbridge knows ({}); "
+                    "use a newer twinbridge",
+                    have, kMigrations.back().version));
   }
   for (const auto& m : kMigrations) {
     if (m.version <= have) continue;
     if (auto ok = db.exec("BEGIN IMMEDIATE"); !ok) return ok;
     auto ok = db.exec(m.sql);
     if (ok) {
-      ok = db.exec(fmt::format("INSERT INTO schema_migrations(version, name, applied_at) VALUES ({}, '{}', "
-                               "CAST(strftime('%s','now') AS INTEGER))",
-                               m.version, m.name));
+      ok =
+          db.exec(fmt::format("INSERT INTO schema_migrations(version, name, applied_at) VALUES ({}, '{}', "
+                              "CAST(strftime('%s','now') AS INTEGER))",
+                              m.version, m.name));
     }
     if (!ok) {
       (void)db.exec("ROLLBACK");
-      return std::unexpected(Error(ok.error().code, fmt::format("migration {} ({}) failed: {}", m.version, m.name,
-                                                                ok.error().detail)));
+      return std::unexpected(Error(ok.error().code, fmt::format("migration {} ({}) failed: {}", m.version,
+                                                                m.name, ok.error().detail)));
     }
     if (auto committed = db.exec("COMMIT"); !committed) return committed;
     spdlog::info("store: applied schema migration {} ({})", m.version, m.name);
@@ -103,7 +107,9 @@ Result<void> migrate(Connection& db) {
   return {};
 }
 
-std::string json_text(const boost::json::value& v) { return boost::json::serialize(v); }
+std::string json_text(const boost::json::value& v) {
+  return boost::json::serialize(v);
+}
 
 boost::json::value parse_json_column(std::string_view text) {
   boost::system::error_code ec;
@@ -124,7 +130,8 @@ core::Principal read_principal(const sqlite::Statement& s, int first = 0) {
       if (r.is_string()) p.roles.emplace_back(r.get_string());
     }
   }
-  if (auto props = parse_json_column(s.text(first + 4)); props.is_object()) p.properties = std::move(props.get_object());
+  if (auto props = parse_json_column(s.text(first + 4)); props.is_object())
+    p.properties = std::move(props.get_object());
   p.disabled = s.integer(first + 5) != 0;
   p.created = core::from_unix_micros(s.integer(first + 6));
   p.modified = core::from_unix_micros(s.integer(first + 7));
@@ -161,7 +168,8 @@ Result<void> insert_audit(Connection& db, const core::AuditEntry& a) {
 
 Result<void> insert_key(Connection& db, const ApiKeyRecord& k) {
   auto s = db.prepare(
-      "INSERT INTO api_keys(id, principal_id, hash, label, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+      "INSERT INTO api_keys(id, principal_id, hash, label, created, expires) VALUES (?1, ?2, ?3, ?4, ?5, "
+      "?6)");
   if (!s) return std::unexpected(s.error());
   std::optional<std::int64_t> expires;
   if (k.expires) expires = core::to_unix_micros(*k.expires);
@@ -223,18 +231,21 @@ class SqliteStore::ReadLease {
   std::unique_ptr<Connection> conn_;
 };
 
-int SqliteStore::schema_version() { return kMigrations.back().version; }
+int SqliteStore::schema_version() {
+  return kMigrations.back().version;
+}
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::open(SqliteOptions options, StoreObserver* observer) {
   if (options.synchronous != "FULL" && options.synchronous != "NORMAL" && options.synchronous != "EXTRA") {
-    return core::fail(Errc::validation_failed,
-                      fmt::format("store synchronous mode '{}' is not FULL, EXTRA or NORMAL", options.synchronous));
+    return core::fail(
+        Errc::validation_failed,
+        fmt::format("store synchronous mode '{}' is not FULL, EXTRA or NORMAL", options.synchronous));
   }
   std::error_code ec;
   if (options.path.has_parent_path()) std::filesystem::create_directories(options.path.parent_path(), ec);
   if (ec) {
-    return core::fail(Errc::unavailable,
-                      fmt::format("cannot create data directory {}: {}", options.path.parent_path().string(), ec.message()));
+    return core::fail(Errc::unavailable, fmt::format("cannot create data directory {}: {}",
+                                                     options.path.parent_path().string(), ec.message()));
   }
   auto writer = Connection::open(options.path.string(), false, options.synchronous);
   if (!writer) return std::unexpected(writer.error());
@@ -245,7 +256,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(SqliteOptions options, St
 SqliteStore::SqliteStore(SqliteOptions options, StoreObserver* observer, std::unique_ptr<Connection> writer)
     : options_(std::move(options)), observer_(observer), writer_conn_(std::move(writer)) {}
 
-SqliteStore::~SqliteStore() { stop(); }
+SqliteStore::~SqliteStore() {
+  stop();
+}
 
 void SqliteStore::start() {
   std::lock_guard lock(queue_mutex_);
@@ -346,8 +359,9 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
       (void)db.exec("RELEASE w");
       results.push_back(std::move(r));
       if (sqlite3_get_autocommit(db.handle()) != 0) {
-        // SQLite rolled the whole transaction back by itself (disk full, I/O error, out of memory): nothing of this
-        // batch is stored, so the rest must not run outside a transaction, and every write of it fails.
+        // SQLite rolled the whole transaction back by itself (disk full, I/O error, out of memory): nothing
+        // of this batch is stored, so the rest must not run outside a transaction, and every write of it
+        // fails.
         txn = core::fail(Errc::unavailable,
                          "the store's transaction was rolled back: " +
                              (results.back() ? std::string("by SQLite") : results.back().error().detail));
@@ -403,7 +417,8 @@ Result<core::Principal> SqliteStore::principal(const core::PrincipalId& id) {
   auto db = reader();
   if (!db) return std::unexpected(db.error());
   auto s = (*db)->prepare(
-      "SELECT id, kind, name, roles, properties, disabled, created, modified, version FROM principals WHERE id = ?1");
+      "SELECT id, kind, name, roles, properties, disabled, created, modified, version FROM principals WHERE "
+      "id = ?1");
   if (!s) return std::unexpected(s.error());
   s->bind(1, id.str());
   auto row = s->step();
@@ -457,7 +472,8 @@ Result<std::vector<ApiKeyRecord>> SqliteStore::api_keys(const core::PrincipalId&
   auto db = reader();
   if (!db) return std::unexpected(db.error());
   auto s = (*db)->prepare(
-      "SELECT id, principal_id, hash, label, created, expires FROM api_keys WHERE principal_id = ?1 ORDER BY id");
+      "SELECT id, principal_id, hash, label, created, expires FROM api_keys WHERE principal_id = ?1 ORDER BY "
+      "id");
   if (!s) return std::unexpected(s.error());
   s->bind(1, principal.str());
   std::vector<ApiKeyRecord> out;
@@ -523,10 +539,12 @@ Result<Page<core::AuditEntry>> SqliteStore::audit(const AuditQuery& q) {
 namespace {
 
 Result<void> write_principal(Connection& db, const core::Principal& p, bool insert) {
-  auto s = insert ? db.prepare("INSERT INTO principals(id, kind, name, roles, properties, disabled, created, "
-                               "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
-                  : db.prepare("UPDATE principals SET kind = ?2, name = ?3, roles = ?4, properties = ?5, "
-                               "disabled = ?6, created = ?7, modified = ?8, version = ?9 WHERE id = ?1");
+  auto s = insert ? db.prepare(
+                        "INSERT INTO principals(id, kind, name, roles, properties, disabled, created, "
+                        "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                  : db.prepare(
+                        "UPDATE principals SET kind = ?2, name = ?3, roles = ?4, properties = ?5, "
+                        "disabled = ?6, created = ?7, modified = ?8, version = ?9 WHERE id = ?1");
   if (!s) return std::unexpected(s.error());
   boost::json::array roles;
   for (const auto& r : p.roles) roles.emplace_back(r);
@@ -548,11 +566,11 @@ Result<void> write_principal(Connection& db, const core::Principal& p, bool inse
 
 }  // namespace
 
-void SqliteStore::create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
-                                   Completion<core::Principal> done) {
+void SqliteStore::create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
+                                   core::AuditEntry audit, Completion<core::Principal> done) {
   submit<core::Principal>(
-      [p = std::move(principal), key = std::move(key), audit = std::move(audit)](Connection& db) mutable
-      -> Result<core::Principal> {
+      [p = std::move(principal), key = std::move(key),
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
         p.version = 1;
         p.created = p.modified = audit.at;
         if (auto ok = write_principal(db, p, true); !ok) return std::unexpected(ok.error());
@@ -565,17 +583,16 @@ void SqliteStore::create_principal(core::Principal principal, std::optional<ApiK
       std::move(done));
 }
 
-void SqliteStore::update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
-                                   Completion<core::Principal> done) {
+void SqliteStore::update_principal(core::Principal principal, std::int64_t expected_version,
+                                   core::AuditEntry audit, Completion<core::Principal> done) {
   submit<core::Principal>(
-      [p = std::move(principal), expected_version, audit = std::move(audit)](Connection& db) mutable
-      -> Result<core::Principal> {
+      [p = std::move(principal), expected_version,
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
         auto current = principal_version(db, p.id);
         if (!current) return std::unexpected(current.error());
         if (*current != expected_version) {
-          return core::fail(Errc::precondition_failed,
-                            fmt::format("principal '{}' is at version {}, not {}", p.id.str(), *current,
-                                        expected_version));
+          return core::fail(Errc::precondition_failed, fmt::format("principal '{}' is at version {}, not {}",
+                                                                   p.id.str(), *current, expected_version));
         }
         p.version = expected_version + 1;
         p.modified = audit.at;
@@ -593,9 +610,8 @@ void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int6
         auto current = principal_version(db, id);
         if (!current) return std::unexpected(current.error());
         if (expected_version && *current != *expected_version) {
-          return core::fail(Errc::precondition_failed,
-                            fmt::format("principal '{}' is at version {}, not {}", id.str(), *current,
-                                        *expected_version));
+          return core::fail(Errc::precondition_failed, fmt::format("principal '{}' is at version {}, not {}",
+                                                                   id.str(), *current, *expected_version));
         }
         auto s = db.prepare("DELETE FROM principals WHERE id = ?1");
         if (!s) return std::unexpected(s.error());
@@ -620,8 +636,8 @@ void SqliteStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completi
 void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                                  Completion<void> done) {
   submit<void>(
-      [principal = std::move(principal), key = std::move(key), audit = std::move(audit)](Connection& db)
-          -> Result<void> {
+      [principal = std::move(principal), key = std::move(key),
+       audit = std::move(audit)](Connection& db) -> Result<void> {
         auto s = db.prepare("DELETE FROM api_keys WHERE id = ?1 AND principal_id = ?2");
         if (!s) return std::unexpected(s.error());
         s->bind(1, key.str()).bind(2, principal.str());

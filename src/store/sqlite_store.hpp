@@ -1,10 +1,11 @@
 #pragma once
 // SqliteStore: the embedded default store, one SQLite database file in WAL mode in the data directory.
 //
-// Writes go through one writer thread that takes every queued write (up to max_batch), applies each in its own
-// savepoint inside one transaction and commits once: with synchronous=FULL the commit is durable (fsync of the WAL)
-// before any completion runs, so an acknowledged write survives kill -9 and power loss, and N concurrent writers cost
-// one fsync, not N. Reads use a pool of read-only connections and never wait for the writer (WAL snapshot isolation).
+// Writes go through one writer thread that takes every queued write (up to max_batch), applies each in its
+// own savepoint inside one transaction and commits once: with synchronous=FULL the commit is durable (fsync
+// of the WAL) before any completion runs, so an acknowledged write survives kill -9 and power loss, and N
+// concurrent writers cost one fsync, not N. Reads use a pool of read-only connections and never wait for the
+// writer (WAL snapshot isolation).
 //
 // Thread-safety: every public method may be called from any thread.
 
@@ -22,17 +23,18 @@
 namespace twinbridge::store {
 
 struct SqliteOptions {
-  std::filesystem::path path;             // the database file
-  std::string synchronous = "FULL";       // FULL (durable on power loss) or NORMAL (durable on process crash only)
-  std::size_t max_batch = 1024;           // writes committed together at most
-  std::size_t max_queue = 100'000;        // queued writes beyond this fail fast with `unavailable`
+  std::filesystem::path path;        // the database file
+  std::string synchronous = "FULL";  // FULL (durable on power loss) or NORMAL (durable on process crash only)
+  std::size_t max_batch = 1024;      // writes committed together at most
+  std::size_t max_queue = 100'000;   // queued writes beyond this fail fast with `unavailable`
 };
 
 class SqliteStore final : public Store {
  public:
-  // Opens or creates the database and applies pending schema migrations. Fails when the file belongs to a newer
-  // twinbridge (schema version above the known one).
-  static core::Result<std::unique_ptr<SqliteStore>> open(SqliteOptions options, StoreObserver* observer = nullptr);
+  // Opens or creates the database and applies pending schema migrations. Fails when the file belongs to a
+  // newer twinbridge (schema version above the known one).
+  static core::Result<std::unique_ptr<SqliteStore>> open(SqliteOptions options,
+                                                         StoreObserver* observer = nullptr);
   ~SqliteStore() override;
 
   void start() override;
@@ -49,8 +51,8 @@ class SqliteStore final : public Store {
                         Completion<core::Principal> done) override;
   void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
-  void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
-                        Completion<void> done) override;
+  void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
+                        core::AuditEntry audit, Completion<void> done) override;
   void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) override;
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;
@@ -66,7 +68,8 @@ class SqliteStore final : public Store {
 
   SqliteStore(SqliteOptions options, StoreObserver* observer, std::unique_ptr<sqlite::Connection> writer);
 
-  // Queues `apply` (run on the writer thread inside the batch transaction); `done` gets its result after commit.
+  // Queues `apply` (run on the writer thread inside the batch transaction); `done` gets its result after
+  // commit.
   template <class T>
   void submit(std::move_only_function<core::Result<T>(sqlite::Connection&)> apply, Completion<T> done);
   void enqueue(PendingWrite write);

@@ -2,10 +2,11 @@
 // The store: twinbridge's durable state, in domain terms. Implementations: SqliteStore (embedded default); a
 // PostgreSQL store comes later behind the same interface, so nothing above this file knows SQL.
 //
-// Reads are synchronous and safe from any thread; they are short indexed lookups. Writes are asynchronous: each write
-// is queued, several queued writes are committed in one transaction (group commit), and the completion runs only
-// after the transaction is durable, on the store's writer thread. Completions must not block; they hand the result
-// back to the caller's executor. Every write carries the audit entry that records it; both commit together.
+// Reads are synchronous and safe from any thread; they are short indexed lookups. Writes are asynchronous:
+// each write is queued, several queued writes are committed in one transaction (group commit), and the
+// completion runs only after the transaction is durable, on the store's writer thread. Completions must not
+// block; they hand the result back to the caller's executor. Every write carries the audit entry that records
+// it; both commit together.
 //
 // Errors: not_found, conflict (id taken), precondition_failed (expected version differs), unavailable (store
 // stopped or not reachable), internal (unexpected database error, logged by the implementation).
@@ -89,13 +90,14 @@ class Store {
   virtual core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) = 0;
   virtual core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) = 0;
 
-  // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified come
-  // from the audit entry's time. create fails with conflict when the id is taken.
-  virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
-                                Completion<core::Principal> done) = 0;
-  virtual void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,
-                                Completion<core::Principal> done) = 0;
-  // Deletes the principal and its keys. With expected_version, fails with precondition_failed when it differs.
+  // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified
+  // come from the audit entry's time. create fails with conflict when the id is taken.
+  virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
+                                core::AuditEntry audit, Completion<core::Principal> done) = 0;
+  virtual void update_principal(core::Principal principal, std::int64_t expected_version,
+                                core::AuditEntry audit, Completion<core::Principal> done) = 0;
+  // Deletes the principal and its keys. With expected_version, fails with precondition_failed when it
+  // differs.
   virtual void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                 core::AuditEntry audit, Completion<void> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;

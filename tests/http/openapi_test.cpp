@@ -84,8 +84,9 @@ TEST_F(OpenApiTest, EveryDescribedOperationExists) {
   for (const auto& [path, item] : doc_.at("paths").as_object()) {
     for (const auto& [method, op] : item.as_object()) {
       if (method == "parameters") continue;
-      const auto found = std::any_of(api_->router().routes().begin(), api_->router().routes().end(),
-                                     [&](const Route& r) { return r.pattern == path && lower(to_string(r.method)) == method; });
+      const auto found = std::any_of(
+          api_->router().routes().begin(), api_->router().routes().end(),
+          [&](const Route& r) { return r.pattern == path && lower(to_string(r.method)) == method; });
       EXPECT_TRUE(found) << method << " " << std::string_view(path) << " is described but has no route";
     }
   }

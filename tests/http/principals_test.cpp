@@ -1,5 +1,5 @@
-// Integration tests of /v1/principals and /v1/audit over HTTP: creation with API keys, conditional requests, merge
-// patch, authorization by role, self-service key rotation, JWT bearer tokens and the audit trail.
+// Integration tests of /v1/principals and /v1/audit over HTTP: creation with API keys, conditional requests,
+// merge patch, authorization by role, self-service key rotation, JWT bearer tokens and the audit trail.
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -28,8 +28,8 @@ std::string hs256_token(const boost::json::object& claims, const std::string& se
   const std::string input = header + "." + payload;
   unsigned char mac[32];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<const unsigned char*>(input.data()),
-       input.size(), mac, &len);
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac, &len);
   return input + "." + core::base64url_encode(std::string_view(reinterpret_cast<const char*>(mac), len));
 }
 
@@ -38,10 +38,10 @@ class PrincipalsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     std::ofstream(dir_->path() / "jwt.secret") << kJwtSecret << "\n";
-    server_ = new ServerProcess(
-        dir_->path(),
-        {"--jwt-key", "HS256:k1:" + (dir_->path() / "jwt.secret").string(), "--jwt-issuer", "https://idp.test"},
-        {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+    server_ = new ServerProcess(dir_->path(),
+                                {"--jwt-key", "HS256:k1:" + (dir_->path() / "jwt.secret").string(),
+                                 "--jwt-issuer", "https://idp.test"},
+                                {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
   }
   static void TearDownTestSuite() {
     delete server_;
@@ -51,8 +51,9 @@ class PrincipalsTest : public ::testing::Test {
 
   // Creates a principal and returns its API key token (empty when none was issued).
   static std::string create(const std::string& id, const std::string& kind, const std::string& extra = "") {
-    auto r = call(port(), "POST", "/v1/principals", kAdmin,
-                  R"({"id":")" + id + R"(","kind":")" + kind + R"(","name":"test )" + id + "\"" + extra + "}");
+    auto r =
+        call(port(), "POST", "/v1/principals", kAdmin,
+             R"({"id":")" + id + R"(","kind":")" + kind + R"(","name":"test )" + id + "\"" + extra + "}");
     EXPECT_EQ(r.status, 201) << r.body;
     const auto created = r.json();
     const auto* key = created.as_object().if_contains("api_key");
@@ -67,15 +68,17 @@ TempDir* PrincipalsTest::dir_ = nullptr;
 ServerProcess* PrincipalsTest::server_ = nullptr;
 
 TEST_F(PrincipalsTest, CreateReturnsTheRecordItsKeyLocationAndEtag) {
-  auto r = call(port(), "POST", "/v1/principals", kAdmin,
-                R"({"id":"mv-1","kind":"metaverse-system","name":"Virtual Campus","properties":{"region":"eu"}})");
+  auto r =
+      call(port(), "POST", "/v1/principals", kAdmin,
+           R"({"id":"mv-1","kind":"metaverse-system","name":"Virtual Campus","properties":{"region":"eu"}})");
   ASSERT_EQ(r.status, 201) << r.body;
   EXPECT_EQ(r.header("Location"), "/v1/principals/mv-1");
   EXPECT_EQ(r.header("ETag"), "\"1\"");
   auto p = r.json().as_object();
   EXPECT_EQ(p.at("kind"), "metaverse-system");
   EXPECT_EQ(p.at("version"), 1);
-  EXPECT_EQ(p.at("roles"), boost::json::parse(R"(["registry-reader","twin-reader","twin-controller","service-user"])"));
+  EXPECT_EQ(p.at("roles"),
+            boost::json::parse(R"(["registry-reader","twin-reader","twin-controller","service-user"])"));
   const auto token = std::string(p.at("api_key").at("token").as_string());
   EXPECT_TRUE(token.starts_with("tbk_"));
   // The key works, and it is never shown again.
@@ -97,7 +100,8 @@ TEST_F(PrincipalsTest, GeneratesAnIdWhenNoneIsGiven) {
 
 TEST_F(PrincipalsTest, DuplicateIdIsAConflict) {
   create("dup-1", "twin-system");
-  auto r = call(port(), "POST", "/v1/principals", kAdmin, R"({"id":"dup-1","kind":"twin-system","name":"again"})");
+  auto r =
+      call(port(), "POST", "/v1/principals", kAdmin, R"({"id":"dup-1","kind":"twin-system","name":"again"})");
   EXPECT_EQ(r.status, 409);
   EXPECT_EQ(r.json().at("errors").at(0).at("pointer"), "/id");
 }
@@ -109,7 +113,8 @@ TEST_F(PrincipalsTest, ValidationListsEveryBadFieldWithItsPointer) {
   EXPECT_EQ(r.header("Content-Type"), "application/problem+json");
   std::set<std::string> pointers;
   const auto problem = r.json();
-  for (const auto& e : problem.at("errors").as_array()) pointers.insert(std::string(e.at("pointer").as_string()));
+  for (const auto& e : problem.at("errors").as_array())
+    pointers.insert(std::string(e.at("pointer").as_string()));
   EXPECT_EQ(pointers, (std::set<std::string>{"/kind", "/name", "/roles/1", "/colour"}));
 }
 
@@ -123,14 +128,16 @@ TEST_F(PrincipalsTest, GetHonoursIfNoneMatch) {
   create("etag-1", "twin-system");
   auto r = call(port(), "GET", "/v1/principals/etag-1", kAdmin);
   ASSERT_EQ(r.status, 200);
-  auto again = call(port(), "GET", "/v1/principals/etag-1", kAdmin, "", {{"If-None-Match", r.header("ETag")}});
+  auto again =
+      call(port(), "GET", "/v1/principals/etag-1", kAdmin, "", {{"If-None-Match", r.header("ETag")}});
   EXPECT_EQ(again.status, 304);
   EXPECT_TRUE(again.body.empty());
 }
 
 TEST_F(PrincipalsTest, MergePatchChangesOnlyWhatItNamesAndBumpsTheVersion) {
   create("patch-1", "third-party-system", R"(,"properties":{"a":1,"b":2})");
-  auto r = call(port(), "PATCH", "/v1/principals/patch-1", kAdmin, R"({"name":"renamed","properties":{"b":null,"c":3}})",
+  auto r = call(port(), "PATCH", "/v1/principals/patch-1", kAdmin,
+                R"({"name":"renamed","properties":{"b":null,"c":3}})",
                 {{"Content-Type", "application/merge-patch+json"}, {"If-Match", "\"1\""}});
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("ETag"), "\"2\"");
@@ -153,7 +160,8 @@ TEST_F(PrincipalsTest, StaleIfMatchIs412AndChangesNothing) {
   EXPECT_EQ(call(port(), "GET", "/v1/principals/patch-2", kAdmin).json().at("name"), "v2");
   auto del = call(port(), "DELETE", "/v1/principals/patch-2", kAdmin, "", {{"If-Match", "\"1\""}});
   EXPECT_EQ(del.status, 412);
-  EXPECT_EQ(call(port(), "DELETE", "/v1/principals/patch-2", kAdmin, "", {{"If-Match", "\"2\""}}).status, 204);
+  EXPECT_EQ(call(port(), "DELETE", "/v1/principals/patch-2", kAdmin, "", {{"If-Match", "\"2\""}}).status,
+            204);
   EXPECT_EQ(call(port(), "GET", "/v1/principals/patch-2", kAdmin).status, 404);
 }
 
@@ -172,7 +180,8 @@ TEST_F(PrincipalsTest, PatchRefusesReadOnlyMembersAndWrongMediaType) {
 TEST_F(PrincipalsTest, RolesDecideWhatACallerMayDo) {
   const auto mv = create("role-mv", "metaverse-system");
   EXPECT_EQ(call(port(), "GET", "/v1/principals", mv).status, 403);
-  EXPECT_EQ(call(port(), "POST", "/v1/principals", mv, R"({"kind":"operator","name":"escalate"})").status, 403);
+  EXPECT_EQ(call(port(), "POST", "/v1/principals", mv, R"({"kind":"operator","name":"escalate"})").status,
+            403);
   EXPECT_EQ(call(port(), "GET", "/v1/audit", mv).status, 403);
   EXPECT_EQ(call(port(), "GET", "/v1/principals/role-mv", mv).status, 200);  // itself
   EXPECT_EQ(call(port(), "GET", "/v1/principals/etag-1", mv).status, 403);   // someone else
@@ -214,7 +223,8 @@ TEST_F(PrincipalsTest, APrincipalRotatesItsOwnKeys) {
 
 TEST_F(PrincipalsTest, ExpiredKeysAreRefusedAtIssue) {
   create("expire-1", "twin-system");
-  auto r = call(port(), "POST", "/v1/principals/expire-1/api-keys", kAdmin, R"({"expires":"2001-01-01T00:00:00Z"})");
+  auto r = call(port(), "POST", "/v1/principals/expire-1/api-keys", kAdmin,
+                R"({"expires":"2001-01-01T00:00:00Z"})");
   EXPECT_EQ(r.status, 422);
   EXPECT_EQ(r.json().at("errors").at(0).at("pointer"), "/expires");
 }
@@ -248,10 +258,11 @@ TEST_F(PrincipalsTest, ListsPageWithCursors) {
 
 TEST_F(PrincipalsTest, JwtBearerTokensAuthenticateRegisteredSubjects) {
   create("jwt-sub", "metaverse-system");
-  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  boost::json::object claims{{"sub", "jwt-sub"}, {"iss", "https://idp.test"}, {"aud", "twinbridge"}, {"exp", now + 300}};
+  const auto now =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  boost::json::object claims{
+      {"sub", "jwt-sub"}, {"iss", "https://idp.test"}, {"aud", "twinbridge"}, {"exp", now + 300}};
   auto me = call(port(), "GET", "/v1/principals/me", hs256_token(claims, kJwtSecret));
   ASSERT_EQ(me.status, 200) << me.body;
   EXPECT_EQ(me.json().at("credential"), "jwt:k1");
@@ -265,8 +276,10 @@ TEST_F(PrincipalsTest, JwtBearerTokensAuthenticateRegisteredSubjects) {
   auto unknown = claims;
   unknown["sub"] = "nobody";
   EXPECT_EQ(call(port(), "GET", "/v1/principals/me", hs256_token(unknown, kJwtSecret)).status, 401);
-  EXPECT_EQ(call(port(), "GET", "/v1/principals/me", hs256_token(claims, "another-secret-of-32-bytes-length!")).status,
-            401);
+  EXPECT_EQ(
+      call(port(), "GET", "/v1/principals/me", hs256_token(claims, "another-secret-of-32-bytes-length!"))
+          .status,
+      401);
   const auto none = core::base64url_encode(R"({"alg":"none"})") + "." +
                     core::base64url_encode(boost::json::serialize(claims)) + ".";
   EXPECT_EQ(call(port(), "GET", "/v1/principals/me", none).status, 401);

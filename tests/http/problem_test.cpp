@@ -9,13 +9,22 @@ namespace {
 
 TEST(ProblemTest, EveryCodeHasAStatusAndAStableType) {
   using core::Errc;
-  const std::vector<std::pair<Errc, int>> expected = {
-      {Errc::bad_request, 400},         {Errc::unauthenticated, 401},        {Errc::forbidden, 403},
-      {Errc::not_found, 404},           {Errc::method_not_allowed, 405},     {Errc::not_acceptable, 406},
-      {Errc::conflict, 409},            {Errc::gone, 410},                   {Errc::precondition_failed, 412},
-      {Errc::payload_too_large, 413},   {Errc::unsupported_media_type, 415}, {Errc::validation_failed, 422},
-      {Errc::rate_limited, 429},        {Errc::header_too_large, 431},       {Errc::internal, 500},
-      {Errc::unavailable, 503}};
+  const std::vector<std::pair<Errc, int>> expected = {{Errc::bad_request, 400},
+                                                      {Errc::unauthenticated, 401},
+                                                      {Errc::forbidden, 403},
+                                                      {Errc::not_found, 404},
+                                                      {Errc::method_not_allowed, 405},
+                                                      {Errc::not_acceptable, 406},
+                                                      {Errc::conflict, 409},
+                                                      {Errc::gone, 410},
+                                                      {Errc::precondition_failed, 412},
+                                                      {Errc::payload_too_large, 413},
+                                                      {Errc::unsupported_media_type, 415},
+                                                      {Errc::validation_failed, 422},
+                                                      {Errc::rate_limited, 429},
+                                                      {Errc::header_too_large, 431},
+                                                      {Errc::internal, 500},
+                                                      {Errc::unavailable, 503}};
   std::set<std::string_view> types;
   for (auto [code, status] : expected) {
     EXPECT_EQ(status_of(code), status);

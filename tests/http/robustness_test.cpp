@@ -1,5 +1,5 @@
-// Bad input: every hostile or broken request gets a clear 4xx (or, for a client too slow to send its request, a
-// closed connection) within its limit, the server keeps serving others, and nothing is stored.
+// Bad input: every hostile or broken request gets a clear 4xx (or, for a client too slow to send its request,
+// a closed connection) within its limit, the server keeps serving others, and nothing is stored.
 
 #include <gtest/gtest.h>
 
@@ -18,8 +18,8 @@ class RobustnessTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     server_ = new ServerProcess(dir_->path(),
-                                {"--read-timeout-ms", "1500", "--idle-timeout-ms", "3000", "--max-connections", "64",
-                                 "--auth-failure-burst", "1000"},
+                                {"--read-timeout-ms", "1500", "--idle-timeout-ms", "3000",
+                                 "--max-connections", "64", "--auth-failure-burst", "1000"},
                                 {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
   }
   static void TearDownTestSuite() {
@@ -84,7 +84,8 @@ TEST_F(RobustnessTest, TenMegabyteBodySentWholeStillGets413) {
   Connection c(port());
   const std::string body(10 * 1024 * 1024, 'x');
   c.send("POST /v1/principals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kAdmin +
-         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+         "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+         body);
   auto r = c.read_response();
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 413);
@@ -121,7 +122,8 @@ TEST_F(RobustnessTest, NulInAnIdIs422WithItsPointer) {
   auto r = post(R"({"id":"bad\u0000id","kind":"twin-system","name":"x"})");
   ASSERT_EQ(r.status, 422);
   EXPECT_EQ(r.json().at("errors").at(0).at("pointer"), "/id");
-  EXPECT_NE(std::string(r.json().at("errors").at(0).at("detail").as_string()).find("U+0000"), std::string::npos);
+  EXPECT_NE(std::string(r.json().at("errors").at(0).at("detail").as_string()).find("U+0000"),
+            std::string::npos);
   EXPECT_EQ(call(port(), "GET", "/v1/principals/bad%00id", kAdmin).status, 404);
 }
 

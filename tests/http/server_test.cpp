@@ -1,5 +1,6 @@
-// Integration tests of the running server: operations endpoints, authentication, configuration, graceful shutdown
-// and durability of acknowledged writes under kill -9. Each test talks HTTP to a real `twinbridge serve` process.
+// Integration tests of the running server: operations endpoints, authentication, configuration, graceful
+// shutdown and durability of acknowledged writes under kill -9. Each test talks HTTP to a real `twinbridge
+// serve` process.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -81,8 +82,11 @@ TEST_F(ServerTest, V1RoutesRequireABearerToken) {
 
 TEST_F(ServerTest, RejectsWrongTokensAndSchemes) {
   EXPECT_EQ(call(port(), "GET", "/v1/principals", "not-the-token").status, 401);
-  EXPECT_EQ(fetch(port(), {"GET", "/v1/principals", "", {{"Authorization", "Basic YWRtaW46YWRtaW4="}}}).status, 401);
-  EXPECT_EQ(call(port(), "GET", "/v1/principals", "tbk_0123456789abcdef_" + std::string(64, 'a')).status, 401);
+  EXPECT_EQ(
+      fetch(port(), {"GET", "/v1/principals", "", {{"Authorization", "Basic YWRtaW46YWRtaW4="}}}).status,
+      401);
+  EXPECT_EQ(call(port(), "GET", "/v1/principals", "tbk_0123456789abcdef_" + std::string(64, 'a')).status,
+            401);
   EXPECT_EQ(call(port(), "GET", "/v1/principals", "a.b.c").status, 401);
   EXPECT_EQ(call(port(), "GET", "/v1/principals", kAdmin).status, 200);
 }
@@ -132,7 +136,8 @@ TEST_F(ServerTest, HeadAnswersLikeGetWithoutABody) {
 TEST_F(ServerTest, KeepAliveAndPipelinedRequestsAreAnsweredInOrder) {
   Connection c(port());
   std::string batch;
-  for (int i = 0; i < 20; ++i) batch += serialize({"GET", "/healthz", "", {{"X-Request-Id", "p" + std::to_string(i)}}});
+  for (int i = 0; i < 20; ++i)
+    batch += serialize({"GET", "/healthz", "", {{"X-Request-Id", "p" + std::to_string(i)}}});
   ASSERT_TRUE(c.send(batch));
   for (int i = 0; i < 20; ++i) {
     auto r = c.read_response();
@@ -160,8 +165,8 @@ TEST_F(ServerTest, SigtermDrainsInFlightRequestsThenExitsZero) {
   Connection slow(port());
   const std::string body = R"({"kind":"metaverse-system","name":"drained"})";
   ASSERT_TRUE(slow.send("POST /v1/principals HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + kAdmin +
-                        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                        "\r\n\r\n" + body.substr(0, 10)));
+                        "\r\nContent-Type: application/json\r\nContent-Length: " +
+                        std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, 10)));
   Connection idle(port());
   ASSERT_TRUE(idle.send(serialize({"GET", "/healthz"})));
   ASSERT_TRUE(idle.read_response());
@@ -176,15 +181,16 @@ TEST_F(ServerTest, SigtermDrainsInFlightRequestsThenExitsZero) {
   EXPECT_EQ(server_->stop(SIGTERM), 0);
   EXPECT_NE(server_->log().find("twinbridge stopped"), std::string::npos);
   // And the drained write is there after a restart.
-  server_ = std::make_unique<ServerProcess>(dir_.path(), std::vector<std::string>{},
-                                            std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+  server_ =
+      std::make_unique<ServerProcess>(dir_.path(), std::vector<std::string>{},
+                                      std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
   auto list = call(port(), "GET", "/v1/principals", kAdmin);
   EXPECT_NE(list.body.find("drained"), std::string::npos);
 }
 
 TEST_F(ServerTest, AcknowledgedWritesSurviveKill9) {
-  // Several writers create principals as fast as they can; the server is killed with SIGKILL in the middle. Every
-  // principal whose 201 arrived must exist after a restart.
+  // Several writers create principals as fast as they can; the server is killed with SIGKILL in the middle.
+  // Every principal whose 201 arrived must exist after a restart.
   std::atomic<bool> stop{false};
   std::mutex mutex;
   std::vector<std::string> acknowledged;
@@ -220,8 +226,9 @@ TEST_F(ServerTest, AcknowledgedWritesSurviveKill9) {
   stop = true;
   for (auto& t : writers) t.join();
   EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
-  server_ = std::make_unique<ServerProcess>(dir_.path(), std::vector<std::string>{},
-                                            std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+  server_ =
+      std::make_unique<ServerProcess>(dir_.path(), std::vector<std::string>{},
+                                      std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
   std::size_t missing = 0;
   for (const auto& id : acknowledged) {
     if (call(port(), "GET", "/v1/principals/" + id, kAdmin).status != 200) ++missing;
@@ -256,9 +263,11 @@ TEST(ServerStartTest, FlagsWinOverEnvironmentWhichWinsOverTheFile) {
   // max_body_bytes = 100 from the file:
   EXPECT_EQ(call(server.port(), "POST", "/v1/principals", kAdmin, std::string(200, ' ')).status, 413);
   // max_json_depth = 5 from the environment: 4 levels pass the parser, 6 do not.
-  EXPECT_EQ(call(server.port(), "POST", "/v1/principals", kAdmin, R"({"properties":{"a":{"b":{}}}})").status, 422);
-  EXPECT_EQ(call(server.port(), "POST", "/v1/principals", kAdmin, R"({"p":{"a":{"b":{"c":{"d":{}}}}}})").status,
-            400);
+  EXPECT_EQ(call(server.port(), "POST", "/v1/principals", kAdmin, R"({"properties":{"a":{"b":{}}}})").status,
+            422);
+  EXPECT_EQ(
+      call(server.port(), "POST", "/v1/principals", kAdmin, R"({"p":{"a":{"b":{"c":{"d":{}}}}}})").status,
+      400);
 }
 
 TEST(ServerStartTest, BadConfigurationIsRefusedWithAClearMessage) {
@@ -269,7 +278,8 @@ TEST(ServerStartTest, BadConfigurationIsRefusedWithAClearMessage) {
   try {
     ServerProcess server(dir.path(), {"--config", config.string()});
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("unknown setting 'limits.max_body_byts'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown setting 'limits.max_body_byts'"), std::string::npos)
+        << e.what();
   }
 }
 

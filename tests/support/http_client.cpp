@@ -28,7 +28,9 @@ std::string HttpResponse::header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
-boost::json::value HttpResponse::json() const { return boost::json::parse(body); }
+boost::json::value HttpResponse::json() const {
+  return boost::json::parse(body);
+}
 
 Connection::Connection(std::uint16_t port, std::chrono::milliseconds timeout) : timeout_(timeout) {
   fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -110,7 +112,8 @@ bool Connection::closed_by_peer(std::chrono::milliseconds within) {
   const auto deadline = std::chrono::steady_clock::now() + within;
   while (std::chrono::steady_clock::now() < deadline) {
     pollfd p{fd_, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (::poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) continue;
     char chunk[4096];
     const auto n = ::recv(fd_, chunk, sizeof chunk, 0);
@@ -142,8 +145,9 @@ HttpResponse fetch(std::uint16_t port, const Request& request) {
   return *r;
 }
 
-HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path, const std::string& token,
-                  const std::string& body, const std::vector<std::pair<std::string, std::string>>& headers) {
+HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path,
+                  const std::string& token, const std::string& body,
+                  const std::vector<std::pair<std::string, std::string>>& headers) {
   Request r{method, path, body, headers};
   if (!token.empty()) r.headers.emplace_back("Authorization", "Bearer " + token);
   if (!body.empty()) {

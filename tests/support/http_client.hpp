@@ -1,7 +1,7 @@
 #pragma once
-// A small blocking HTTP/1.1 client over a raw TCP socket, for integration tests: it sends exactly the bytes a test
-// wants (pipelined requests, oversized heads, one byte at a time) and parses responses with Content-Length bodies.
-// Every read has a deadline, so a test never hangs.
+// A small blocking HTTP/1.1 client over a raw TCP socket, for integration tests: it sends exactly the bytes a
+// test wants (pipelined requests, oversized heads, one byte at a time) and parses responses with
+// Content-Length bodies. Every read has a deadline, so a test never hangs.
 
 #include <boost/json/value.hpp>
 
@@ -62,7 +62,8 @@ std::string serialize(const Request& request);
 HttpResponse fetch(std::uint16_t port, const Request& request);
 
 // Convenience: a request with a bearer token and, when a body is given, Content-Type application/json.
-HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path, const std::string& token,
-                  const std::string& body = "", const std::vector<std::pair<std::string, std::string>>& headers = {});
+HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path,
+                  const std::string& token, const std::string& body = "",
+                  const std::vector<std::pair<std::string, std::string>>& headers = {});
 
 }  // namespace twinbridge::testing

@@ -17,7 +17,8 @@ namespace twinbridge::testing {
 
 TempDir::TempDir() {
   std::random_device rd;
-  path_ = std::filesystem::temp_directory_path() / ("twinbridge-test-" + std::to_string(rd()) + std::to_string(rd()));
+  path_ = std::filesystem::temp_directory_path() /
+          ("twinbridge-test-" + std::to_string(rd()) + std::to_string(rd()));
   std::filesystem::create_directories(path_);
 }
 
@@ -33,14 +34,15 @@ std::string twinbridge_binary() {
 
 ServerProcess::ServerProcess(const std::filesystem::path& data_dir, std::vector<std::string> extra_args,
                              std::map<std::string, std::string> env) {
-  std::vector<std::string> args = {twinbridge_binary(), "serve", "--listen", "127.0.0.1:0", "--data",
-                                   data_dir.string()};
+  std::vector<std::string> args = {twinbridge_binary(), "serve",  "--listen",
+                                   "127.0.0.1:0",       "--data", data_dir.string()};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  // The child's environment: ours without TWINBRIDGE_* (so a developer's shell cannot change a test), plus `env`.
+  // The child's environment: ours without TWINBRIDGE_* (so a developer's shell cannot change a test), plus
+  // `env`.
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     if (std::string_view(*e).starts_with("TWINBRIDGE_")) continue;

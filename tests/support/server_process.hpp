@@ -1,7 +1,7 @@
 #pragma once
 // Starts the real twinbridge executable (TWINBRIDGE_BIN, or the one this build made) as
-// `twinbridge serve --listen 127.0.0.1:0 --data <dir>` and learns its port from the "listening on" log line. Its
-// stderr is captured for assertions. The destructor kills a server that is still running.
+// `twinbridge serve --listen 127.0.0.1:0 --data <dir>` and learns its port from the "listening on" log line.
+// Its stderr is captured for assertions. The destructor kills a server that is still running.
 
 #include <sys/types.h>
 
@@ -33,7 +33,8 @@ class TempDir {
 
 class ServerProcess {
  public:
-  // Starts the server and waits (up to 30 s) for it to listen; throws std::runtime_error with its log otherwise.
+  // Starts the server and waits (up to 30 s) for it to listen; throws std::runtime_error with its log
+  // otherwise.
   ServerProcess(const std::filesystem::path& data_dir, std::vector<std::string> extra_args = {},
                 std::map<std::string, std::string> env = {});
   ~ServerProcess();
