@@ -1,4 +1,5 @@
 #include "core/jwt.hpp"
+#include "core/openssl_ptr.hpp"
 
 #include <algorithm>
 #include <array>
@@ -25,27 +26,11 @@ namespace twinbridge::core {
 
 namespace {
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const noexcept { BIO_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
-};
-struct EcdsaSigFree {
-  void operator()(ECDSA_SIG* p) const noexcept { ECDSA_SIG_free(p); }
-};
-struct BignumFree {
-  void operator()(BIGNUM* p) const noexcept { BN_free(p); }
-};
-
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-using BignumPtr = std::unique_ptr<BIGNUM, BignumFree>;
+using openssl::BignumPtr;
+using openssl::BioPtr;
+using openssl::EcdsaSigPtr;
+using openssl::MdCtxPtr;
+using openssl::PkeyPtr;
 
 constexpr std::size_t kMinHmacSecretBytes = 32;
 constexpr int kMinRsaBits = 2048;

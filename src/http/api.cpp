@@ -22,21 +22,6 @@ bool acceptable_request_id(std::string_view id) {
   return ok;
 }
 
-bool etag_matches(std::string_view if_none_match, std::string_view etag) {
-  if (if_none_match == "*") return true;
-  while (!if_none_match.empty()) {
-    const auto comma = if_none_match.find(',');
-    auto item = if_none_match.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (item.starts_with("W/")) item.remove_prefix(2);  // weak comparison for If-None-Match (RFC 9110 13.1.2)
-    if (item == etag) return true;
-    if (comma == std::string_view::npos) break;
-    if_none_match.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 }  // namespace
 
 std::string Api::request_id_for(const Request& request) {
@@ -105,7 +90,9 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
       response = problem_response(admitted.error(), request.path, ctx.request_id);
     } else {
       try {
-        response = co_await route.handler(ctx, request);
+        auto result = co_await route.handler(ctx, request);
+        response =
+            result ? std::move(*result) : problem_response(result.error(), request.path, ctx.request_id);
       } catch (const std::exception& e) {
         spdlog::error("request {}: handler for {} failed: {}", ctx.request_id, route.pattern, e.what());
         response =
@@ -133,7 +120,7 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
   if (response.status == 200 && !request.if_none_match.empty() &&
       (request.method == Method::get || request.method == Method::head)) {
     for (const auto& [name, value] : response.headers) {
-      if (name == "ETag" && etag_matches(request.if_none_match, value)) {
+      if (name == "ETag" && etag_in_list(request.if_none_match, value, /*weak=*/true)) {
         response.status = 304;
         response.body.clear();
         break;

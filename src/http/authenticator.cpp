@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/credentials.hpp"
+#include "core/text.hpp"
 
 namespace twinbridge::http {
 
@@ -11,21 +12,6 @@ using core::Errc;
 namespace {
 
 constexpr std::size_t kMaxTrackedClients = 10'000;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -57,16 +43,16 @@ core::Result<Caller> Authenticator::authenticate(std::string_view authorization,
 }
 
 core::Result<Caller> Authenticator::check(std::string_view authorization) {
-  authorization = trim(authorization);
+  authorization = core::trim(authorization);
   if (authorization.empty()) {
     return core::fail(Errc::unauthenticated,
                       "this route requires a bearer token (Authorization: Bearer <token>)");
   }
   const auto space = authorization.find(' ');
-  if (space == std::string_view::npos || !iequals(authorization.substr(0, space), "Bearer")) {
+  if (space == std::string_view::npos || !core::iequals(authorization.substr(0, space), "Bearer")) {
     return core::fail(Errc::unauthenticated, "the Authorization header must use the Bearer scheme");
   }
-  const auto token = trim(authorization.substr(space + 1));
+  const auto token = core::trim(authorization.substr(space + 1));
   if (token.empty() || token.size() > 8192) {
     return core::fail(Errc::unauthenticated, "the bearer token is empty or longer than 8192 bytes");
   }

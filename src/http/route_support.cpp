@@ -4,6 +4,7 @@
 
 #include <charconv>
 
+#include "core/text.hpp"
 #include "http/routes.hpp"
 
 namespace twinbridge::http {
@@ -16,15 +17,6 @@ std::string_view media_type_of(std::string_view content_type) {
   auto mt = content_type.substr(0, content_type.find(';'));
   while (!mt.empty() && mt.back() == ' ') mt.remove_suffix(1);
   return mt;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  }
-  return true;
 }
 
 std::string hex_encode(std::string_view s) {
@@ -56,7 +48,7 @@ std::optional<std::string> hex_decode(std::string_view s) {
 core::Result<boost::json::value> json_body(const Request& request, const ApiServices& services,
                                            std::string_view media_type) {
   const auto mt = media_type_of(request.content_type);
-  if (!iequals(mt, media_type)) {
+  if (!core::iequals(mt, media_type)) {
     return core::fail_in(
         Errc::unsupported_media_type, core::FieldIn::header, "Content-Type",
         fmt::format("the body must be {}; got '{}'", media_type,
@@ -89,27 +81,22 @@ std::string etag(std::int64_t version) {
   return fmt::format("\"{}\"", version);
 }
 
-std::optional<std::int64_t> if_match_version(std::string_view if_match) {
-  if (if_match.size() < 3 || if_match.front() != '"' || if_match.back() != '"') return std::nullopt;
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(if_match.data() + 1, if_match.data() + if_match.size() - 1, v);
-  if (ec != std::errc() || p != if_match.data() + if_match.size() - 1) return std::nullopt;
-  return v;
+bool etag_in_list(std::string_view list, std::string_view etag, bool weak) {
+  if (core::trim(list) == "*") return true;
+  while (!list.empty()) {
+    const auto comma = list.find(',');
+    auto item = core::trim(list.substr(0, comma));
+    if (weak && item.starts_with("W/")) item.remove_prefix(2);
+    if (item == etag) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
 }
 
 core::Result<void> check_if_match(std::string_view if_match, std::int64_t version) {
-  if (if_match.empty() || if_match == "*") return {};
   const auto current = etag(version);
-  std::string_view rest = if_match;
-  while (!rest.empty()) {
-    const auto comma = rest.find(',');
-    auto item = rest.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-    if (item == current) return {};
-    if (comma == std::string_view::npos) break;
-    rest.remove_prefix(comma + 1);
-  }
+  if (if_match.empty() || etag_in_list(if_match, current, /*weak=*/false)) return {};
   core::Error e(Errc::precondition_failed,
                 fmt::format("If-Match {} does not match the current ETag {}", if_match, current));
   e.fields.push_back({"If-Match", "does not match the current ETag", core::FieldIn::header});

@@ -20,7 +20,10 @@
 
 namespace twinbridge::http {
 
-using Handler = std::function<boost::asio::awaitable<Response>(RequestContext&, const Request&)>;
+// A handler answers a request or returns the Error that the pipeline turns into a problem response; handlers
+// never build error bodies themselves.
+using HandlerResult = boost::asio::awaitable<core::Result<Response>>;
+using Handler = std::function<HandlerResult(RequestContext&, const Request&)>;
 
 enum class Auth { none, required };
 

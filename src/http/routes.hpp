@@ -29,12 +29,15 @@ Response json_response(int status, const boost::json::value& body);
 // ETag of a versioned resource: a strong validator "\"<version>\"".
 std::string etag(std::int64_t version);
 
+// True when the comma-separated entity-tag list (If-Match, If-None-Match) is "*" or names `etag`. With
+// `weak`, a "W/" prefix is ignored (RFC 9110 weak comparison, for If-None-Match); otherwise it never matches
+// (strong).
+bool etag_in_list(std::string_view list, std::string_view etag, bool weak);
+
 // Compares an If-Match header with the current version: empty header → ok; "*" → ok; a list of ETags → ok
 // when one matches; otherwise precondition_failed. Weak validators never match (RFC 9110 13.1.1 strong
 // comparison).
 core::Result<void> check_if_match(std::string_view if_match, std::int64_t version);
-// The version named by an If-Match header with one strong ETag (for passing down to the store), or nullopt.
-std::optional<std::int64_t> if_match_version(std::string_view if_match);
 
 struct PageParams {
   std::string after;

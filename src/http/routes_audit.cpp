@@ -13,23 +13,19 @@ using core::Errc;
 
 void add_audit_routes(Router& router, ApiServices& s) {
   router.add({Method::get, "/v1/audit", Auth::required, core::Permission::audit_read,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext&, const Request& req) -> HandlerResult {
                 auto query = parse_query(req.query);
-                if (!query) co_return fail(query.error());
+                if (!query) co_return std::unexpected(query.error());
                 auto page = page_params(*query, s);
-                if (!page) co_return fail(page.error());
+                if (!page) co_return std::unexpected(page.error());
                 store::AuditQuery q;
                 q.limit = page->limit;
                 if (!page->after.empty()) {
                   try {
                     q.after_seq = std::stoll(page->after);
                   } catch (const std::exception&) {
-                    co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
-                                                 "cursor is not one that this server handed out")
-                                       .error());
+                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
+                                            "cursor is not one that this server handed out");
                   }
                 }
                 for (const auto& [name, value] : *query) {
@@ -44,18 +40,16 @@ void add_audit_routes(Router& router, ApiServices& s) {
                   } else if (name == "since") {
                     q.since = core::parse_rfc3339(value);
                     if (!q.since) {
-                      co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, "since",
-                                                   "since must be an RFC 3339 date-time")
-                                         .error());
+                      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "since",
+                                              "since must be an RFC 3339 date-time");
                     }
                   } else if (name != "limit" && name != "cursor") {
-                    co_return fail(core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                                                 fmt::format("unknown query parameter '{}'", name))
-                                       .error());
+                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
+                                            fmt::format("unknown query parameter '{}'", name));
                   }
                 }
                 auto result = s.store.audit(q);
-                if (!result) co_return fail(result.error());
+                if (!result) co_return std::unexpected(result.error());
                 boost::json::array items;
                 for (const auto& e : result->items) items.push_back(core::to_json(e));
                 co_return list_response(req, std::move(items), result->next_after);

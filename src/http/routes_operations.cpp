@@ -13,23 +13,21 @@ using boost::asio::awaitable;
 
 void add_operations_routes(Router& router, ApiServices& services, const Router&) {
   router.add({Method::get, "/healthz", Auth::none, std::nullopt,
-              [](RequestContext&, const Request&) -> awaitable<Response> {
+              [](RequestContext&, const Request&) -> HandlerResult {
                 co_return json_response(200, boost::json::object{{"status", "ok"}});
               }});
 
   router.add(
       {Method::get, "/readyz", Auth::none, std::nullopt,
-       [&services](RequestContext& ctx, const Request& req) -> awaitable<Response> {
+       [&services](RequestContext&, const Request&) -> HandlerResult {
          if (services.shutting_down) {
-           co_return problem_response(core::Error(core::Errc::unavailable, "the server is shutting down"),
-                                      req.path, ctx.request_id);
+           co_return std::unexpected(core::Error(core::Errc::unavailable, "the server is shutting down"));
          }
          const auto start = std::chrono::steady_clock::now();
          auto ping = services.store.ping();
          if (!ping) {
-           co_return problem_response(
-               core::Error(core::Errc::unavailable, "the store is not reachable: " + ping.error().detail),
-               req.path, ctx.request_id);
+           co_return std::unexpected(
+               core::Error(core::Errc::unavailable, "the store is not reachable: " + ping.error().detail));
          }
          const auto us =
              std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start)
@@ -42,7 +40,7 @@ void add_operations_routes(Router& router, ApiServices& services, const Router&)
        }});
 
   router.add({Method::get, "/metrics", Auth::none, std::nullopt,
-              [&services](RequestContext&, const Request&) -> awaitable<Response> {
+              [&services](RequestContext&, const Request&) -> HandlerResult {
                 Response r;
                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
                 r.body = services.metrics.render();
@@ -50,7 +48,7 @@ void add_operations_routes(Router& router, ApiServices& services, const Router&)
               }});
 
   router.add({Method::get, "/openapi.json", Auth::none, std::nullopt,
-              [](RequestContext&, const Request&) -> awaitable<Response> {
+              [](RequestContext&, const Request&) -> HandlerResult {
                 Response r;
                 r.content_type = "application/json";
                 r.body = std::string(openapi_document());

@@ -110,10 +110,9 @@ core::Error concurrent_change(core::Error e, const Request& req) {
 void add_principal_routes(Router& router, ApiServices& s) {
   router.add(
       {Method::post, "/v1/principals", Auth::required, core::Permission::principals_write,
-       [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-         auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
+       [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
          auto body = json_body(req, s);
-         if (!body) co_return fail(body.error());
+         if (!body) co_return std::unexpected(body.error());
          bool issue_key = true;
          std::optional<boost::json::value> key_request;
          if (auto* obj = body->if_object()) {
@@ -127,16 +126,16 @@ void add_principal_routes(Router& router, ApiServices& s) {
            }
          }
          auto principal = core::principal_from_json(*body, nullptr);
-         if (!principal) co_return fail(principal.error());
+         if (!principal) co_return std::unexpected(principal.error());
          if (principal->id.str().starts_with(kReservedIdPrefix)) {
-           co_return fail(
+           co_return std::unexpected(
                core::Error(Errc::validation_failed, "ids starting with 'twinbridge:' are reserved", "/id"));
          }
          const auto now = s.clock.now();
          std::optional<NewKey> key;
          if (key_request) {
            auto options = key_options(*key_request, "/api_key", now);
-           if (!options) co_return fail(options.error());
+           if (!options) co_return std::unexpected(options.error());
            key = make_key(principal->id, std::move(options->first), options->second, now);
          } else if (issue_key) {
            key = make_key(principal->id, "initial", std::nullopt, now);
@@ -149,7 +148,7 @@ void add_principal_routes(Router& router, ApiServices& s) {
          if (key) record = key->record;
          auto created = co_await await_write<core::Principal>(
              [&](auto done) { s.store.create_principal(*principal, record, audit, std::move(done)); });
-         if (!created) co_return fail(created.error());
+         if (!created) co_return std::unexpected(created.error());
          auto out = core::to_json(*created);
          if (key) out["api_key"] = issued_key_json(*key);
          auto r = json_response(201, out);
@@ -159,23 +158,20 @@ void add_principal_routes(Router& router, ApiServices& s) {
        }});
 
   router.add({Method::get, "/v1/principals", Auth::required, core::Permission::principals_read,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext&, const Request& req) -> HandlerResult {
                 auto query = parse_query(req.query);
-                if (!query) co_return fail(query.error());
+                if (!query) co_return std::unexpected(query.error());
                 auto page = page_params(*query, s);
-                if (!page) co_return fail(page.error());
+                if (!page) co_return std::unexpected(page.error());
                 auto result = s.store.principals({page->after, page->limit});
-                if (!result) co_return fail(result.error());
+                if (!result) co_return std::unexpected(result.error());
                 boost::json::array items;
                 for (const auto& p : result->items) items.push_back(core::to_json(p));
                 co_return list_response(req, std::move(items), result->next_after);
               }});
 
   router.add({Method::get, "/v1/principals/me", Auth::required, std::nullopt,
-              [](RequestContext& ctx, const Request&) -> awaitable<Response> {
+              [](RequestContext& ctx, const Request&) -> HandlerResult {
                 auto out = core::to_json(ctx.caller->principal);
                 out["credential"] = ctx.caller->credential;
                 boost::json::array permissions;
@@ -192,126 +188,111 @@ void add_principal_routes(Router& router, ApiServices& s) {
               }});
 
   router.add({Method::get, "/v1/principals/{id}", Auth::required, std::nullopt,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
                 const auto id = ctx.param("id");
                 if (auto ok = require(ctx, core::Permission::principals_read, id); !ok)
-                  co_return fail(ok.error());
+                  co_return std::unexpected(ok.error());
                 auto p = s.store.principal(core::PrincipalId(std::string(id)));
-                if (!p) co_return fail(p.error());
+                if (!p) co_return std::unexpected(p.error());
                 co_return principal_response(200, *p);
               }});
 
   router.add({Method::patch, "/v1/principals/{id}", Auth::required, core::Permission::principals_write,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto patch = json_body(req, s, "application/merge-patch+json");
-                if (!patch) co_return fail(patch.error());
+                if (!patch) co_return std::unexpected(patch.error());
                 if (!patch->is_object()) {
-                  co_return fail(core::Error(Errc::validation_failed,
-                                             "a merge patch of a principal must be a JSON object", ""));
+                  co_return std::unexpected(core::Error(
+                      Errc::validation_failed, "a merge patch of a principal must be a JSON object", ""));
                 }
                 auto current = s.store.principal(core::PrincipalId(std::string(ctx.param("id"))));
-                if (!current) co_return fail(current.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok) co_return fail(ok.error());
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
                 const auto merged = core::merge_patch(core::to_json(*current), *patch);
                 auto updated = core::principal_from_json(merged, &*current);
-                if (!updated) co_return fail(updated.error());
+                if (!updated) co_return std::unexpected(updated.error());
                 auto audit = audit_entry(ctx, s.clock, "principal.update", "principal", current->id.str(),
                                          boost::json::object{{"patch", *patch}});
                 auto stored = co_await await_write<core::Principal>([&](auto done) {
                   s.store.update_principal(*updated, current->version, audit, std::move(done));
                 });
-                if (!stored) co_return fail(concurrent_change(stored.error(), req));
+                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
                 co_return principal_response(200, *stored);
               }});
 
   router.add({Method::delete_, "/v1/principals/{id}", Auth::required, core::Permission::principals_write,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
                 const core::PrincipalId id(std::string(ctx.param("id")));
                 std::optional<std::int64_t> expected;
                 if (!req.if_match.empty()) {
                   auto current = s.store.principal(id);
-                  if (!current) co_return fail(current.error());
+                  if (!current) co_return std::unexpected(current.error());
                   if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                    co_return fail(ok.error());
+                    co_return std::unexpected(ok.error());
                   expected = current->version;
                 }
                 auto audit = audit_entry(ctx, s.clock, "principal.delete", "principal", id.str());
                 auto done = co_await await_write<void>(
                     [&](auto cb) { s.store.delete_principal(id, expected, audit, std::move(cb)); });
-                if (!done) co_return fail(done.error());
+                if (!done) co_return std::unexpected(done.error());
                 Response r;
                 r.status = 204;
                 co_return r;
               }});
 
   router.add({Method::get, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+              [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
                 const auto id = ctx.param("id");
                 if (auto ok = require(ctx, core::Permission::principals_read, id); !ok)
-                  co_return fail(ok.error());
+                  co_return std::unexpected(ok.error());
                 const core::PrincipalId pid{std::string(id)};
-                if (auto p = s.store.principal(pid); !p) co_return fail(p.error());
+                if (auto p = s.store.principal(pid); !p) co_return std::unexpected(p.error());
                 auto keys = s.store.api_keys(pid);
-                if (!keys) co_return fail(keys.error());
+                if (!keys) co_return std::unexpected(keys.error());
                 boost::json::array items;
                 for (const auto& k : *keys) items.push_back(key_json(k));
                 co_return list_response(req, std::move(items), std::nullopt);
               }});
 
-  router.add(
-      {Method::post, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
-       [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-         auto fail = [&](const core::Error& e) { return problem_response(e, req.path, ctx.request_id); };
-         const auto id = ctx.param("id");
-         if (auto ok = require(ctx, core::Permission::principals_write, id); !ok) co_return fail(ok.error());
-         boost::json::value doc = boost::json::object();
-         if (!req.body.empty()) {
-           auto body = json_body(req, s);
-           if (!body) co_return fail(body.error());
-           doc = std::move(*body);
-         }
-         const auto now = s.clock.now();
-         auto options = key_options(doc, "", now);
-         if (!options) co_return fail(options.error());
-         auto key =
-             make_key(core::PrincipalId(std::string(id)), std::move(options->first), options->second, now);
-         auto audit = audit_entry(ctx, s.clock, "api-key.create", "principal", std::string(id),
-                                  boost::json::object{{"api_key", key.record.id.str()}});
-         auto stored = co_await await_write<store::ApiKeyRecord>(
-             [&](auto done) { s.store.add_api_key(key.record, audit, std::move(done)); });
-         if (!stored) co_return fail(stored.error());
-         auto r = json_response(201, issued_key_json(key));
-         r.header("Location", fmt::format("/v1/principals/{}/api-keys/{}", id, key.record.id.str()));
-         co_return r;
-       }});
-
-  router.add({Method::delete_, "/v1/principals/{id}/api-keys/{key}", Auth::required, std::nullopt,
-              [&s](RequestContext& ctx, const Request& req) -> awaitable<Response> {
-                auto fail = [&](const core::Error& e) {
-                  return problem_response(e, req.path, ctx.request_id);
-                };
+  router.add({Method::post, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
+              [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
                 const auto id = ctx.param("id");
                 if (auto ok = require(ctx, core::Permission::principals_write, id); !ok)
-                  co_return fail(ok.error());
+                  co_return std::unexpected(ok.error());
+                boost::json::value doc = boost::json::object();
+                if (!req.body.empty()) {
+                  auto body = json_body(req, s);
+                  if (!body) co_return std::unexpected(body.error());
+                  doc = std::move(*body);
+                }
+                const auto now = s.clock.now();
+                auto options = key_options(doc, "", now);
+                if (!options) co_return std::unexpected(options.error());
+                auto key = make_key(core::PrincipalId(std::string(id)), std::move(options->first),
+                                    options->second, now);
+                auto audit = audit_entry(ctx, s.clock, "api-key.create", "principal", std::string(id),
+                                         boost::json::object{{"api_key", key.record.id.str()}});
+                auto stored = co_await await_write<store::ApiKeyRecord>(
+                    [&](auto done) { s.store.add_api_key(key.record, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(stored.error());
+                auto r = json_response(201, issued_key_json(key));
+                r.header("Location", fmt::format("/v1/principals/{}/api-keys/{}", id, key.record.id.str()));
+                co_return r;
+              }});
+
+  router.add({Method::delete_, "/v1/principals/{id}/api-keys/{key}", Auth::required, std::nullopt,
+              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
+                const auto id = ctx.param("id");
+                if (auto ok = require(ctx, core::Permission::principals_write, id); !ok)
+                  co_return std::unexpected(ok.error());
                 auto audit = audit_entry(ctx, s.clock, "api-key.revoke", "principal", std::string(id),
                                          boost::json::object{{"api_key", ctx.param("key")}});
                 auto done = co_await await_write<void>([&](auto cb) {
                   s.store.revoke_api_key(core::PrincipalId(std::string(id)),
                                          core::ApiKeyId(std::string(ctx.param("key"))), audit, std::move(cb));
                 });
-                if (!done) co_return fail(done.error());
+                if (!done) co_return std::unexpected(done.error());
                 Response r;
                 r.status = 204;
                 co_return r;

@@ -7,40 +7,32 @@ namespace twinbridge::store {
 CachedStore::CachedStore(std::unique_ptr<Store> inner, std::size_t capacity)
     : inner_(std::move(inner)), capacity_(capacity) {}
 
-core::Result<core::Principal> CachedStore::principal(const core::PrincipalId& id) {
+template <class Value, class Load>
+core::Result<Value> CachedStore::read_through(std::unordered_map<std::string, Value>& map,
+                                              const std::string& key, Load load) {
   std::uint64_t generation = 0;
   {
     std::shared_lock lock(mutex_);
-    if (auto it = principals_.find(id.str()); it != principals_.end()) return it->second;
+    if (auto it = map.find(key); it != map.end()) return it->second;
     generation = generation_;
   }
-  auto result = inner_->principal(id);
+  auto result = load();
   if (result) {
     std::unique_lock lock(mutex_);
-    if (generation == generation_) {
-      if (principals_.size() >= capacity_) principals_.clear();
-      principals_.emplace(id.str(), *result);
+    if (generation == generation_) {  // no write committed since the load began: the value is current
+      if (map.size() >= capacity_) map.clear();
+      map.emplace(key, *result);
     }
   }
   return result;
 }
 
+core::Result<core::Principal> CachedStore::principal(const core::PrincipalId& id) {
+  return read_through(principals_, id.str(), [&] { return inner_->principal(id); });
+}
+
 core::Result<std::optional<Credential>> CachedStore::credential(const core::ApiKeyId& key_id) {
-  std::uint64_t generation = 0;
-  {
-    std::shared_lock lock(mutex_);
-    if (auto it = credentials_.find(key_id.str()); it != credentials_.end()) return it->second;
-    generation = generation_;
-  }
-  auto result = inner_->credential(key_id);
-  if (result) {
-    std::unique_lock lock(mutex_);
-    if (generation == generation_) {
-      if (credentials_.size() >= capacity_) credentials_.clear();
-      credentials_.emplace(key_id.str(), *result);
-    }
-  }
-  return result;
+  return read_through(credentials_, key_id.str(), [&] { return inner_->credential(key_id); });
 }
 
 void CachedStore::drop_credentials() {

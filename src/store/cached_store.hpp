@@ -59,6 +59,9 @@ class CachedStore final : public Store {
   void after_write(const std::string& principal_id, const core::Principal* stored);
   // Called after a write of an API key committed.
   void drop_credentials();
+  template <class Value, class Load>
+  core::Result<Value> read_through(std::unordered_map<std::string, Value>& map, const std::string& key,
+                                   Load load);
 
   std::unique_ptr<Store> inner_;
   std::size_t capacity_;

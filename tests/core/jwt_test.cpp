@@ -1,4 +1,5 @@
 #include "core/jwt.hpp"
+#include "core/openssl_ptr.hpp"
 
 #include <functional>
 #include <limits>
@@ -27,22 +28,11 @@ constexpr std::int64_t kNow = 1'700'000'000;
 constexpr std::string_view kIssuer = "https://issuer.example";
 constexpr std::string_view kAudience = "twinbridge";
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-struct BioFree {
-  void operator()(BIO* p) const noexcept { BIO_free(p); }
-};
-struct MdCtxFree {
-  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
-};
-struct EcdsaSigFree {
-  void operator()(ECDSA_SIG* p) const noexcept { ECDSA_SIG_free(p); }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using BioPtr = std::unique_ptr<BIO, BioFree>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using EcdsaSigPtr = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
+using core::openssl::BignumPtr;
+using core::openssl::BioPtr;
+using core::openssl::EcdsaSigPtr;
+using core::openssl::MdCtxPtr;
+using core::openssl::PkeyPtr;
 
 const unsigned char* bytes_of(std::string_view s) {
   return reinterpret_cast<const unsigned char*>(s.data());

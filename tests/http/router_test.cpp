@@ -6,7 +6,7 @@ namespace twinbridge::http {
 namespace {
 
 Handler noop() {
-  return [](RequestContext&, const Request&) -> boost::asio::awaitable<Response> { co_return Response{}; };
+  return [](RequestContext&, const Request&) -> HandlerResult { co_return Response{}; };
 }
 
 Router sample() {
