@@ -40,11 +40,13 @@ std::string Api::request_id_for(const Request& request) {
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          ApiSettings settings, AccessLog* access_log)
     : services_{store, authenticator, metrics, clock, settings},
+      third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_, router_);
   add_principal_routes(router_, services_);
   add_audit_routes(router_, services_);
+  add_system_routes(router_, services_, third_party_systems_, "third-party-systems");
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

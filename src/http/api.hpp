@@ -17,6 +17,7 @@
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
+#include "sif/system_registry.hpp"
 #include "store/store.hpp"
 
 namespace twinbridge::http {
@@ -59,6 +60,7 @@ class Api {
   std::string request_id_for(const Request& request);
 
   ApiServices services_;
+  sif::SystemRegistry third_party_systems_;
   Router router_;
   AccessLog* access_log_;  // null: no access log
   std::string request_id_prefix_;

@@ -155,6 +155,13 @@ Response list_response(const Request& request, boost::json::array items,
   return r;
 }
 
+core::Error concurrent_change(core::Error e, const Request& req) {
+  if (e.code == Errc::precondition_failed && req.if_match.empty()) {
+    return core::Error(Errc::conflict, "the resource changed while this request was applied; retry");
+  }
+  return e;
+}
+
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail) {
   core::AuditEntry a;

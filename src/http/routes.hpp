@@ -18,6 +18,12 @@ namespace twinbridge::http {
 void add_operations_routes(Router& router, ApiServices& services, const Router& all_routes);
 void add_principal_routes(Router& router, ApiServices& services);
 void add_audit_routes(Router& router, ApiServices& services);
+void add_system_routes(Router& router, ApiServices& services, sif::SystemRegistry& registry,
+                       const std::string& collection);
+
+// A store precondition failure becomes 409 when the client sent no If-Match: it asked for no condition, the
+// resource changed between our read and our write, and a retry will do.
+core::Error concurrent_change(core::Error e, const Request& req);
 
 // The request body as JSON. Checks the Content-Type against `media_type` (415), parses with the configured
 // depth limit (400 with the byte offset of the syntax error; invalid UTF-8 is a syntax error).

@@ -96,15 +96,6 @@ Response principal_response(int status, const core::Principal& p) {
   return r;
 }
 
-// Turns a store precondition failure into 409 when the client sent no If-Match: it did not ask for a
-// condition, the resource changed between our read and our write, and a retry will do.
-core::Error concurrent_change(core::Error e, const Request& req) {
-  if (e.code == Errc::precondition_failed && req.if_match.empty()) {
-    return core::Error(Errc::conflict, "the resource changed while this request was applied; retry");
-  }
-  return e;
-}
-
 }  // namespace
 
 void add_principal_routes(Router& router, ApiServices& s) {

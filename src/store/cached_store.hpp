@@ -42,6 +42,12 @@ class CachedStore final : public Store {
   core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override {
     return inner_->audit(query);
   }
+  core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) override {
+    return inner_->system(kind, id);
+  }
+  core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) override {
+    return inner_->systems(query);
+  }
 
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
@@ -49,6 +55,18 @@ class CachedStore final : public Store {
                         Completion<core::Principal> done) override;
   void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                         core::AuditEntry audit, Completion<void> done) override;
+  void create_system(core::SystemRecord record, core::AuditEntry audit,
+                     Completion<core::SystemRecord> done) override {
+    inner_->create_system(std::move(record), std::move(audit), std::move(done));
+  }
+  void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                     Completion<core::SystemRecord> done) override {
+    inner_->update_system(std::move(record), expected_version, std::move(audit), std::move(done));
+  }
+  void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
+                     core::AuditEntry audit, Completion<void> done) override {
+    inner_->delete_system(kind, std::move(id), expected_version, std::move(audit), std::move(done));
+  }
   void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) override;
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;

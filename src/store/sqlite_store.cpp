@@ -65,6 +65,26 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_actor ON audit(actor, seq);
 CREATE INDEX audit_by_target ON audit(target_type, target_id, seq);
 )sql"},
+    Migration{2, "registered systems", R"sql(
+CREATE TABLE systems (
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  name TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  body TEXT NOT NULL,
+  status TEXT NOT NULL,
+  status_reason TEXT NOT NULL,
+  status_since INTEGER NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+CREATE INDEX systems_by_type ON systems(kind, type, id);
+CREATE INDEX systems_by_status ON systems(kind, status, id);
+CREATE INDEX systems_by_owner ON systems(kind, owner, id);
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -116,9 +136,6 @@ boost::json::value parse_json_column(std::string_view text) {
   auto v = boost::json::parse(text, ec);
   return ec ? boost::json::value() : v;
 }
-
-constexpr const char* kPrincipalColumns =
-    "id, kind, name, roles, properties, disabled, created, modified, version";
 
 core::Principal read_principal(const sqlite::Statement& s, int first = 0) {
   core::Principal p;
@@ -182,6 +199,64 @@ Result<void> insert_key(Connection& db, const ApiKeyRecord& k) {
   auto ok = s->run();
   if (!ok && ok.error().code == Errc::conflict) {
     return core::fail(Errc::conflict, fmt::format("API key {} exists already", k.id.str()));
+  }
+  return ok;
+}
+
+core::SystemRecord read_system(const sqlite::Statement& s) {
+  core::SystemRecord r;
+  r.kind = s.text(0) == "twin-system" ? core::SystemKind::twin : core::SystemKind::third_party;
+  r.id = std::string(s.text(1));
+  r.type = std::string(s.text(2));
+  r.name = std::string(s.text(3));
+  r.owner = core::PrincipalId(std::string(s.text(4)));
+  if (auto body = parse_json_column(s.text(5)); body.is_object()) r.body = std::move(body.get_object());
+  r.status = core::parse_system_status(s.text(6)).value_or(core::SystemStatus::unknown);
+  r.status_reason = std::string(s.text(7));
+  r.status_since = core::from_unix_micros(s.integer(8));
+  r.created = core::from_unix_micros(s.integer(9));
+  r.modified = core::from_unix_micros(s.integer(10));
+  r.version = s.integer(11);
+  return r;
+}
+
+Result<std::int64_t> system_version(Connection& db, core::SystemKind kind, const std::string& id) {
+  auto s = db.prepare("SELECT version FROM systems WHERE kind = ?1 AND id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind)).bind(2, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row)
+    return core::fail(Errc::not_found, fmt::format("{} '{}' does not exist", core::to_string(kind), id));
+  return s->integer(0);
+}
+
+Result<void> write_system(Connection& db, const core::SystemRecord& r, bool insert) {
+  auto s = insert ? db.prepare(
+                        "INSERT INTO systems(kind, id, type, name, owner, body, status, status_reason, "
+                        "status_since, created, modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                        "?9, ?10, ?11, ?12)")
+                  : db.prepare(
+                        "UPDATE systems SET type = ?3, name = ?4, owner = ?5, body = ?6, status = ?7, "
+                        "status_reason = ?8, status_since = ?9, created = ?10, modified = ?11, version = ?12 "
+                        "WHERE kind = ?1 AND id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(r.kind))
+      .bind(2, r.id)
+      .bind(3, r.type)
+      .bind(4, r.name)
+      .bind(5, r.owner.str())
+      .bind(6, json_text(r.body))
+      .bind(7, core::to_string(r.status))
+      .bind(8, r.status_reason)
+      .bind(9, core::to_unix_micros(r.status_since))
+      .bind(10, core::to_unix_micros(r.created))
+      .bind(11, core::to_unix_micros(r.modified))
+      .bind(12, r.version);
+  auto ok = s->run();
+  if (!ok && ok.error().code == Errc::conflict) {
+    return core::fail_at(Errc::conflict, "/id",
+                         fmt::format("{} '{}' exists already", core::to_string(r.kind), r.id));
   }
   return ok;
 }
@@ -646,6 +721,141 @@ void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key
           return core::fail(Errc::not_found,
                             fmt::format("principal '{}' has no API key '{}'", principal.str(), key.str()));
         }
+        return insert_audit(db, audit);
+      },
+      std::move(done));
+}
+
+Result<core::SystemRecord> SqliteStore::system(core::SystemKind kind, const std::string& id) {
+  ScopedTimer timer(observer_, "system");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT kind, id, type, name, owner, body, status, status_reason, status_since, created, modified, "
+      "version "
+      "FROM systems WHERE kind = ?1 AND id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind)).bind(2, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row)
+    return core::fail(Errc::not_found, fmt::format("{} '{}' does not exist", core::to_string(kind), id));
+  return read_system(*s);
+}
+
+Result<Page<core::SystemRecord>> SqliteStore::systems(const SystemQuery& q) {
+  ScopedTimer timer(observer_, "systems");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  // One statement per leading equality, so that SQLite walks the matching index (kind, <column>, id) instead
+  // of scanning; the other equalities are checked on the rows it walks.
+  static constexpr const char* kByType =
+      "SELECT kind, id, type, name, owner, body, status, status_reason, status_since, created, modified, "
+      "version "
+      "FROM systems WHERE kind = ?1 AND type = ?3 AND id > ?2 AND (?4 IS NULL OR status = ?4) "
+      "AND (?5 IS NULL OR owner = ?5) ORDER BY id LIMIT ?6";
+  static constexpr const char* kByStatus =
+      "SELECT kind, id, type, name, owner, body, status, status_reason, status_since, created, modified, "
+      "version "
+      "FROM systems WHERE kind = ?1 AND status = ?4 AND id > ?2 AND (?3 IS NULL OR type = ?3) "
+      "AND (?5 IS NULL OR owner = ?5) ORDER BY id LIMIT ?6";
+  static constexpr const char* kByOwner =
+      "SELECT kind, id, type, name, owner, body, status, status_reason, status_since, created, modified, "
+      "version "
+      "FROM systems WHERE kind = ?1 AND owner = ?5 AND id > ?2 AND (?3 IS NULL OR type = ?3) "
+      "AND (?4 IS NULL OR status = ?4) ORDER BY id LIMIT ?6";
+  static constexpr const char* kAll =
+      "SELECT kind, id, type, name, owner, body, status, status_reason, status_since, created, modified, "
+      "version "
+      "FROM systems WHERE kind = ?1 AND id > ?2 AND (?3 IS NULL OR type = ?3) AND (?4 IS NULL OR status = "
+      "?4) "
+      "AND (?5 IS NULL OR owner = ?5) ORDER BY id LIMIT ?6";
+  const char* sql = q.type ? kByType : q.status ? kByStatus : q.owner ? kByOwner : kAll;
+  auto s = (*db)->prepare(sql);
+  if (!s) return std::unexpected(s.error());
+  const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
+  s->bind(1, core::to_string(q.kind)).bind(2, q.after);
+  if (q.type) {
+    s->bind(3, *q.type);
+  } else {
+    s->bind_null(3);
+  }
+  if (q.status) {
+    s->bind(4, core::to_string(*q.status));
+  } else {
+    s->bind_null(4);
+  }
+  if (q.owner) {
+    s->bind(5, *q.owner);
+  } else {
+    s->bind_null(5);
+  }
+  s->bind(6, static_cast<std::int64_t>(limit + 1));
+  Page<core::SystemRecord> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    if (out.items.size() == limit) {
+      out.next_after = out.items.back().id;
+      break;
+    }
+    out.items.push_back(read_system(*s));
+  }
+  return out;
+}
+
+void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audit,
+                                Completion<core::SystemRecord> done) {
+  submit<core::SystemRecord>(
+      [r = std::move(record),
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+        r.version = 1;
+        r.created = r.modified = r.status_since = audit.at;
+        if (auto ok = write_system(db, r, true); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return r;
+      },
+      std::move(done));
+}
+
+void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected_version,
+                                core::AuditEntry audit, Completion<core::SystemRecord> done) {
+  submit<core::SystemRecord>(
+      [r = std::move(record), expected_version,
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+        auto current = system_version(db, r.kind, r.id);
+        if (!current) return std::unexpected(current.error());
+        if (*current != expected_version) {
+          return core::fail(Errc::precondition_failed,
+                            fmt::format("{} '{}' is at version {}, not {}", core::to_string(r.kind), r.id,
+                                        *current, expected_version));
+        }
+        r.version = expected_version + 1;
+        r.modified = audit.at;
+        if (auto ok = write_system(db, r, false); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return r;
+      },
+      std::move(done));
+}
+
+void SqliteStore::delete_system(core::SystemKind kind, std::string id,
+                                std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                                Completion<void> done) {
+  submit<void>(
+      [kind, id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+        auto current = system_version(db, kind, id);
+        if (!current) return std::unexpected(current.error());
+        if (expected_version && *current != *expected_version) {
+          return core::fail(Errc::precondition_failed,
+                            fmt::format("{} '{}' is at version {}, not {}", core::to_string(kind), id,
+                                        *current, *expected_version));
+        }
+        auto s = db.prepare("DELETE FROM systems WHERE kind = ?1 AND id = ?2");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, core::to_string(kind)).bind(2, id);
+        if (auto ok = s->run(); !ok) return ok;
         return insert_audit(db, audit);
       },
       std::move(done));

@@ -47,6 +47,15 @@ class SqliteStore final : public Store {
   core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) override;
   core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override;
 
+  core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) override;
+  core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) override;
+  void create_system(core::SystemRecord record, core::AuditEntry audit,
+                     Completion<core::SystemRecord> done) override;
+  void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                     Completion<core::SystemRecord> done) override;
+  void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
+                     core::AuditEntry audit, Completion<void> done) override;
+
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
   void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,

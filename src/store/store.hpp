@@ -21,6 +21,7 @@
 #include "core/audit.hpp"
 #include "core/error.hpp"
 #include "core/principal.hpp"
+#include "core/system.hpp"
 
 namespace twinbridge::store {
 
@@ -64,6 +65,16 @@ struct AuditQuery {
   std::size_t limit = 100;
 };
 
+// Registered systems of one kind, by indexed equality, in id order.
+struct SystemQuery {
+  core::SystemKind kind = core::SystemKind::third_party;
+  std::optional<std::string> type;
+  std::optional<core::SystemStatus> status;
+  std::optional<std::string> owner;
+  std::string after;  // cursor: the id of the last record of the previous page
+  std::size_t limit = 100;
+};
+
 // Observes store timings for metrics; implementations call it from their own threads.
 class StoreObserver {
  public:
@@ -90,6 +101,10 @@ class Store {
   virtual core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) = 0;
   virtual core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) = 0;
 
+  // not_found when there is no such system.
+  virtual core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) = 0;
+  virtual core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) = 0;
+
   // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified
   // come from the audit entry's time. create fails with conflict when the id is taken.
   virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
@@ -100,6 +115,15 @@ class Store {
   // differs.
   virtual void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                 core::AuditEntry audit, Completion<void> done) = 0;
+  // Systems: version, created and modified are set by the store as for principals; create fails with conflict
+  // when the (kind, id) is taken; update and delete fail with precondition_failed when the version differs.
+  virtual void create_system(core::SystemRecord record, core::AuditEntry audit,
+                             Completion<core::SystemRecord> done) = 0;
+  virtual void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                             Completion<core::SystemRecord> done) = 0;
+  virtual void delete_system(core::SystemKind kind, std::string id,
+                             std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                             Completion<void> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;

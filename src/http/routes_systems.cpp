@@ -1,0 +1,162 @@
+// Registration and discovery of systems (FGMV-29 8.2.1/8.2.2 for 3rd-party systems; 8.3.1/8.3.2 for twin
+// systems reuse the same routes with another registry): /v1/<collection> and /v1/<collection>/{id}, and the
+// published JSON Schema of the registration document at /schemas/<kind>.json.
+
+#include <fmt/format.h>
+#include <boost/json/object.hpp>
+
+#include "core/merge_patch.hpp"
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+using core::Errc;
+
+namespace {
+
+Response system_response(int status, const core::SystemRecord& r) {
+  auto out = json_response(status, core::to_json(r));
+  out.header("ETag", etag(r.version));
+  return out;
+}
+
+core::Result<sif::DiscoveryQuery> discovery_query(const Request& req, const ApiServices& s) {
+  auto params = parse_query(req.query);
+  if (!params) return std::unexpected(params.error());
+  auto page = page_params(*params, s);
+  if (!page) return std::unexpected(page.error());
+  sif::DiscoveryQuery q;
+  q.after = page->after;
+  q.limit = page->limit;
+  for (const auto& [name, value] : *params) {
+    if (name == "type") {
+      q.type = value;
+    } else if (name == "owner") {
+      q.owner = value;
+    } else if (name == "status") {
+      q.status = core::parse_system_status(value);
+      if (!q.status) {
+        return core::fail_in(
+            Errc::bad_request, core::FieldIn::query, "status",
+            fmt::format("'{}' is not a status; expected up, degraded, down or unknown", value));
+      }
+    } else if (name == "exclude_down") {
+      if (value != "true" && value != "false") {
+        return core::fail_in(Errc::bad_request, core::FieldIn::query, "exclude_down",
+                             "must be true or false");
+      }
+      q.exclude_down = value == "true";
+    } else if (name == "filter") {
+      auto path = query::JsonPath::parse(value);
+      if (!path) {
+        return core::fail_in(Errc::bad_request, core::FieldIn::query, "filter", path.error().detail);
+      }
+      q.filter = std::move(*path);
+    } else if (name != "limit" && name != "cursor") {
+      return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
+                           fmt::format("unknown query parameter '{}'; see /openapi.json", name));
+    }
+  }
+  return q;
+}
+
+}  // namespace
+
+void add_system_routes(Router& router, ApiServices& s, sif::SystemRegistry& registry,
+                       const std::string& collection) {
+  const std::string kind(core::to_string(registry.kind()));
+  const std::string base = "/v1/" + collection;
+  const std::string item = base + "/{id}";
+
+  router.add({Method::get, "/schemas/" + kind + ".json", Auth::none, std::nullopt,
+              [&registry](RequestContext&, const Request&) -> HandlerResult {
+                Response r;
+                r.content_type = "application/schema+json";
+                r.body = std::string(registry.schema_text());
+                co_return r;
+              }});
+
+  router.add({Method::post, base, Auth::required, core::Permission::registry_write,
+              [&s, &registry, kind, base](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto body = json_body(req, s);
+                if (!body) co_return std::unexpected(body.error());
+                auto record = registry.from_document(*body, nullptr, ctx.caller->principal.id);
+                if (!record) co_return std::unexpected(record.error());
+                auto audit = audit_entry(ctx, s.clock, kind + ".register", kind, record->id,
+                                         boost::json::object{{"type", record->type}, {"name", record->name}});
+                auto stored = co_await await_write<core::SystemRecord>(
+                    [&](auto done) { s.store.create_system(*record, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(stored.error());
+                auto r = system_response(201, *stored);
+                r.header("Location", base + "/" + stored->id);
+                co_return r;
+              }});
+
+  router.add({Method::get, base, Auth::required, core::Permission::registry_read,
+              [&s, &registry](RequestContext&, const Request& req) -> HandlerResult {
+                auto q = discovery_query(req, s);
+                if (!q) co_return std::unexpected(q.error());
+                auto page = registry.discover(*q);
+                if (!page) co_return std::unexpected(page.error());
+                boost::json::array items;
+                for (const auto& r : page->items) items.push_back(core::to_json(r));
+                co_return list_response(req, std::move(items), page->next_after);
+              }});
+
+  router.add({Method::get, item, Auth::required, core::Permission::registry_read,
+              [&s, &registry](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto r = s.store.system(registry.kind(), std::string(ctx.param("id")));
+                if (!r) co_return std::unexpected(r.error());
+                co_return system_response(200, *r);
+              }});
+
+  // PUT replaces the registration; PATCH merges into it (RFC 7396). Both need the owner or registry:admin.
+  for (const bool merge : {false, true}) {
+    router.add({merge ? Method::patch : Method::put, item, Auth::required, core::Permission::registry_write,
+                [&s, &registry, kind, merge](RequestContext& ctx, const Request& req) -> HandlerResult {
+                  auto body = json_body(req, s, merge ? "application/merge-patch+json" : "application/json");
+                  if (!body) co_return std::unexpected(body.error());
+                  auto current = s.store.system(registry.kind(), std::string(ctx.param("id")));
+                  if (!current) co_return std::unexpected(current.error());
+                  if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
+                    co_return std::unexpected(ok.error());
+                  }
+                  if (auto ok = check_if_match(req.if_match, current->version); !ok) {
+                    co_return std::unexpected(ok.error());
+                  }
+                  const auto document = merge ? core::merge_patch(core::to_json(*current), *body) : *body;
+                  auto record = registry.from_document(document, &*current, current->owner);
+                  if (!record) co_return std::unexpected(record.error());
+                  auto audit =
+                      audit_entry(ctx, s.clock, kind + (merge ? ".update" : ".replace"), kind, current->id,
+                                  merge ? boost::json::object{{"patch", *body}} : boost::json::object{});
+                  auto stored = co_await await_write<core::SystemRecord>([&](auto done) {
+                    s.store.update_system(*record, current->version, audit, std::move(done));
+                  });
+                  if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                  co_return system_response(200, *stored);
+                }});
+  }
+
+  router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
+              [&s, &registry, kind](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto current = s.store.system(registry.kind(), std::string(ctx.param("id")));
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
+                  co_return std::unexpected(ok.error());
+                }
+                if (auto ok = check_if_match(req.if_match, current->version); !ok) {
+                  co_return std::unexpected(ok.error());
+                }
+                auto audit = audit_entry(ctx, s.clock, kind + ".deregister", kind, current->id);
+                auto done = co_await await_write<void>([&](auto cb) {
+                  s.store.delete_system(registry.kind(), current->id, current->version, audit, std::move(cb));
+                });
+                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                Response r;
+                r.status = 204;
+                co_return r;
+              }});
+}
+
+}  // namespace twinbridge::http

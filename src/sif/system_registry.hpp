@@ -1,0 +1,68 @@
+#pragma once
+// SystemRegistry: registration and discovery of one kind of system (FGMV-29 8.2.1 TPSR + 8.2.2 TPSD for
+// 3rd-party systems; the same class serves 8.3.1 DTSR + 8.3.2 DTSD with the twin-system schema). It validates
+// registration documents against the kind's published JSON Schema, decides who may change a record (its
+// owner, or a principal with registry:admin), and answers discovery queries: indexed equality on type, status
+// and owner in the store, then an optional RFC 9535 JSONPath filter over each record, with cursor pagination.
+//
+// Writes are not done here: the caller (src/http) awaits the store write with the record this class built, so
+// that the write carries the caller's audit entry. Thread-safe (immutable after construction).
+
+#include <boost/json/value.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/json_schema.hpp"
+#include "core/principal.hpp"
+#include "core/system.hpp"
+#include "query/jsonpath.hpp"
+#include "store/store.hpp"
+
+namespace twinbridge::sif {
+
+// The published JSON Schema of 3rd-party system registrations (schemas/third-party-system.schema.json).
+std::string_view third_party_system_schema();
+
+struct DiscoveryQuery {
+  std::optional<std::string> type;
+  std::optional<core::SystemStatus> status;
+  std::optional<std::string> owner;
+  bool exclude_down = false;  // leave out systems whose status is down
+  // A record matches when the query, applied to a one-element array holding the record, selects at least one
+  // node (so `$[?@.service_charge.amount < 0.05]` reads as a filter over the collection).
+  std::optional<query::JsonPath> filter;
+  std::string after;
+  std::size_t limit = 100;
+};
+
+class SystemRegistry {
+ public:
+  // `schema` must be a JSON Schema document; compiled once (a bad one is a bug: start-up fails).
+  SystemRegistry(store::Store& store, core::SystemKind kind, std::string_view schema);
+
+  core::SystemKind kind() const { return kind_; }
+  std::string_view schema_text() const { return schema_text_; }
+
+  // Builds a record from a registration document. On create `current` is null: the id may be given
+  // (validated) or is generated, and `owner` owns the record. On replace/patch `current` is the stored
+  // record: id and the server-maintained members may be echoed unchanged, not changed. Errors:
+  // validation_failed with every bad field's JSON pointer.
+  core::Result<core::SystemRecord> from_document(const boost::json::value& document,
+                                                 const core::SystemRecord* current,
+                                                 const core::PrincipalId& owner) const;
+
+  // forbidden unless `caller` owns `record` or has registry:admin.
+  core::Result<void> may_change(const core::Principal& caller, const core::SystemRecord& record) const;
+
+  core::Result<store::Page<core::SystemRecord>> discover(const DiscoveryQuery& query) const;
+
+ private:
+  store::Store& store_;
+  core::SystemKind kind_;
+  std::string_view schema_text_;
+  core::JsonSchema schema_;
+};
+
+}  // namespace twinbridge::sif
