@@ -3,7 +3,8 @@
 #   1. nginx `return 200` (the floor: the fastest an HTTP server answers on this machine, measured in this run),
 #   2. twinbridge GET /healthz,
 #   3. twinbridge authenticated GET /v1/principals/{id} (API key check + store read + JSON),
-#   4. twinbridge durable writes: POST /v1/principals (group-committed, fsync'd before the 201).
+#   4. twinbridge durable writes: POST /v1/principals (group-committed, fsync'd before the 201),
+#   5. twinbridge durable registrations: POST /v1/third-party-systems (JSON Schema validation + write + audit).
 # Every server runs on loopback on a port picked here; wrk drives the load. Usage:
 #   bench/http.sh [--duration SECONDS] [--connections N] [--binary PATH]
 set -euo pipefail
@@ -69,6 +70,16 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"kind":"twin-system","name":"bench writer","api_key":false,"properties":{"site":"plant-7"}}'
 LUA
 
+cat > "$work/register.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"type":"payment","name":"bench pay","properties":{"region":"eu","tier":2},' ..
+  '"service_charge":{"model":"per-call","amount":0.02,"currency":"EUR","unit":"call"},' ..
+  '"service_level":{"availability":99.9,"latency_ms":200},' ..
+  '"apis":[{"name":"charge","method":"POST","path":"/charges","scopes":["payments:write"]}],' ..
+  '"endpoints":{"base_url":"https://pay.example/api","health_url":"https://pay.example/health"}}'
+LUA
+
 # run NAME URL [wrk args...]: prints "NAME req/s p50 p99"
 run() {
   local name=$1 url=$2; shift 2
@@ -94,6 +105,9 @@ run "twinbridge durable POST /v1/principals" "http://127.0.0.1:$tb_port/v1/princ
   -H "Authorization: Bearer $token" -s "$work/post.lua"
 
 rps_of() { cat "$work/$(tr -c 'a-zA-Z0-9\n' '_' <<< "$1").rps"; }
+run "twinbridge durable POST /v1/third-party-systems" "http://127.0.0.1:$tb_port/v1/third-party-systems" \
+  -H "Authorization: Bearer $token" -s "$work/register.lua"
+
 floor=$(rps_of "nginx return 200 (floor)")
 auth=$(rps_of "twinbridge authenticated GET /v1/principals/{id}")
 python3 -c "print(f'authenticated GET / nginx floor = {float($auth)/float($floor):.2f} (target >= 0.70)')"
