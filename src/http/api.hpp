@@ -13,11 +13,13 @@
 #include <string>
 
 #include "core/time.hpp"
+#include "dtif/twin_registry.hpp"
 #include "http/access_log.hpp"
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
-#include "sif/system_registry.hpp"
+#include "registry/system_registry.hpp"
+#include "sif/schemas.hpp"
 #include "store/store.hpp"
 
 namespace twinbridge::http {
@@ -60,7 +62,9 @@ class Api {
   std::string request_id_for(const Request& request);
 
   ApiServices services_;
-  sif::SystemRegistry third_party_systems_;
+  registry::SystemRegistry third_party_systems_;
+  registry::SystemRegistry twin_systems_;
+  dtif::TwinRegistry twins_;
   Router router_;
   AccessLog* access_log_;  // null: no access log
   std::string request_id_prefix_;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 
 namespace twinbridge::http {
 
@@ -78,6 +79,23 @@ std::optional<std::string> percent_decode(std::string_view in, bool plus_is_spac
       out.push_back(' ');
     } else {
       out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+std::string percent_encode_segment(std::string_view in) {
+  static constexpr char kDigits[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(in.size());
+  for (unsigned char c : in) {
+    if (std::isalnum(c) != 0 ||
+        std::string_view("-._~!$&'()*+,;=:@").find(static_cast<char>(c)) != std::string_view::npos) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kDigits[c >> 4]);
+      out.push_back(kDigits[c & 0x0f]);
     }
   }
   return out;

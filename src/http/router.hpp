@@ -60,6 +60,10 @@ class Router {
 // Percent-decodes one path segment or query component ('+' is a space only when `plus_is_space`).
 std::optional<std::string> percent_decode(std::string_view in, bool plus_is_space);
 
+// Percent-encodes one path segment (everything but RFC 3986 unreserved characters and sub-delims and ':'
+// '@').
+std::string percent_encode_segment(std::string_view in);
+
 // The query parameters of `query` ("a=1&b=2"), decoded. Errors: bad_request with the parameter name.
 core::Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 

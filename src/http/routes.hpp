@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/audit.hpp"
+#include "dtif/twin_registry.hpp"
 #include "http/api.hpp"
 
 namespace twinbridge::http {
@@ -18,8 +19,11 @@ namespace twinbridge::http {
 void add_operations_routes(Router& router, ApiServices& services, const Router& all_routes);
 void add_principal_routes(Router& router, ApiServices& services);
 void add_audit_routes(Router& router, ApiServices& services);
-void add_system_routes(Router& router, ApiServices& services, sif::SystemRegistry& registry,
-                       const std::string& collection);
+// `twins` is given for twin systems: their registration may carry the initial list of twins.
+void add_system_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
+                       const std::string& collection, const dtif::TwinRegistry* twins);
+void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems,
+                     dtif::TwinRegistry& twins);
 
 // A store precondition failure becomes 409 when the client sent no If-Match: it asked for no condition, the
 // resource changed between our read and our write, and a retry will do.

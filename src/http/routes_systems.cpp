@@ -20,12 +20,12 @@ Response system_response(int status, const core::SystemRecord& r) {
   return out;
 }
 
-core::Result<sif::DiscoveryQuery> discovery_query(const Request& req, const ApiServices& s) {
+core::Result<registry::DiscoveryQuery> discovery_query(const Request& req, const ApiServices& s) {
   auto params = parse_query(req.query);
   if (!params) return std::unexpected(params.error());
   auto page = page_params(*params, s);
   if (!page) return std::unexpected(page.error());
-  sif::DiscoveryQuery q;
+  registry::DiscoveryQuery q;
   q.after = page->after;
   q.limit = page->limit;
   for (const auto& [name, value] : *params) {
@@ -62,8 +62,8 @@ core::Result<sif::DiscoveryQuery> discovery_query(const Request& req, const ApiS
 
 }  // namespace
 
-void add_system_routes(Router& router, ApiServices& s, sif::SystemRegistry& registry,
-                       const std::string& collection) {
+void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry& registry,
+                       const std::string& collection, const dtif::TwinRegistry* twins) {
   const std::string kind(core::to_string(registry.kind()));
   const std::string base = "/v1/" + collection;
   const std::string item = base + "/{id}";
@@ -76,21 +76,38 @@ void add_system_routes(Router& router, ApiServices& s, sif::SystemRegistry& regi
                 co_return r;
               }});
 
-  router.add({Method::post, base, Auth::required, core::Permission::registry_write,
-              [&s, &registry, kind, base](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto body = json_body(req, s);
-                if (!body) co_return std::unexpected(body.error());
-                auto record = registry.from_document(*body, nullptr, ctx.caller->principal.id);
-                if (!record) co_return std::unexpected(record.error());
-                auto audit = audit_entry(ctx, s.clock, kind + ".register", kind, record->id,
-                                         boost::json::object{{"type", record->type}, {"name", record->name}});
-                auto stored = co_await await_write<core::SystemRecord>(
-                    [&](auto done) { s.store.create_system(*record, audit, std::move(done)); });
-                if (!stored) co_return std::unexpected(stored.error());
-                auto r = system_response(201, *stored);
-                r.header("Location", base + "/" + stored->id);
-                co_return r;
-              }});
+  router.add(
+      {Method::post, base, Auth::required, core::Permission::registry_write,
+       [&s, &registry, kind, base, twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+         auto body = json_body(req, s);
+         if (!body) co_return std::unexpected(body.error());
+         auto record = registry.from_document(*body, nullptr, ctx.caller->principal.id);
+         if (!record) co_return std::unexpected(record.error());
+         boost::json::object detail{{"type", record->type}, {"name", record->name}};
+         // A twin system may bring its initial list of twins; they are stored with it, in one transaction.
+         std::vector<core::TwinRecord> initial;
+         if (const auto* list = record->body.if_contains("twins"); list != nullptr && twins != nullptr) {
+           auto parsed = twins->from_list(*list, record->id, ctx.caller->principal.id);
+           if (!parsed) co_return std::unexpected(parsed.error());
+           initial = std::move(*parsed);
+           record->body.erase("twins");
+           boost::json::array ids;
+           for (const auto& t : initial) ids.emplace_back(t.id);
+           detail["twins"] = std::move(ids);
+         }
+         auto audit = audit_entry(ctx, s.clock, kind + ".register", kind, record->id, std::move(detail));
+         auto stored = co_await await_write<core::SystemRecord>([&](auto done) {
+           if (twins != nullptr) {
+             s.store.register_twin_system(*record, std::move(initial), audit, std::move(done));
+           } else {
+             s.store.create_system(*record, audit, std::move(done));
+           }
+         });
+         if (!stored) co_return std::unexpected(stored.error());
+         auto r = system_response(201, *stored);
+         r.header("Location", base + "/" + stored->id);
+         co_return r;
+       }});
 
   router.add({Method::get, base, Auth::required, core::Permission::registry_read,
               [&s, &registry](RequestContext&, const Request& req) -> HandlerResult {
@@ -127,6 +144,11 @@ void add_system_routes(Router& router, ApiServices& s, sif::SystemRegistry& regi
                   const auto document = merge ? core::merge_patch(core::to_json(*current), *body) : *body;
                   auto record = registry.from_document(document, &*current, current->owner);
                   if (!record) co_return std::unexpected(record.error());
+                  if (record->body.contains("twins")) {
+                    co_return core::fail_at(
+                        Errc::validation_failed, "/twins",
+                        "twins are managed one by one under " + std::string(req.path) + "/twins");
+                  }
                   auto audit =
                       audit_entry(ctx, s.clock, kind + (merge ? ".update" : ".replace"), kind, current->id,
                                   merge ? boost::json::object{{"patch", *body}} : boost::json::object{});

@@ -48,6 +48,24 @@ class CachedStore final : public Store {
   core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) override {
     return inner_->systems(query);
   }
+  core::Result<core::TwinRecord> twin(const std::string& id) override { return inner_->twin(id); }
+  core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override { return inner_->twins(query); }
+  void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                            core::AuditEntry audit, Completion<core::SystemRecord> done) override {
+    inner_->register_twin_system(std::move(record), std::move(twins), std::move(audit), std::move(done));
+  }
+  void create_twin(core::TwinRecord twin, core::AuditEntry audit,
+                   Completion<core::TwinRecord> done) override {
+    inner_->create_twin(std::move(twin), std::move(audit), std::move(done));
+  }
+  void update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
+                   Completion<core::TwinRecord> done) override {
+    inner_->update_twin(std::move(twin), expected_version, std::move(audit), std::move(done));
+  }
+  void delete_twin(std::string id, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                   Completion<void> done) override {
+    inner_->delete_twin(std::move(id), expected_version, std::move(audit), std::move(done));
+  }
 
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;

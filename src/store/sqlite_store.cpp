@@ -85,6 +85,22 @@ CREATE INDEX systems_by_type ON systems(kind, type, id);
 CREATE INDEX systems_by_status ON systems(kind, status, id);
 CREATE INDEX systems_by_owner ON systems(kind, owner, id);
 )sql"},
+    Migration{3, "twins", R"sql(
+CREATE TABLE twins (
+  id TEXT PRIMARY KEY,
+  system_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  title TEXT NOT NULL,
+  document TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  ttl INTEGER,
+  expires INTEGER
+) WITHOUT ROWID;
+CREATE INDEX twins_by_system ON twins(system_id, id);
+CREATE INDEX twins_by_expiry ON twins(expires) WHERE expires IS NOT NULL;
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -257,6 +273,62 @@ Result<void> write_system(Connection& db, const core::SystemRecord& r, bool inse
   if (!ok && ok.error().code == Errc::conflict) {
     return core::fail_at(Errc::conflict, "/id",
                          fmt::format("{} '{}' exists already", core::to_string(r.kind), r.id));
+  }
+  return ok;
+}
+
+core::TwinRecord read_twin(const sqlite::Statement& s) {
+  core::TwinRecord t;
+  t.id = std::string(s.text(0));
+  t.system_id = std::string(s.text(1));
+  t.owner = core::PrincipalId(std::string(s.text(2)));
+  t.title = std::string(s.text(3));
+  if (auto doc = parse_json_column(s.text(4)); doc.is_object()) t.document = std::move(doc.get_object());
+  t.created = core::from_unix_micros(s.integer(5));
+  t.modified = core::from_unix_micros(s.integer(6));
+  t.version = s.integer(7);
+  if (!s.is_null(8)) t.ttl_seconds = s.integer(8);
+  if (!s.is_null(9)) t.expires = core::from_unix_micros(s.integer(9));
+  return t;
+}
+
+Result<std::int64_t> twin_version(Connection& db, const std::string& id) {
+  auto s = db.prepare("SELECT version FROM twins WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", id));
+  return s->integer(0);
+}
+
+// Inserts or updates a twin; `pointer` names the twin in a conflict error.
+Result<void> write_twin(Connection& db, const core::TwinRecord& t, bool insert, const std::string& pointer) {
+  auto s = insert
+               ? db.prepare(
+                     "INSERT INTO twins(id, system_id, owner, title, document, created, modified, version, "
+                     "ttl, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+               : db.prepare(
+                     "UPDATE twins SET system_id = ?2, owner = ?3, title = ?4, document = ?5, created = ?6, "
+                     "modified = ?7, version = ?8, ttl = ?9, expires = ?10 WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  std::optional<std::int64_t> expires;
+  if (t.expires) expires = core::to_unix_micros(*t.expires);
+  s->bind(1, t.id)
+      .bind(2, t.system_id)
+      .bind(3, t.owner.str())
+      .bind(4, t.title)
+      .bind(5, json_text(t.document))
+      .bind(6, core::to_unix_micros(t.created))
+      .bind(7, core::to_unix_micros(t.modified))
+      .bind(8, t.version)
+      .bind(9, t.ttl_seconds)
+      .bind(10, expires);
+  auto ok = s->run();
+  if (!ok && ok.error().code == Errc::conflict) {
+    return core::fail_at(
+        Errc::conflict, pointer,
+        fmt::format("a twin with id '{}' is registered already (ids are unique across systems)", t.id));
   }
   return ok;
 }
@@ -855,6 +927,134 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
         auto s = db.prepare("DELETE FROM systems WHERE kind = ?1 AND id = ?2");
         if (!s) return std::unexpected(s.error());
         s->bind(1, core::to_string(kind)).bind(2, id);
+        if (auto ok = s->run(); !ok) return ok;
+        if (kind == core::SystemKind::twin) {
+          auto twins = db.prepare("DELETE FROM twins WHERE system_id = ?1");
+          if (!twins) return std::unexpected(twins.error());
+          twins->bind(1, id);
+          if (auto ok = twins->run(); !ok) return ok;
+        }
+        return insert_audit(db, audit);
+      },
+      std::move(done));
+}
+
+Result<core::TwinRecord> SqliteStore::twin(const std::string& id) {
+  ScopedTimer timer(observer_, "twin");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
+      "WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", id));
+  return read_twin(*s);
+}
+
+Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
+  ScopedTimer timer(observer_, "twins");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  static constexpr const char* kBySystem =
+      "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
+      "WHERE system_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+  static constexpr const char* kAll =
+      "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
+      "WHERE id > ?2 AND (?1 IS NULL OR system_id = ?1) ORDER BY id LIMIT ?3";
+  auto s = (*db)->prepare(q.system_id ? kBySystem : kAll);
+  if (!s) return std::unexpected(s.error());
+  const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
+  if (q.system_id) {
+    s->bind(1, *q.system_id);
+  } else {
+    s->bind_null(1);
+  }
+  s->bind(2, q.after).bind(3, static_cast<std::int64_t>(limit + 1));
+  Page<core::TwinRecord> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    if (out.items.size() == limit) {
+      out.next_after = out.items.back().id;
+      break;
+    }
+    out.items.push_back(read_twin(*s));
+  }
+  return out;
+}
+
+void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                                       core::AuditEntry audit, Completion<core::SystemRecord> done) {
+  submit<core::SystemRecord>(
+      [r = std::move(record), twins = std::move(twins),
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+        r.version = 1;
+        r.created = r.modified = r.status_since = audit.at;
+        if (auto ok = write_system(db, r, true); !ok) return std::unexpected(ok.error());
+        for (std::size_t i = 0; i < twins.size(); ++i) {
+          auto& t = twins[i];
+          t.version = 1;
+          t.created = t.modified = audit.at;
+          if (auto ok = write_twin(db, t, true, fmt::format("/twins/{}/id", i)); !ok) {
+            return std::unexpected(ok.error());
+          }
+        }
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return r;
+      },
+      std::move(done));
+}
+
+void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
+                              Completion<core::TwinRecord> done) {
+  submit<core::TwinRecord>(
+      [t = std::move(twin), audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
+        t.version = 1;
+        t.created = t.modified = audit.at;
+        if (auto ok = write_twin(db, t, true, "/id"); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return t;
+      },
+      std::move(done));
+}
+
+void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
+                              Completion<core::TwinRecord> done) {
+  submit<core::TwinRecord>(
+      [t = std::move(twin), expected_version,
+       audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
+        auto current = twin_version(db, t.id);
+        if (!current) return std::unexpected(current.error());
+        if (*current != expected_version) {
+          return core::fail(Errc::precondition_failed, fmt::format("twin '{}' is at version {}, not {}", t.id,
+                                                                   *current, expected_version));
+        }
+        t.version = expected_version + 1;
+        t.modified = audit.at;
+        if (auto ok = write_twin(db, t, false, "/id"); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return t;
+      },
+      std::move(done));
+}
+
+void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expected_version,
+                              core::AuditEntry audit, Completion<void> done) {
+  submit<void>(
+      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+        auto current = twin_version(db, id);
+        if (!current) return std::unexpected(current.error());
+        if (expected_version && *current != *expected_version) {
+          return core::fail(Errc::precondition_failed, fmt::format("twin '{}' is at version {}, not {}", id,
+                                                                   *current, *expected_version));
+        }
+        auto s = db.prepare("DELETE FROM twins WHERE id = ?1");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, id);
         if (auto ok = s->run(); !ok) return ok;
         return insert_audit(db, audit);
       },

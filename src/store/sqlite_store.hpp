@@ -56,6 +56,16 @@ class SqliteStore final : public Store {
   void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
                      core::AuditEntry audit, Completion<void> done) override;
 
+  core::Result<core::TwinRecord> twin(const std::string& id) override;
+  core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override;
+  void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                            core::AuditEntry audit, Completion<core::SystemRecord> done) override;
+  void create_twin(core::TwinRecord twin, core::AuditEntry audit, Completion<core::TwinRecord> done) override;
+  void update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
+                   Completion<core::TwinRecord> done) override;
+  void delete_twin(std::string id, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                   Completion<void> done) override;
+
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
   void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,

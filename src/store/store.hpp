@@ -22,6 +22,7 @@
 #include "core/error.hpp"
 #include "core/principal.hpp"
 #include "core/system.hpp"
+#include "core/twin.hpp"
 
 namespace twinbridge::store {
 
@@ -75,6 +76,13 @@ struct SystemQuery {
   std::size_t limit = 100;
 };
 
+// Twins, by owning system, in id order.
+struct TwinQuery {
+  std::optional<std::string> system_id;
+  std::string after;
+  std::size_t limit = 100;
+};
+
 // Observes store timings for metrics; implementations call it from their own threads.
 class StoreObserver {
  public:
@@ -105,6 +113,10 @@ class Store {
   virtual core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) = 0;
   virtual core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) = 0;
 
+  // not_found when there is no such twin.
+  virtual core::Result<core::TwinRecord> twin(const std::string& id) = 0;
+  virtual core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) = 0;
+
   // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified
   // come from the audit entry's time. create fails with conflict when the id is taken.
   virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
@@ -124,6 +136,18 @@ class Store {
   virtual void delete_system(core::SystemKind kind, std::string id,
                              std::optional<std::int64_t> expected_version, core::AuditEntry audit,
                              Completion<void> done) = 0;
+  // A twin system and its initial twins, in one transaction. conflict when the system id or a twin id is
+  // taken (the error's pointer names the twin: /twins/<index>/id).
+  virtual void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                                    core::AuditEntry audit, Completion<core::SystemRecord> done) = 0;
+  // Twins: versions and timestamps as for principals. create fails with conflict when any twin (of any
+  // system) has the id. Deleting a twin system (delete_system) deletes its twins.
+  virtual void create_twin(core::TwinRecord twin, core::AuditEntry audit,
+                           Completion<core::TwinRecord> done) = 0;
+  virtual void update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
+                           Completion<core::TwinRecord> done) = 0;
+  virtual void delete_twin(std::string id, std::optional<std::int64_t> expected_version,
+                           core::AuditEntry audit, Completion<void> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;

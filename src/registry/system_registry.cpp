@@ -1,4 +1,4 @@
-#include "sif/system_registry.hpp"
+#include "registry/system_registry.hpp"
 
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
@@ -8,7 +8,7 @@
 #include "core/access.hpp"
 #include "core/json_reader.hpp"
 
-namespace twinbridge::sif {
+namespace twinbridge::registry {
 
 using core::Errc;
 
@@ -110,4 +110,4 @@ core::Result<store::Page<core::SystemRecord>> SystemRegistry::discover(const Dis
   }
 }
 
-}  // namespace twinbridge::sif
+}  // namespace twinbridge::registry

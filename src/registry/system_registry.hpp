@@ -20,10 +20,7 @@
 #include "query/jsonpath.hpp"
 #include "store/store.hpp"
 
-namespace twinbridge::sif {
-
-// The published JSON Schema of 3rd-party system registrations (schemas/third-party-system.schema.json).
-std::string_view third_party_system_schema();
+namespace twinbridge::registry {
 
 struct DiscoveryQuery {
   std::optional<std::string> type;
@@ -65,4 +62,4 @@ class SystemRegistry {
   core::JsonSchema schema_;
 };
 
-}  // namespace twinbridge::sif
+}  // namespace twinbridge::registry

@@ -1,0 +1,54 @@
+#pragma once
+// TwinRegistry: the twins of digital twin systems (FGMV-29 8.3.1 DTSR, "list of twins"; 8.3.2 DTSD). A twin
+// is a W3C WoT Thing Description 1.1 validated by core::parse_thing_description (with twinbridge's pose).
+// Twin ids are the TD ids, unique across all systems; a TD without an id gets "urn:uuid:<UUIDv7>". Discovery
+// walks the store in id order (indexed by owning system) and applies an optional RFC 9535 JSONPath filter to
+// each TD. Thread-safe (no mutable state).
+
+#include <boost/json/value.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/principal.hpp"
+#include "core/twin.hpp"
+#include "query/jsonpath.hpp"
+#include "store/store.hpp"
+
+namespace twinbridge::dtif {
+
+// The published JSON Schema of twin system registrations (schemas/twin-system.schema.json).
+std::string_view twin_system_schema();
+
+struct TwinDiscoveryQuery {
+  std::optional<std::string> system_id;
+  // A twin matches when the query, applied to a one-element array holding its TD, selects at least one node.
+  std::optional<query::JsonPath> filter;
+  std::string after;
+  std::size_t limit = 100;
+};
+
+class TwinRegistry {
+ public:
+  explicit TwinRegistry(store::Store& store) : store_(store) {}
+
+  // A twin from a TD document at `pointer` of the request. On replace, `current` is the stored twin: the TD
+  // id may be omitted (it stays) but not changed. Errors: validation_failed with every violation's pointer.
+  core::Result<core::TwinRecord> from_document(const boost::json::value& td, std::string_view pointer,
+                                               const core::TwinRecord* current, const std::string& system_id,
+                                               const core::PrincipalId& owner) const;
+
+  // Twins from the "twins" array of a registration (pointers /twins/<i>/...); ids must be distinct.
+  core::Result<std::vector<core::TwinRecord>> from_list(const boost::json::value& twins,
+                                                        const std::string& system_id,
+                                                        const core::PrincipalId& owner) const;
+
+  core::Result<store::Page<core::TwinRecord>> discover(const TwinDiscoveryQuery& query) const;
+
+ private:
+  store::Store& store_;
+};
+
+}  // namespace twinbridge::dtif

@@ -1,0 +1,179 @@
+// Twins of digital twin systems (FGMV-29 8.3.1 DTSR "list of twins", 8.3.2 DTSD): a twin system adds,
+// replaces and removes its twins one by one under /v1/twin-systems/{id}/twins; everyone with registry:read
+// discovers twins at /v1/twins (by owning system, and with an RFC 9535 JSONPath filter over the Thing
+// Descriptions).
+
+#include <fmt/format.h>
+#include <boost/json/object.hpp>
+
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+using core::Errc;
+
+namespace {
+
+Response twin_response(int status, const core::TwinRecord& t) {
+  auto r = json_response(status, core::to_json(t));
+  r.content_type = "application/td+json";
+  r.header("ETag", etag(t.version));
+  return r;
+}
+
+// The twin `twin_id` of system `system_id`; not_found when either is missing or the twin belongs elsewhere.
+core::Result<core::TwinRecord> twin_of(ApiServices& s, const std::string& system_id,
+                                       const std::string& twin_id) {
+  auto twin = s.store.twin(twin_id);
+  if (!twin) return twin;
+  if (twin->system_id != system_id) {
+    return core::fail(Errc::not_found, fmt::format("twin system '{}' has no twin '{}'", system_id, twin_id));
+  }
+  return twin;
+}
+
+core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiServices& s) {
+  auto params = parse_query(req.query);
+  if (!params) return std::unexpected(params.error());
+  auto page = page_params(*params, s);
+  if (!page) return std::unexpected(page.error());
+  dtif::TwinDiscoveryQuery q;
+  q.after = page->after;
+  q.limit = page->limit;
+  for (const auto& [name, value] : *params) {
+    if (name == "system") {
+      q.system_id = value;
+    } else if (name == "filter") {
+      auto path = query::JsonPath::parse(value);
+      if (!path) return core::fail_in(Errc::bad_request, core::FieldIn::query, "filter", path.error().detail);
+      q.filter = std::move(*path);
+    } else if (name != "limit" && name != "cursor") {
+      return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
+                           fmt::format("unknown query parameter '{}'; see /openapi.json", name));
+    }
+  }
+  return q;
+}
+
+Response twin_list(const Request& req, const store::Page<core::TwinRecord>& page) {
+  boost::json::array items;
+  for (const auto& t : page.items) items.push_back(core::to_json(t));
+  return list_response(req, std::move(items), page.next_after);
+}
+
+}  // namespace
+
+void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& systems,
+                     dtif::TwinRegistry& twins) {
+  const std::string list = "/v1/twin-systems/{id}/twins";
+  const std::string item = list + "/{twin}";
+
+  router.add({Method::get, list, Auth::required, core::Permission::registry_read,
+              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                const std::string system_id(ctx.param("id"));
+                if (auto system = s.store.system(systems.kind(), system_id); !system) {
+                  co_return std::unexpected(system.error());
+                }
+                auto q = twin_query(req, s);
+                if (!q) co_return std::unexpected(q.error());
+                q->system_id = system_id;
+                auto page = twins.discover(*q);
+                if (!page) co_return std::unexpected(page.error());
+                co_return twin_list(req, *page);
+              }});
+
+  router.add({Method::post, list, Auth::required, core::Permission::registry_write,
+              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                if (!system) co_return std::unexpected(system.error());
+                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
+                  co_return std::unexpected(ok.error());
+                }
+                auto body = json_body(req, s, "application/td+json");
+                if (!body) body = json_body(req, s);
+                if (!body) co_return std::unexpected(body.error());
+                auto twin = twins.from_document(*body, "", nullptr, system->id, ctx.caller->principal.id);
+                if (!twin) co_return std::unexpected(twin.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin->id,
+                                         boost::json::object{{"system", system->id}, {"title", twin->title}});
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(stored.error());
+                auto r = twin_response(201, *stored);
+                r.header("Location",
+                         fmt::format("/v1/twin-systems/{}/twins/{}", percent_encode_segment(system->id),
+                                     percent_encode_segment(stored->id)));
+                co_return r;
+              }});
+
+  router.add({Method::get, item, Auth::required, core::Permission::registry_read,
+              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto twin = twin_of(s, std::string(ctx.param("id")), std::string(ctx.param("twin")));
+                if (!twin) co_return std::unexpected(twin.error());
+                co_return twin_response(200, *twin);
+              }});
+
+  router.add({Method::put, item, Auth::required, core::Permission::registry_write,
+              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                if (!system) co_return std::unexpected(system.error());
+                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
+                  co_return std::unexpected(ok.error());
+                }
+                auto current = twin_of(s, system->id, std::string(ctx.param("twin")));
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
+                auto body = json_body(req, s, "application/td+json");
+                if (!body) body = json_body(req, s);
+                if (!body) co_return std::unexpected(body.error());
+                auto twin = twins.from_document(*body, "", &*current, system->id, current->owner);
+                if (!twin) co_return std::unexpected(twin.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.replace", "twin", twin->id,
+                                         boost::json::object{{"system", system->id}});
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                co_return twin_response(200, *stored);
+              }});
+
+  router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
+              [&s, &systems](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                if (!system) co_return std::unexpected(system.error());
+                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
+                  co_return std::unexpected(ok.error());
+                }
+                auto current = twin_of(s, system->id, std::string(ctx.param("twin")));
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current->id,
+                                         boost::json::object{{"system", system->id}});
+                auto done = co_await await_write<void>([&](auto cb) {
+                  s.store.delete_twin(current->id, current->version, audit, std::move(cb));
+                });
+                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                Response r;
+                r.status = 204;
+                co_return r;
+              }});
+
+  router.add({Method::get, "/v1/twins", Auth::required, core::Permission::registry_read,
+              [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
+                auto q = twin_query(req, s);
+                if (!q) co_return std::unexpected(q.error());
+                auto page = twins.discover(*q);
+                if (!page) co_return std::unexpected(page.error());
+                co_return twin_list(req, *page);
+              }});
+
+  router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,
+              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto twin = s.store.twin(std::string(ctx.param("id")));
+                if (!twin) co_return std::unexpected(twin.error());
+                co_return twin_response(200, *twin);
+              }});
+}
+
+}  // namespace twinbridge::http
