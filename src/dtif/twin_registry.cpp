@@ -15,13 +15,52 @@ namespace {
 
 constexpr std::size_t kScanBatch = 500;
 
+// Reads the lifetime a TD's "registration" member asks for: {"ttl": seconds} or {"expires": date-time}.
+core::Result<std::optional<std::int64_t>> requested_ttl(const boost::json::value& registration,
+                                                        std::string_view pointer, core::Timestamp now) {
+  const auto base = std::string(pointer) + "/registration";
+  const auto* r = registration.if_object();
+  if (r == nullptr) return core::fail_at(Errc::validation_failed, base, "must be an object");
+  if (const auto* ttl = r->if_contains("ttl")) {
+    if (!ttl->is_int64() || ttl->get_int64() < 1 || ttl->get_int64() > kMaxTtlSeconds) {
+      return core::fail_at(Errc::validation_failed, base + "/ttl",
+                           fmt::format("must be an integer number of seconds from 1 to {}", kMaxTtlSeconds));
+    }
+    return std::optional<std::int64_t>(ttl->get_int64());
+  }
+  if (const auto* expires = r->if_contains("expires")) {
+    const auto at = expires->is_string() ? core::parse_rfc3339(expires->get_string()) : std::nullopt;
+    if (!at || *at <= now) {
+      return core::fail_at(Errc::validation_failed, base + "/expires",
+                           "must be an RFC 3339 date-time in the future");
+    }
+    const auto seconds = std::chrono::ceil<std::chrono::seconds>(*at - now).count();
+    return std::optional<std::int64_t>(std::min<std::int64_t>(seconds, kMaxTtlSeconds));
+  }
+  return std::optional<std::int64_t>();
+}
+
 }  // namespace
 
-core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::value& doc,
+core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::value& input,
                                                            std::string_view pointer,
                                                            const core::TwinRecord* current,
                                                            const std::string& system_id,
                                                            const core::PrincipalId& owner) const {
+  // What twinbridge adds when serving a twin may come back from a client; it is not part of the TD.
+  boost::json::value doc = input;
+  std::optional<std::int64_t> ttl;
+  const auto now = clock_.now();
+  if (auto* object = doc.if_object()) {
+    if (const auto* registration = object->if_contains("registration")) {
+      auto asked = requested_ttl(*registration, pointer, now);
+      if (!asked) return std::unexpected(asked.error());
+      ttl = *asked;
+      object->erase("registration");
+    }
+    object->erase("twinbridge:system");
+    object->erase("twinbridge:version");
+  }
   auto td = core::parse_thing_description(doc, pointer);
   if (!td) return std::unexpected(td.error());
   const auto id_pointer = std::string(pointer) + "/id";
@@ -42,6 +81,9 @@ core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::va
         fmt::format("is {} bytes long; twin ids are at most {}", t.id.size(), core::kMaxIdBytes));
   }
   td->id = t.id;
+  t.ttl_seconds = ttl;
+  t.expires.reset();
+  if (ttl) t.expires = now + std::chrono::seconds(*ttl);
   t.title = td->title;
   t.document = core::to_json(*td);
   t.document["id"] = t.id;
@@ -74,8 +116,17 @@ core::Result<std::vector<core::TwinRecord>> TwinRegistry::from_list(const boost:
   return out;
 }
 
+core::Result<core::TwinRecord> TwinRegistry::find(const std::string& id) const {
+  auto twin = store_.twin(id);
+  if (twin && twin->expires && *twin->expires <= clock_.now()) {
+    return core::fail(Errc::not_found,
+                      fmt::format("twin '{}' does not exist (its registration expired)", id));
+  }
+  return twin;
+}
+
 core::Result<store::Page<core::TwinRecord>> TwinRegistry::discover(const TwinDiscoveryQuery& query) const {
-  store::TwinQuery q{query.system_id, query.after,
+  store::TwinQuery q{query.system_id, clock_.now(), query.after, query.offset,
                      query.filter ? std::max(query.limit, kScanBatch) : query.limit};
   store::Page<core::TwinRecord> out;
   for (;;) {
@@ -91,6 +142,7 @@ core::Result<store::Page<core::TwinRecord>> TwinRegistry::discover(const TwinDis
     }
     if (!page->next_after) return out;
     q.after = *page->next_after;
+    q.offset = 0;
   }
 }
 

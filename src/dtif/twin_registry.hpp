@@ -24,6 +24,7 @@ std::string_view twin_system_schema();
 
 struct TwinDiscoveryQuery {
   std::optional<std::string> system_id;
+  std::size_t offset = 0;
   // A twin matches when the query, applied to a one-element array holding its TD, selects at least one node.
   std::optional<query::JsonPath> filter;
   std::string after;
@@ -32,7 +33,7 @@ struct TwinDiscoveryQuery {
 
 class TwinRegistry {
  public:
-  explicit TwinRegistry(store::Store& store) : store_(store) {}
+  TwinRegistry(store::Store& store, const core::Clock& clock) : store_(store), clock_(clock) {}
 
   // A twin from a TD document at `pointer` of the request. On replace, `current` is the stored twin: the TD
   // id may be omitted (it stays) but not changed. Errors: validation_failed with every violation's pointer.
@@ -47,8 +48,15 @@ class TwinRegistry {
 
   core::Result<store::Page<core::TwinRecord>> discover(const TwinDiscoveryQuery& query) const;
 
+  // The twin with this id; not_found when there is none or its registration expired.
+  core::Result<core::TwinRecord> find(const std::string& id) const;
+
  private:
   store::Store& store_;
+  const core::Clock& clock_;
 };
+
+// Longest registration lifetime a TD may ask for (one year).
+inline constexpr std::int64_t kMaxTtlSeconds = 366LL * 24 * 3600;
 
 }  // namespace twinbridge::dtif

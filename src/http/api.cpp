@@ -42,7 +42,7 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
     : services_{store, authenticator, metrics, clock, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
-      twins_(store),
+      twins_(store, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_, router_);
@@ -51,6 +51,7 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
   add_system_routes(router_, services_, third_party_systems_, "third-party-systems", nullptr);
   add_system_routes(router_, services_, twin_systems_, "twin-systems", &twins_);
   add_twin_routes(router_, services_, twin_systems_, twins_);
+  add_things_routes(router_, services_, twins_);
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

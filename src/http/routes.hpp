@@ -22,6 +22,7 @@ void add_audit_routes(Router& router, ApiServices& services);
 // `twins` is given for twin systems: their registration may carry the initial list of twins.
 void add_system_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
                        const std::string& collection, const dtif::TwinRegistry* twins);
+void add_things_routes(Router& router, ApiServices& services, dtif::TwinRegistry& twins);
 void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems,
                      dtif::TwinRegistry& twins);
 

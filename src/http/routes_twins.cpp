@@ -22,9 +22,9 @@ Response twin_response(int status, const core::TwinRecord& t) {
 }
 
 // The twin `twin_id` of system `system_id`; not_found when either is missing or the twin belongs elsewhere.
-core::Result<core::TwinRecord> twin_of(ApiServices& s, const std::string& system_id,
+core::Result<core::TwinRecord> twin_of(const dtif::TwinRegistry& twins, const std::string& system_id,
                                        const std::string& twin_id) {
-  auto twin = s.store.twin(twin_id);
+  auto twin = twins.find(twin_id);
   if (!twin) return twin;
   if (twin->system_id != system_id) {
     return core::fail(Errc::not_found, fmt::format("twin system '{}' has no twin '{}'", system_id, twin_id));
@@ -107,8 +107,8 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::get, item, Auth::required, core::Permission::registry_read,
-              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
-                auto twin = twin_of(s, std::string(ctx.param("id")), std::string(ctx.param("twin")));
+              [&twins](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto twin = twin_of(twins, std::string(ctx.param("id")), std::string(ctx.param("twin")));
                 if (!twin) co_return std::unexpected(twin.error());
                 co_return twin_response(200, *twin);
               }});
@@ -120,7 +120,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
                   co_return std::unexpected(ok.error());
                 }
-                auto current = twin_of(s, system->id, std::string(ctx.param("twin")));
+                auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
@@ -138,13 +138,13 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
-              [&s, &systems](RequestContext& ctx, const Request& req) -> HandlerResult {
+              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
                 if (!system) co_return std::unexpected(system.error());
                 if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
                   co_return std::unexpected(ok.error());
                 }
-                auto current = twin_of(s, system->id, std::string(ctx.param("twin")));
+                auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
@@ -169,8 +169,8 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,
-              [&s](RequestContext& ctx, const Request&) -> HandlerResult {
-                auto twin = s.store.twin(std::string(ctx.param("id")));
+              [&twins](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto twin = twins.find(std::string(ctx.param("id")));
                 if (!twin) co_return std::unexpected(twin.error());
                 co_return twin_response(200, *twin);
               }});

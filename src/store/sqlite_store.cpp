@@ -960,10 +960,12 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
   if (!db) return std::unexpected(db.error());
   static constexpr const char* kBySystem =
       "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
-      "WHERE system_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3";
+      "WHERE system_id = ?1 AND id > ?2 AND (?4 IS NULL OR expires IS NULL OR expires > ?4) ORDER BY id "
+      "LIMIT ?3 OFFSET ?5";
   static constexpr const char* kAll =
       "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
-      "WHERE id > ?2 AND (?1 IS NULL OR system_id = ?1) ORDER BY id LIMIT ?3";
+      "WHERE id > ?2 AND (?1 IS NULL OR system_id = ?1) AND (?4 IS NULL OR expires IS NULL OR expires > ?4) "
+      "ORDER BY id LIMIT ?3 OFFSET ?5";
   auto s = (*db)->prepare(q.system_id ? kBySystem : kAll);
   if (!s) return std::unexpected(s.error());
   const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
@@ -972,7 +974,12 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
   } else {
     s->bind_null(1);
   }
-  s->bind(2, q.after).bind(3, static_cast<std::int64_t>(limit + 1));
+  std::optional<std::int64_t> alive_at;
+  if (q.alive_at) alive_at = core::to_unix_micros(*q.alive_at);
+  s->bind(2, q.after)
+      .bind(3, static_cast<std::int64_t>(limit + 1))
+      .bind(4, alive_at)
+      .bind(5, static_cast<std::int64_t>(std::min<std::size_t>(q.offset, INT64_MAX)));
   Page<core::TwinRecord> out;
   for (;;) {
     auto row = s->step();
@@ -1015,6 +1022,10 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
       [t = std::move(twin), audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
         t.version = 1;
         t.created = t.modified = audit.at;
+        auto expired = db.prepare("DELETE FROM twins WHERE id = ?1 AND expires IS NOT NULL AND expires <= ?2");
+        if (!expired) return std::unexpected(expired.error());
+        expired->bind(1, t.id).bind(2, core::to_unix_micros(audit.at));
+        if (auto ok = expired->run(); !ok) return std::unexpected(ok.error());
         if (auto ok = write_twin(db, t, true, "/id"); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return t;

@@ -1,0 +1,256 @@
+// The W3C WoT Discovery Thing Description Directory API over the same set of twins as /v1/twins
+// (FGMV-29 8.3.2): /things (listing with offset/limit pagination, POST of an anonymous TD), /things/{id} (PUT
+// create-or-replace, GET, PATCH merge patch, DELETE), registration information with ttl/expires, and
+// /search/jsonpath. Media types and status codes follow the Recommendation: application/td+json for one TD,
+// application/ld+json for a listing, 201 with Location on creation, 204 on update and deletion, 400 for
+// invalid TDs and queries (as problem details).
+
+#include <fmt/format.h>
+#include <boost/json/object.hpp>
+
+#include <charconv>
+
+#include "core/access.hpp"
+#include "core/merge_patch.hpp"
+#include "http/routes.hpp"
+
+namespace twinbridge::http {
+
+using core::Errc;
+
+namespace {
+
+constexpr std::size_t kMaxSearchTwins = 200'000;  // /search/jsonpath refuses a directory larger than this
+
+Response td_response(const core::TwinRecord& t) {
+  auto r = json_response(200, core::to_json(t));
+  r.content_type = "application/td+json";
+  r.header("ETag", etag(t.version));
+  return r;
+}
+
+// The Recommendation answers an invalid TD with 400 (twinbridge's own API uses 422 for schema violations).
+std::unexpected<core::Error> invalid_td(core::Error e) {
+  if (e.code == Errc::validation_failed) e.code = Errc::bad_request;
+  return std::unexpected(std::move(e));
+}
+
+Response no_content() {
+  Response r;
+  r.status = 204;
+  return r;
+}
+
+// TDs arrive as application/td+json (the Recommendation's type) or application/json.
+core::Result<boost::json::value> td_body(const Request& req, const ApiServices& s) {
+  auto body = json_body(req, s, "application/td+json");
+  if (!body && body.error().code == Errc::unsupported_media_type) body = json_body(req, s);
+  return body;
+}
+
+core::Result<void> may_change(const RequestContext& ctx, const core::TwinRecord& twin) {
+  const auto& caller = ctx.caller->principal;
+  if (caller.id == twin.owner || core::has_permission(caller, core::Permission::registry_admin)) return {};
+  return core::fail(Errc::forbidden,
+                    fmt::format("twin '{}' was registered by principal '{}'; only it or an operator "
+                                "(registry:admin) may change it",
+                                twin.id, twin.owner.str()));
+}
+
+core::Result<std::size_t> size_param(const std::vector<std::pair<std::string, std::string>>& params,
+                                     std::string_view name, std::size_t fallback, std::size_t max) {
+  for (const auto& [k, v] : params) {
+    if (k != name) continue;
+    std::size_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n > max) {
+      return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
+                           fmt::format("{} must be an integer from 0 to {}", name, max));
+    }
+    return n;
+  }
+  return fallback;
+}
+
+}  // namespace
+
+void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins) {
+  router.add({Method::get, "/things", Auth::required, core::Permission::registry_read,
+              [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
+                auto params = parse_query(req.query);
+                if (!params) co_return std::unexpected(params.error());
+                for (const auto& [k, v] : *params) {
+                  if (k != "offset" && k != "limit") {
+                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, k,
+                                            fmt::format("unknown query parameter '{}'", k));
+                  }
+                }
+                auto offset = size_param(*params, "offset", 0, 1'000'000'000);
+                if (!offset) co_return std::unexpected(offset.error());
+                auto limit =
+                    size_param(*params, "limit", s.settings.default_page_size, s.settings.max_page_size);
+                if (!limit) co_return std::unexpected(limit.error());
+                dtif::TwinDiscoveryQuery q;
+                q.offset = *offset;
+                q.limit = std::max<std::size_t>(*limit, 1);
+                auto page = twins.discover(q);
+                if (!page) co_return std::unexpected(page.error());
+                boost::json::array items;
+                for (const auto& t : page->items) items.push_back(core::to_json(t));
+                auto r = json_response(200, items);
+                r.content_type = "application/ld+json";
+                if (page->next_after) {
+                  r.header("Link", fmt::format("</things?offset={}&limit={}>; rel=\"next\"",
+                                               *offset + q.limit, q.limit));
+                }
+                co_return r;
+              }});
+
+  router.add({Method::post, "/things", Auth::required, core::Permission::registry_write,
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto body = td_body(req, s);
+                if (!body) co_return std::unexpected(body.error());
+                if (const auto* o = body->if_object(); o != nullptr && o->contains("id")) {
+                  co_return core::fail_at(
+                      Errc::bad_request, "/id",
+                      "POST /things registers anonymous TDs; use PUT /things/{id} for a TD with "
+                      "an id");
+                }
+                auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
+                if (!twin) co_return invalid_td(twin.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin->id,
+                                         boost::json::object{{"via", "/things"}, {"title", twin->title}});
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(stored.error());
+                Response r;
+                r.status = 201;
+                r.header("Location", "/things/" + percent_encode_segment(stored->id));
+                co_return r;
+              }});
+
+  router.add({Method::get, "/things/{id}", Auth::required, core::Permission::registry_read,
+              [&twins](RequestContext& ctx, const Request&) -> HandlerResult {
+                auto twin = twins.find(std::string(ctx.param("id")));
+                if (!twin) co_return invalid_td(twin.error());
+                co_return td_response(*twin);
+              }});
+
+  router.add({Method::put, "/things/{id}", Auth::required, core::Permission::registry_write,
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                const std::string id(ctx.param("id"));
+                auto body = td_body(req, s);
+                if (!body) co_return std::unexpected(body.error());
+                if (auto* o = body->if_object()) {
+                  if (const auto* given = o->if_contains("id");
+                      given != nullptr && *given != boost::json::value(id)) {
+                    co_return core::fail_at(Errc::bad_request, "/id", "must equal the id in the path");
+                  }
+                  (*o)["id"] = id;
+                }
+                auto current = twins.find(id);
+                if (!current && current.error().code != Errc::not_found)
+                  co_return std::unexpected(current.error());
+                if (!current) {
+                  auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
+                  if (!twin) co_return invalid_td(twin.error());
+                  auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", id,
+                                           boost::json::object{{"via", "/things"}, {"title", twin->title}});
+                  auto stored = co_await await_write<core::TwinRecord>(
+                      [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                  if (!stored) co_return std::unexpected(stored.error());
+                  Response r;
+                  r.status = 201;
+                  r.header("Location", "/things/" + percent_encode_segment(id));
+                  co_return r;
+                }
+                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
+                auto twin = twins.from_document(*body, "", &*current, current->system_id, current->owner);
+                if (!twin) co_return invalid_td(twin.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.replace", "twin", id,
+                                         boost::json::object{{"via", "/things"}});
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                co_return no_content();
+              }});
+
+  router.add({Method::patch, "/things/{id}", Auth::required, core::Permission::registry_write,
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto patch = json_body(req, s, "application/merge-patch+json");
+                if (!patch) co_return std::unexpected(patch.error());
+                auto current = twins.find(std::string(ctx.param("id")));
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
+                auto merged = core::merge_patch(current->document, *patch);
+                auto twin = twins.from_document(merged, "", &*current, current->system_id, current->owner);
+                if (!twin) co_return invalid_td(twin.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.update", "twin", current->id,
+                                         boost::json::object{{"via", "/things"}, {"patch", *patch}});
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
+                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                co_return no_content();
+              }});
+
+  router.add({Method::delete_, "/things/{id}", Auth::required, core::Permission::registry_write,
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto current = twins.find(std::string(ctx.param("id")));
+                if (!current) co_return std::unexpected(current.error());
+                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
+                if (auto ok = check_if_match(req.if_match, current->version); !ok)
+                  co_return std::unexpected(ok.error());
+                auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current->id,
+                                         boost::json::object{{"via", "/things"}});
+                auto done = co_await await_write<void>([&](auto cb) {
+                  s.store.delete_twin(current->id, current->version, audit, std::move(cb));
+                });
+                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                co_return no_content();
+              }});
+
+  router.add(
+      {Method::get, "/search/jsonpath", Auth::required, core::Permission::registry_read,
+       [&twins](RequestContext&, const Request& req) -> HandlerResult {
+         auto params = parse_query(req.query);
+         if (!params) co_return std::unexpected(params.error());
+         std::optional<std::string> text;
+         for (const auto& [k, v] : *params) {
+           if (k == "query") text = v;
+         }
+         if (!text) {
+           co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "query",
+                                   "the query parameter 'query' (an RFC 9535 JSONPath query) is required");
+         }
+         auto path = query::JsonPath::parse(*text);
+         if (!path)
+           co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "query", path.error().detail);
+         // The query runs over the array of every registered, unexpired TD, as the Recommendation says.
+         boost::json::array all;
+         dtif::TwinDiscoveryQuery q;
+         q.limit = 1000;
+         for (;;) {
+           auto page = twins.discover(q);
+           if (!page) co_return std::unexpected(page.error());
+           for (const auto& t : page->items) all.push_back(core::to_json(t));
+           if (all.size() > kMaxSearchTwins) {
+             co_return core::fail(Errc::unavailable,
+                                  fmt::format("the directory holds more than {} TDs; narrow the search with "
+                                              "/v1/twins?system=...&filter=...",
+                                              kMaxSearchTwins));
+           }
+           if (!page->next_after) break;
+           q.after = *page->next_after;
+         }
+         const boost::json::value root(std::move(all));
+         boost::json::array out;
+         for (const auto* v : path->select(root)) out.push_back(*v);
+         co_return json_response(200, out);
+       }});
+}
+
+}  // namespace twinbridge::http
