@@ -39,7 +39,7 @@ std::string Api::request_id_for(const Request& request) {
 
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          ApiSettings settings, AccessLog* access_log)
-    : services_{store, authenticator, metrics, clock, settings},
+    : services_{store, authenticator, metrics, clock, events_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
       twins_(store, clock),
@@ -52,6 +52,7 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
   add_system_routes(router_, services_, twin_systems_, "twin-systems", &twins_);
   add_twin_routes(router_, services_, twin_systems_, twins_);
   add_things_routes(router_, services_, twins_);
+  add_event_routes(router_, services_);
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

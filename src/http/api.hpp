@@ -16,6 +16,7 @@
 #include "dtif/twin_registry.hpp"
 #include "http/access_log.hpp"
 #include "http/authenticator.hpp"
+#include "http/event_hub.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "registry/system_registry.hpp"
@@ -37,6 +38,7 @@ struct ApiServices {
   Authenticator& authenticator;
   Metrics& metrics;
   const core::Clock& clock;
+  EventHub& events;
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
 };
@@ -61,6 +63,7 @@ class Api {
   void finish(const Request& request, const RequestContext& ctx, Response& response);
   std::string request_id_for(const Request& request);
 
+  EventHub events_;
   ApiServices services_;
   registry::SystemRegistry third_party_systems_;
   registry::SystemRegistry twin_systems_;

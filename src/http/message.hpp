@@ -2,7 +2,10 @@
 // HTTP messages as the routes see them: plain structs with no Beast types, so that route code compiles
 // without the network headers. The session (server.cpp) converts between these and Beast messages.
 
+#include <boost/asio/awaitable.hpp>
+
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,12 +38,23 @@ struct Request {
   std::string remote_address;
 };
 
+// A response body that goes on after the head (Server-Sent Events): the session writes the head, then every
+// chunk next() yields, until next() yields nothing (the stream ended), the client goes away, or the server
+// shuts down (the session then calls cancel(), from the stream's own thread).
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  virtual boost::asio::awaitable<std::optional<std::string>> next() = 0;
+  virtual void cancel() = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  bool close = false;  // close the connection after this response
+  bool close = false;                      // close the connection after this response
+  std::shared_ptr<ResponseStream> stream;  // set for streamed bodies: `body` is then ignored
 
   Response& header(std::string name, std::string value) {
     headers.emplace_back(std::move(name), std::move(value));

@@ -22,6 +22,7 @@ void add_audit_routes(Router& router, ApiServices& services);
 // `twins` is given for twin systems: their registration may carry the initial list of twins.
 void add_system_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
                        const std::string& collection, const dtif::TwinRegistry* twins);
+void add_event_routes(Router& router, ApiServices& services);
 void add_things_routes(Router& router, ApiServices& services, dtif::TwinRegistry& twins);
 void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems,
                      dtif::TwinRegistry& twins);
@@ -61,6 +62,10 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
 // {"items": [...], "next_cursor": "..."} with a Link: <...>; rel="next" header when there is a next page.
 Response list_response(const Request& request, boost::json::array items,
                        const std::optional<std::string>& next_after);
+
+// Publishes the directory notification of a twin change: created (`before` null), updated, deleted (`after`
+// null).
+void publish_twin_event(ApiServices& services, const core::TwinRecord* before, const core::TwinRecord* after);
 
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,

@@ -98,12 +98,17 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
          auto audit = audit_entry(ctx, s.clock, kind + ".register", kind, record->id, std::move(detail));
          auto stored = co_await await_write<core::SystemRecord>([&](auto done) {
            if (twins != nullptr) {
-             s.store.register_twin_system(*record, std::move(initial), audit, std::move(done));
+             s.store.register_twin_system(*record, initial, audit, std::move(done));
            } else {
              s.store.create_system(*record, audit, std::move(done));
            }
          });
          if (!stored) co_return std::unexpected(stored.error());
+         for (auto& t : initial) {
+           t.version = 1;
+           t.created = t.modified = audit.at;
+           publish_twin_event(s, nullptr, &t);
+         }
          auto r = system_response(201, *stored);
          r.header("Location", base + "/" + stored->id);
          co_return r;
@@ -161,7 +166,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
   }
 
   router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
-              [&s, &registry, kind](RequestContext& ctx, const Request& req) -> HandlerResult {
+              [&s, &registry, kind, twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto current = s.store.system(registry.kind(), std::string(ctx.param("id")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
@@ -170,11 +175,26 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                 if (auto ok = check_if_match(req.if_match, current->version); !ok) {
                   co_return std::unexpected(ok.error());
                 }
+                // The twins that go with a twin system, for their thing_deleted notifications.
+                std::vector<core::TwinRecord> removed;
+                if (twins != nullptr) {
+                  dtif::TwinDiscoveryQuery q;
+                  q.system_id = current->id;
+                  q.limit = 1000;
+                  for (;;) {
+                    auto page = twins->discover(q);
+                    if (!page) co_return std::unexpected(page.error());
+                    std::move(page->items.begin(), page->items.end(), std::back_inserter(removed));
+                    if (!page->next_after) break;
+                    q.after = *page->next_after;
+                  }
+                }
                 auto audit = audit_entry(ctx, s.clock, kind + ".deregister", kind, current->id);
                 auto done = co_await await_write<void>([&](auto cb) {
                   s.store.delete_system(registry.kind(), current->id, current->version, audit, std::move(cb));
                 });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                for (const auto& t : removed) publish_twin_event(s, &t, nullptr);
                 Response r;
                 r.status = 204;
                 co_return r;

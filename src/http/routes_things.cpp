@@ -123,6 +123,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 auto stored = co_await await_write<core::TwinRecord>(
                     [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
                 if (!stored) co_return std::unexpected(stored.error());
+                publish_twin_event(s, nullptr, &*stored);
                 Response r;
                 r.status = 201;
                 r.header("Location", "/things/" + percent_encode_segment(stored->id));
@@ -159,6 +160,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                   auto stored = co_await await_write<core::TwinRecord>(
                       [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
                   if (!stored) co_return std::unexpected(stored.error());
+                  publish_twin_event(s, nullptr, &*stored);
                   Response r;
                   r.status = 201;
                   r.header("Location", "/things/" + percent_encode_segment(id));
@@ -174,6 +176,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 auto stored = co_await await_write<core::TwinRecord>(
                     [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
                 if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                publish_twin_event(s, &*current, &*stored);
                 co_return no_content();
               }});
 
@@ -194,6 +197,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 auto stored = co_await await_write<core::TwinRecord>(
                     [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
                 if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                publish_twin_event(s, &*current, &*stored);
                 co_return no_content();
               }});
 
@@ -210,6 +214,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                   s.store.delete_twin(current->id, current->version, audit, std::move(cb));
                 });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                publish_twin_event(s, &*current, nullptr);
                 co_return no_content();
               }});
 

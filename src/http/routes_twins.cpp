@@ -99,6 +99,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 auto stored = co_await await_write<core::TwinRecord>(
                     [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
                 if (!stored) co_return std::unexpected(stored.error());
+                publish_twin_event(s, nullptr, &*stored);
                 auto r = twin_response(201, *stored);
                 r.header("Location",
                          fmt::format("/v1/twin-systems/{}/twins/{}", percent_encode_segment(system->id),
@@ -134,6 +135,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 auto stored = co_await await_write<core::TwinRecord>(
                     [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
                 if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                publish_twin_event(s, &*current, &*stored);
                 co_return twin_response(200, *stored);
               }});
 
@@ -154,6 +156,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                   s.store.delete_twin(current->id, current->version, audit, std::move(cb));
                 });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                publish_twin_event(s, &*current, nullptr);
                 Response r;
                 r.status = 204;
                 co_return r;

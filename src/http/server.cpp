@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -40,6 +41,7 @@ struct Connection {
   explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
   beast::tcp_stream stream;
   bool busy = false;
+  std::shared_ptr<ResponseStream> body_stream;  // while a streamed response (SSE) is being written
 };
 
 struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
@@ -62,6 +64,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
   awaitable<void> accept_loop(tcp::acceptor& acceptor);
   awaitable<void> serve(std::shared_ptr<Connection> conn, std::uint64_t id);
   awaitable<void> drain(std::chrono::milliseconds grace, std::function<void()> drained);
+  awaitable<void> write_stream(Connection& conn, Response response, unsigned version);
   void close_idle(bool force);
 };
 
@@ -258,6 +261,10 @@ awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> conn, std::u
       Request req = to_request(msg, remote);
       stream.expires_never();
       Response response = co_await api.handle(std::move(req));
+      if (response.stream) {
+        co_await write_stream(*conn, std::move(response), version);
+        break;
+      }
       if (stopping || response.close || served + 1 >= limits.max_requests_per_connection) keep_alive = false;
       auto res = to_message(std::move(response), version, keep_alive, head);
       stream.expires_after(limits.write_timeout);
@@ -292,6 +299,34 @@ awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> conn, std::u
   metrics.connection_closed();
 }
 
+awaitable<void> HttpServer::Impl::write_stream(Connection& conn, Response response, unsigned version) {
+  auto body = response.stream;
+  bhttp::response<bhttp::empty_body> head{static_cast<bhttp::status>(response.status), version};
+  head.set(bhttp::field::server, "twinbridge");
+  head.set(bhttp::field::content_type, response.content_type);
+  head.set(bhttp::field::cache_control, "no-cache");
+  for (auto& [name, value] : response.headers) head.insert(name, value);
+  head.keep_alive(false);  // the body ends when the connection closes
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  conn.stream.expires_after(limits.write_timeout);
+  auto [hec, hn] = co_await bhttp::async_write_header(conn.stream, serializer, kAwait);
+  if (!hec) {
+    // From here the connection counts as idle for a graceful drain: close_idle() cancels the stream.
+    conn.body_stream = body;
+    conn.busy = false;
+    while (!stopping) {
+      conn.stream.expires_never();
+      auto chunk = co_await body->next();
+      if (!chunk) break;
+      conn.stream.expires_after(limits.write_timeout);
+      auto [wec, wn] = co_await asio::async_write(conn.stream, asio::buffer(*chunk), kAwait);
+      if (wec) break;
+    }
+    conn.body_stream.reset();
+  }
+  body->cancel();
+}
+
 void HttpServer::Impl::close_idle(bool force) {
   std::vector<std::shared_ptr<Connection>> live;
   {
@@ -302,7 +337,10 @@ void HttpServer::Impl::close_idle(bool force) {
   }
   for (auto& c : live) {
     asio::post(c->stream.get_executor(), [c, force] {
-      if (force || !c->busy) c->stream.cancel();
+      if (force || !c->busy) {
+        if (c->body_stream) c->body_stream->cancel();
+        c->stream.cancel();
+      }
     });
   }
 }

@@ -83,3 +83,18 @@ TEST(MergePatchTest, NullForAnAbsentMemberChangesNothing) {
 
 }  // namespace
 }  // namespace twinbridge::core
+
+namespace twinbridge::core {
+namespace {
+
+TEST(MergeDiffTest, ProducesAPatchThatTurnsOneDocumentIntoTheOther) {
+  const auto from = boost::json::parse(R"({"a":1,"b":{"c":2,"d":3},"e":[1,2],"f":"gone"})");
+  const auto to = boost::json::parse(R"({"a":1,"b":{"c":5,"d":3},"e":[2],"g":true})");
+  const auto diff = merge_diff(from, to);
+  EXPECT_EQ(diff, boost::json::parse(R"({"b":{"c":5},"e":[2],"f":null,"g":true})"));
+  EXPECT_EQ(merge_patch(from, diff), to);
+  EXPECT_EQ(merge_diff(to, to), boost::json::parse("{}"));
+}
+
+}  // namespace
+}  // namespace twinbridge::core

@@ -188,6 +188,18 @@ TEST_F(ServerTest, SigtermDrainsInFlightRequestsThenExitsZero) {
   EXPECT_NE(list.body.find("drained"), std::string::npos);
 }
 
+TEST_F(ServerTest, SigtermEndsOpenEventStreams) {
+  Connection events(port());
+  ASSERT_TRUE(events.send(serialize({"GET", "/events", "", {{"Authorization", "Bearer " + kAdmin}}})));
+  auto head = events.read_response();
+  ASSERT_TRUE(head);
+  ASSERT_EQ(head->status, 200);
+  ::kill(server_->pid(), SIGTERM);
+  EXPECT_TRUE(events.closed_by_peer(std::chrono::seconds(20)));
+  EXPECT_EQ(server_->stop(SIGTERM), 0);
+  EXPECT_EQ(server_->log().find("still busy after"), std::string::npos) << server_->log();
+}
+
 TEST_F(ServerTest, AcknowledgedWritesSurviveKill9) {
   // Several writers create principals as fast as they can; the server is killed with SIGKILL in the middle.
   // Every principal whose 201 arrived must exist after a restart.

@@ -7,6 +7,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <sstream>
 #include <thread>
 
 #include "support/http_client.hpp"
@@ -201,6 +202,92 @@ TEST_F(ThingsTest, TwinsOfSystemsAndDirectoryEntriesAreOneSet) {
 TEST_F(ThingsTest, TheDirectoryNeedsCredentials) {
   EXPECT_EQ(fetch(port(), {"GET", "/things"}).status, 401);
   EXPECT_EQ(fetch(port(), {"GET", "/search/jsonpath?query=%24"}).status, 401);
+}
+
+}  // namespace
+}  // namespace twinbridge::testing
+
+namespace twinbridge::testing {
+namespace {
+
+// Opens an SSE stream and returns the connection after its head.
+std::unique_ptr<Connection> open_events(std::uint16_t port, const std::string& path,
+                                        const std::string& last_event_id = "") {
+  auto c = std::make_unique<Connection>(port);
+  std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + kAdmin}};
+  if (!last_event_id.empty()) headers.emplace_back("Last-Event-ID", last_event_id);
+  c->send(serialize({"GET", path, "", headers}));
+  auto head = c->read_response();
+  EXPECT_TRUE(head);
+  if (head) {
+    EXPECT_EQ(head->status, 200);
+    EXPECT_EQ(head->header("Content-Type"), "text/event-stream");
+  }
+  return c;
+}
+
+struct Event {
+  std::string type;
+  std::string id;
+  boost::json::value data;
+};
+
+// The next event of the stream, skipping heartbeat comments.
+std::optional<Event> next_event(Connection& c) {
+  for (;;) {
+    auto frame = c.read_until("\n\n");
+    if (!frame) return std::nullopt;
+    if (frame->starts_with(":")) continue;
+    Event e;
+    std::istringstream lines(*frame);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.starts_with("event: ")) e.type = line.substr(7);
+      if (line.starts_with("id: ")) e.id = line.substr(4);
+      if (line.starts_with("data: ")) e.data = boost::json::parse(line.substr(6));
+    }
+    return e;
+  }
+}
+
+TEST_F(ThingsTest, EventsReportCreationsUpdatesAndDeletionsWithDiffs) {
+  auto stream = open_events(port(), "/events?diff=true");
+  const std::string path = "/things/urn:dev:events-1";
+  ASSERT_EQ(call(port(), "PUT", path, kAdmin, boost::json::serialize(sensor("watched")), kTd).status, 201);
+  auto created = next_event(*stream);
+  ASSERT_TRUE(created);
+  EXPECT_EQ(created->type, "thing_created");
+  EXPECT_EQ(created->data.at("title"), "watched");  // with diff=true: the whole TD
+  ASSERT_EQ(call(port(), "PATCH", path, kAdmin, R"({"title":"renamed"})",
+                 {{"Content-Type", "application/merge-patch+json"}})
+                .status,
+            204);
+  auto updated = next_event(*stream);
+  ASSERT_TRUE(updated);
+  EXPECT_EQ(updated->type, "thing_updated");
+  EXPECT_EQ(updated->data.at("title"), "renamed");  // the merge patch of the change
+  EXPECT_EQ(updated->data.at("id"), "urn:dev:events-1");
+  EXPECT_FALSE(updated->data.as_object().contains("security"));  // unchanged members are not in the diff
+  ASSERT_EQ(call(port(), "DELETE", path, kAdmin).status, 204);
+  auto deleted = next_event(*stream);
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(deleted->type, "thing_deleted");
+  EXPECT_EQ(deleted->data, boost::json::parse(R"({"id":"urn:dev:events-1"})"));
+  EXPECT_LT(std::stoull(created->id), std::stoull(deleted->id));
+
+  // Resuming after the creation on the deletions-only stream replays exactly the deletion.
+  auto resumed = open_events(port(), "/events/thing_deleted", created->id);
+  auto replay = next_event(*resumed);
+  ASSERT_TRUE(replay);
+  EXPECT_EQ(replay->id, deleted->id);
+  EXPECT_EQ(replay->data, boost::json::parse(R"({"id":"urn:dev:events-1"})"));  // without diff: just the id
+}
+
+TEST_F(ThingsTest, EventsRefuseBadParameters) {
+  EXPECT_EQ(call(port(), "GET", "/events?diff=maybe", kAdmin).status, 400);
+  auto bad = call(port(), "GET", "/events", kAdmin, "", {{"Last-Event-ID", "abc"}});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json().at("errors").at(0).at("header"), "Last-Event-ID");
 }
 
 }  // namespace

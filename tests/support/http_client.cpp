@@ -108,6 +108,16 @@ std::optional<HttpResponse> Connection::read_response(bool head_request) {
   return r;
 }
 
+std::optional<std::string> Connection::read_until(const std::string& delimiter) {
+  std::size_t end;
+  while ((end = buffer_.find(delimiter)) == std::string::npos) {
+    if (!fill()) return std::nullopt;
+  }
+  auto out = buffer_.substr(0, end + delimiter.size());
+  buffer_.erase(0, end + delimiter.size());
+  return out;
+}
+
 bool Connection::closed_by_peer(std::chrono::milliseconds within) {
   const auto deadline = std::chrono::steady_clock::now() + within;
   while (std::chrono::steady_clock::now() < deadline) {

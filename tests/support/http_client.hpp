@@ -35,6 +35,9 @@ class Connection {
   // Reads one response; nullopt when the connection closed (or timed out) before a whole response arrived.
   // A response to HEAD has no body whatever its Content-Length says: pass `head`.
   std::optional<HttpResponse> read_response(bool head = false);
+  // Reads until `delimiter` arrives and returns everything up to and including it (for streamed bodies such
+  // as Server-Sent Events); nullopt on close or timeout.
+  std::optional<std::string> read_until(const std::string& delimiter);
   // True when the peer closes the connection within `within` (reads and discards anything that arrives).
   bool closed_by_peer(std::chrono::milliseconds within);
   bool is_open() const { return fd_ >= 0; }
