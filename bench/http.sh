@@ -24,33 +24,8 @@ done
 command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh
 [ -x "$binary" ] || { cmake --preset release >/dev/null && cmake --build --preset release --target twinbridge; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-wait_http() { for _ in $(seq 1 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no answer from $1" >&2; exit 1; }
-
-# nginx with as many workers as cores, no access log: the floor.
-nginx_port=$(free_port)
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-daemon off;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
-  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
-  server { listen 127.0.0.1:$nginx_port; location / { return 200 '{"status":"ok"}'; } }
-}
-CONF
-nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
-pids+=($!)
-wait_http "http://127.0.0.1:$nginx_port/"
+source bench/lib.sh
+start_nginx '{"status":"ok"}'
 
 tb_port=$(free_port)
 token="bench-admin-token-$(date +%s%N)"

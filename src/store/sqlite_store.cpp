@@ -333,6 +333,17 @@ Result<void> write_twin(Connection& db, const core::TwinRecord& t, bool insert, 
   return ok;
 }
 
+// Succeeds when `current` (a stored version) equals `expected`, or when no version is expected.
+Result<void> expect_version(const Result<std::int64_t>& current, std::optional<std::int64_t> expected,
+                            const std::string& what) {
+  if (!current) return std::unexpected(current.error());
+  if (expected && *current != *expected) {
+    return core::fail(Errc::precondition_failed,
+                      fmt::format("{} is at version {}, not {}", what, *current, *expected));
+  }
+  return {};
+}
+
 Result<std::int64_t> principal_version(Connection& db, const core::PrincipalId& id) {
   auto s = db.prepare("SELECT version FROM principals WHERE id = ?1");
   if (!s) return std::unexpected(s.error());
@@ -735,11 +746,10 @@ void SqliteStore::update_principal(core::Principal principal, std::int64_t expec
   submit<core::Principal>(
       [p = std::move(principal), expected_version,
        audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
-        auto current = principal_version(db, p.id);
-        if (!current) return std::unexpected(current.error());
-        if (*current != expected_version) {
-          return core::fail(Errc::precondition_failed, fmt::format("principal '{}' is at version {}, not {}",
-                                                                   p.id.str(), *current, expected_version));
+        if (auto ok = expect_version(principal_version(db, p.id), expected_version,
+                                     fmt::format("principal '{}'", p.id.str()));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         p.version = expected_version + 1;
         p.modified = audit.at;
@@ -754,11 +764,10 @@ void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int6
                                    core::AuditEntry audit, Completion<void> done) {
   submit<void>(
       [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
-        auto current = principal_version(db, id);
-        if (!current) return std::unexpected(current.error());
-        if (expected_version && *current != *expected_version) {
-          return core::fail(Errc::precondition_failed, fmt::format("principal '{}' is at version {}, not {}",
-                                                                   id.str(), *current, *expected_version));
+        if (auto ok = expect_version(principal_version(db, id), expected_version,
+                                     fmt::format("principal '{}'", id.str()));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         auto s = db.prepare("DELETE FROM principals WHERE id = ?1");
         if (!s) return std::unexpected(s.error());
@@ -896,12 +905,10 @@ void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected
   submit<core::SystemRecord>(
       [r = std::move(record), expected_version,
        audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
-        auto current = system_version(db, r.kind, r.id);
-        if (!current) return std::unexpected(current.error());
-        if (*current != expected_version) {
-          return core::fail(Errc::precondition_failed,
-                            fmt::format("{} '{}' is at version {}, not {}", core::to_string(r.kind), r.id,
-                                        *current, expected_version));
+        if (auto ok = expect_version(system_version(db, r.kind, r.id), expected_version,
+                                     fmt::format("{} '{}'", core::to_string(r.kind), r.id));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         r.version = expected_version + 1;
         r.modified = audit.at;
@@ -917,12 +924,10 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
                                 Completion<void> done) {
   submit<void>(
       [kind, id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
-        auto current = system_version(db, kind, id);
-        if (!current) return std::unexpected(current.error());
-        if (expected_version && *current != *expected_version) {
-          return core::fail(Errc::precondition_failed,
-                            fmt::format("{} '{}' is at version {}, not {}", core::to_string(kind), id,
-                                        *current, *expected_version));
+        if (auto ok = expect_version(system_version(db, kind, id), expected_version,
+                                     fmt::format("{} '{}'", core::to_string(kind), id));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         auto s = db.prepare("DELETE FROM systems WHERE kind = ?1 AND id = ?2");
         if (!s) return std::unexpected(s.error());
@@ -1022,7 +1027,8 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
       [t = std::move(twin), audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
         t.version = 1;
         t.created = t.modified = audit.at;
-        auto expired = db.prepare("DELETE FROM twins WHERE id = ?1 AND expires IS NOT NULL AND expires <= ?2");
+        auto expired =
+            db.prepare("DELETE FROM twins WHERE id = ?1 AND expires IS NOT NULL AND expires <= ?2");
         if (!expired) return std::unexpected(expired.error());
         expired->bind(1, t.id).bind(2, core::to_unix_micros(audit.at));
         if (auto ok = expired->run(); !ok) return std::unexpected(ok.error());
@@ -1038,11 +1044,10 @@ void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_versi
   submit<core::TwinRecord>(
       [t = std::move(twin), expected_version,
        audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
-        auto current = twin_version(db, t.id);
-        if (!current) return std::unexpected(current.error());
-        if (*current != expected_version) {
-          return core::fail(Errc::precondition_failed, fmt::format("twin '{}' is at version {}, not {}", t.id,
-                                                                   *current, expected_version));
+        if (auto ok =
+                expect_version(twin_version(db, t.id), expected_version, fmt::format("twin '{}'", t.id));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         t.version = expected_version + 1;
         t.modified = audit.at;
@@ -1057,11 +1062,9 @@ void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expect
                               core::AuditEntry audit, Completion<void> done) {
   submit<void>(
       [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
-        auto current = twin_version(db, id);
-        if (!current) return std::unexpected(current.error());
-        if (expected_version && *current != *expected_version) {
-          return core::fail(Errc::precondition_failed, fmt::format("twin '{}' is at version {}, not {}", id,
-                                                                   *current, *expected_version));
+        if (auto ok = expect_version(twin_version(db, id), expected_version, fmt::format("twin '{}'", id));
+            !ok) {
+          return std::unexpected(ok.error());
         }
         auto s = db.prepare("DELETE FROM twins WHERE id = ?1");
         if (!s) return std::unexpected(s.error());

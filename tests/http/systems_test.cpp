@@ -10,11 +10,10 @@
 
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
+#include "support/shared_server.hpp"
 
 namespace twinbridge::testing {
 namespace {
-
-const std::string kAdmin = "test-admin-token-0123456789";
 
 std::string registration(const std::string& id, const std::string& type, double amount,
                          const std::string& region) {
@@ -30,32 +29,7 @@ std::string registration(const std::string& id, const std::string& type, double 
   return boost::json::serialize(doc);
 }
 
-class SystemsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->path(), {}, {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static std::uint16_t port() { return server_->port(); }
-
-  static std::string principal(const std::string& id, const std::string& kind) {
-    auto r = call(port(), "POST", "/v1/principals", kAdmin,
-                  R"({"id":")" + id + R"(","kind":")" + kind + R"(","name":")" + id + "\"}");
-    EXPECT_EQ(r.status, 201) << r.body;
-    const auto body = r.json();
-    return std::string(body.at("api_key").at("token").as_string());
-  }
-
-  static TempDir* dir_;
-  static ServerProcess* server_;
-};
-
-TempDir* SystemsTest::dir_ = nullptr;
-ServerProcess* SystemsTest::server_ = nullptr;
+class SystemsTest : public SharedServerTest {};
 
 TEST_F(SystemsTest, PublishesTheRegistrationSchema) {
   auto r = fetch(port(), {"GET", "/schemas/third-party-system.json"});

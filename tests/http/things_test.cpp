@@ -12,11 +12,11 @@
 
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
+#include "support/shared_server.hpp"
 
 namespace twinbridge::testing {
 namespace {
 
-const std::string kAdmin = "test-admin-token-0123456789";
 const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
 
 boost::json::object sensor(const std::string& title) {
@@ -29,23 +29,7 @@ boost::json::object sensor(const std::string& title) {
              {{"type", "number"}, {"forms", boost::json::array{{{"href", "https://sensors.example/t"}}}}}}}}};
 }
 
-class ThingsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->path(), {}, {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static std::uint16_t port() { return server_->port(); }
-  static TempDir* dir_;
-  static ServerProcess* server_;
-};
-
-TempDir* ThingsTest::dir_ = nullptr;
-ServerProcess* ThingsTest::server_ = nullptr;
+class ThingsTest : public SharedServerTest {};
 
 TEST_F(ThingsTest, AnonymousRegistrationGetsAnIdAndALocation) {
   auto r = call(port(), "POST", "/things", kAdmin, boost::json::serialize(sensor("anon")), kTd);

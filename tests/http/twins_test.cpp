@@ -10,11 +10,10 @@
 
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
+#include "support/shared_server.hpp"
 
 namespace twinbridge::testing {
 namespace {
-
-const std::string kAdmin = "test-admin-token-0123456789";
 
 boost::json::object lamp(const std::string& id, bool with_temperature = false) {
   boost::json::object td{
@@ -47,30 +46,7 @@ std::string system_doc(const std::string& id, boost::json::array twins) {
   return boost::json::serialize(doc);
 }
 
-class TwinsTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new TempDir();
-    server_ = new ServerProcess(dir_->path(), {}, {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static std::uint16_t port() { return server_->port(); }
-  static std::string principal(const std::string& id, const std::string& kind) {
-    auto r = call(port(), "POST", "/v1/principals", kAdmin,
-                  R"({"id":")" + id + R"(","kind":")" + kind + R"(","name":")" + id + "\"}");
-    EXPECT_EQ(r.status, 201) << r.body;
-    const auto body = r.json();
-    return std::string(body.at("api_key").at("token").as_string());
-  }
-  static TempDir* dir_;
-  static ServerProcess* server_;
-};
-
-TempDir* TwinsTest::dir_ = nullptr;
-ServerProcess* TwinsTest::server_ = nullptr;
+class TwinsTest : public SharedServerTest {};
 
 TEST_F(TwinsTest, Flow92Steps1To5RegisterWithTwinsThenDiscover) {
   const auto plant = principal("flow-plant", "twin-system");

@@ -1,0 +1,44 @@
+#pragma once
+// A GoogleTest fixture whose tests share one `twinbridge serve` (started in SetUpTestSuite with the admin
+// token kAdmin, stopped in TearDownTestSuite), with helpers used across the HTTP integration tests.
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "support/http_client.hpp"
+#include "support/server_process.hpp"
+
+namespace twinbridge::testing {
+
+inline const std::string kAdmin = "test-admin-token-0123456789";
+
+class SharedServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<TempDir>();
+    server_ = std::make_unique<ServerProcess>(
+        dir_->path(), std::vector<std::string>{},
+        std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+  }
+  static void TearDownTestSuite() {
+    server_.reset();
+    dir_.reset();
+  }
+  static std::uint16_t port() { return server_->port(); }
+
+  // Creates a principal of `kind` with id and name `id`; returns its API key.
+  static std::string principal(const std::string& id, const std::string& kind) {
+    auto r = call(port(), "POST", "/v1/principals", kAdmin,
+                  R"({"id":")" + id + R"(","kind":")" + kind + R"(","name":")" + id + "\"}");
+    EXPECT_EQ(r.status, 201) << r.body;
+    const auto body = r.json();
+    return std::string(body.at("api_key").at("token").as_string());
+  }
+
+  static inline std::unique_ptr<TempDir> dir_;
+  static inline std::unique_ptr<ServerProcess> server_;
+};
+
+}  // namespace twinbridge::testing
