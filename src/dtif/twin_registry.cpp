@@ -81,9 +81,10 @@ core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::va
         fmt::format("is {} bytes long; twin ids are at most {}", t.id.size(), core::kMaxIdBytes));
   }
   td->id = t.id;
-  t.ttl_seconds = ttl;
+  // A change without a "registration" keeps the lifetime asked for before; each change restarts it.
+  t.ttl_seconds = ttl ? ttl : (current != nullptr ? current->ttl_seconds : std::nullopt);
   t.expires.reset();
-  if (ttl) t.expires = now + std::chrono::seconds(*ttl);
+  if (t.ttl_seconds) t.expires = now + std::chrono::seconds(*t.ttl_seconds);
   t.title = td->title;
   t.document = core::to_json(*td);
   t.document["id"] = t.id;

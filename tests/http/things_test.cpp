@@ -123,12 +123,17 @@ TEST_F(ThingsTest, SearchJsonPathRunsOverAllTds) {
 
 TEST_F(ThingsTest, ATdWithATtlDisappearsWhenItExpires) {
   auto td = sensor("short-lived");
-  td["registration"] = boost::json::object{{"ttl", 1}};
+  td["registration"] = boost::json::object{{"ttl", 2}};
   ASSERT_EQ(call(port(), "PUT", "/things/urn:dev:ttl-1", kAdmin, boost::json::serialize(td), kTd).status,
             201);
+  // A patch without "registration" keeps the lifetime.
+  ASSERT_EQ(call(port(), "PATCH", "/things/urn:dev:ttl-1", kAdmin, R"({"description":"still short-lived"})",
+                 {{"Content-Type", "application/merge-patch+json"}})
+                .status,
+            204);
   auto now = call(port(), "GET", "/things/urn:dev:ttl-1", kAdmin);
   ASSERT_EQ(now.status, 200);
-  EXPECT_EQ(now.json().at("registration").at("ttl"), 1);
+  EXPECT_EQ(now.json().at("registration").at("ttl"), 2);
   EXPECT_TRUE(now.json().at("registration").as_object().contains("expires"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   int status = 200;
