@@ -45,7 +45,7 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
       twins_(store, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
-  add_operations_routes(router_, services_, router_);
+  add_operations_routes(router_, services_);
   add_principal_routes(router_, services_);
   add_audit_routes(router_, services_);
   add_system_routes(router_, services_, third_party_systems_, "third-party-systems", nullptr);

@@ -16,7 +16,7 @@
 
 namespace twinbridge::http {
 
-void add_operations_routes(Router& router, ApiServices& services, const Router& all_routes);
+void add_operations_routes(Router& router, ApiServices& services);
 void add_principal_routes(Router& router, ApiServices& services);
 void add_audit_routes(Router& router, ApiServices& services);
 // `twins` is given for twin systems: their registration may carry the initial list of twins.

@@ -11,7 +11,7 @@ namespace twinbridge::http {
 
 using boost::asio::awaitable;
 
-void add_operations_routes(Router& router, ApiServices& services, const Router&) {
+void add_operations_routes(Router& router, ApiServices& services) {
   router.add({Method::get, "/healthz", Auth::none, std::nullopt,
               [](RequestContext&, const Request&) -> HandlerResult {
                 co_return json_response(200, boost::json::object{{"status", "ok"}});
