@@ -69,6 +69,12 @@ core::Result<boost::json::value> json_body(const Request& request, const ApiServ
   return parser.release();
 }
 
+core::Result<boost::json::value> td_body(const Request& request, const ApiServices& services) {
+  auto body = json_body(request, services, "application/td+json");
+  if (!body && body.error().code == Errc::unsupported_media_type) body = json_body(request, services);
+  return body;
+}
+
 Response json_response(int status, const boost::json::value& body) {
   Response r;
   r.status = status;

@@ -36,6 +36,9 @@ core::Error concurrent_change(core::Error e, const Request& req);
 core::Result<boost::json::value> json_body(const Request& request, const ApiServices& services,
                                            std::string_view media_type = "application/json");
 
+// A Thing Description body: application/td+json (W3C WoT) or application/json.
+core::Result<boost::json::value> td_body(const Request& request, const ApiServices& services);
+
 Response json_response(int status, const boost::json::value& body);
 
 // ETag of a versioned resource: a strong validator "\"<version>\"".

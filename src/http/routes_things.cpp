@@ -41,20 +41,19 @@ Response no_content() {
   return r;
 }
 
-// TDs arrive as application/td+json (the Recommendation's type) or application/json.
-core::Result<boost::json::value> td_body(const Request& req, const ApiServices& s) {
-  auto body = json_body(req, s, "application/td+json");
-  if (!body && body.error().code == Errc::unsupported_media_type) body = json_body(req, s);
-  return body;
-}
-
-core::Result<void> may_change(const RequestContext& ctx, const core::TwinRecord& twin) {
+// `found`, when the caller may change it (it registered it, or has registry:admin) and If-Match holds.
+core::Result<core::TwinRecord> changeable(core::Result<core::TwinRecord> found, const RequestContext& ctx,
+                                          const Request& req) {
+  if (!found) return found;
   const auto& caller = ctx.caller->principal;
-  if (caller.id == twin.owner || core::has_permission(caller, core::Permission::registry_admin)) return {};
-  return core::fail(Errc::forbidden,
-                    fmt::format("twin '{}' was registered by principal '{}'; only it or an operator "
-                                "(registry:admin) may change it",
-                                twin.id, twin.owner.str()));
+  if (caller.id != found->owner && !core::has_permission(caller, core::Permission::registry_admin)) {
+    return core::fail(Errc::forbidden,
+                      fmt::format("twin '{}' was registered by principal '{}'; only it or an "
+                                  "operator (registry:admin) may change it",
+                                  found->id, found->owner.str()));
+  }
+  if (auto ok = check_if_match(req.if_match, found->version); !ok) return std::unexpected(ok.error());
+  return found;
 }
 
 core::Result<std::size_t> size_param(const std::vector<std::pair<std::string, std::string>>& params,
@@ -166,9 +165,8 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                   r.header("Location", "/things/" + percent_encode_segment(id));
                   co_return r;
                 }
-                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                  co_return std::unexpected(ok.error());
+                current = changeable(std::move(current), ctx, req);
+                if (!current) co_return std::unexpected(current.error());
                 auto twin = twins.from_document(*body, "", &*current, current->system_id, current->owner);
                 if (!twin) co_return invalid_td(twin.error());
                 auto audit = audit_entry(ctx, s.clock, "twin.replace", "twin", id,
@@ -184,11 +182,8 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto patch = json_body(req, s, "application/merge-patch+json");
                 if (!patch) co_return std::unexpected(patch.error());
-                auto current = twins.find(std::string(ctx.param("id")));
+                auto current = changeable(twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                  co_return std::unexpected(ok.error());
                 auto merged = core::merge_patch(current->document, *patch);
                 auto twin = twins.from_document(merged, "", &*current, current->system_id, current->owner);
                 if (!twin) co_return invalid_td(twin.error());
@@ -203,11 +198,8 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
 
   router.add({Method::delete_, "/things/{id}", Auth::required, core::Permission::registry_write,
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto current = twins.find(std::string(ctx.param("id")));
+                auto current = changeable(twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                if (auto ok = may_change(ctx, *current); !ok) co_return std::unexpected(ok.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                  co_return std::unexpected(ok.error());
                 auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current->id,
                                          boost::json::object{{"via", "/things"}});
                 auto done = co_await await_write<void>([&](auto cb) {

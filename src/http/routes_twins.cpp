@@ -32,6 +32,15 @@ core::Result<core::TwinRecord> twin_of(const dtif::TwinRegistry& twins, const st
   return twin;
 }
 
+// The twin system named in the path, when the caller may change it (its owner, or registry:admin).
+core::Result<core::SystemRecord> changeable_system(ApiServices& s, const registry::SystemRegistry& systems,
+                                                   const RequestContext& ctx) {
+  auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+  if (!system) return system;
+  if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) return std::unexpected(ok.error());
+  return system;
+}
+
 core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiServices& s) {
   auto params = parse_query(req.query);
   if (!params) return std::unexpected(params.error());
@@ -84,13 +93,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
 
   router.add({Method::post, list, Auth::required, core::Permission::registry_write,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                auto system = changeable_system(s, systems, ctx);
                 if (!system) co_return std::unexpected(system.error());
-                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
-                  co_return std::unexpected(ok.error());
-                }
-                auto body = json_body(req, s, "application/td+json");
-                if (!body) body = json_body(req, s);
+                auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
                 auto twin = twins.from_document(*body, "", nullptr, system->id, ctx.caller->principal.id);
                 if (!twin) co_return std::unexpected(twin.error());
@@ -116,17 +121,13 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
 
   router.add({Method::put, item, Auth::required, core::Permission::registry_write,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                auto system = changeable_system(s, systems, ctx);
                 if (!system) co_return std::unexpected(system.error());
-                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
-                  co_return std::unexpected(ok.error());
-                }
                 auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
-                auto body = json_body(req, s, "application/td+json");
-                if (!body) body = json_body(req, s);
+                auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
                 auto twin = twins.from_document(*body, "", &*current, system->id, current->owner);
                 if (!twin) co_return std::unexpected(twin.error());
@@ -141,11 +142,8 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
 
   router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
+                auto system = changeable_system(s, systems, ctx);
                 if (!system) co_return std::unexpected(system.error());
-                if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) {
-                  co_return std::unexpected(ok.error());
-                }
                 auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)

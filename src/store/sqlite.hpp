@@ -32,6 +32,10 @@ class Statement {
   Statement& bind(int index, const std::optional<std::int64_t>& value) {
     return value ? bind(index, *value) : bind_null(index);
   }
+  // Binds the text, or NULL when there is none.
+  Statement& bind_optional(int index, const std::optional<std::string>& value) {
+    return value ? bind(index, std::string_view(*value)) : bind_null(index);
+  }
 
   // SQLITE_ROW → true, SQLITE_DONE → false, anything else → the error.
   core::Result<bool> step();

@@ -277,6 +277,20 @@ Result<void> write_system(Connection& db, const core::SystemRecord& r, bool inse
   return ok;
 }
 
+core::AuditEntry read_audit(const sqlite::Statement& s) {
+  core::AuditEntry e;
+  e.seq = s.integer(0);
+  e.at = core::from_unix_micros(s.integer(1));
+  e.actor = std::string(s.text(2));
+  e.actor_kind = std::string(s.text(3));
+  e.action = std::string(s.text(4));
+  e.target_type = std::string(s.text(5));
+  e.target_id = std::string(s.text(6));
+  e.request_id = std::string(s.text(7));
+  if (auto d = parse_json_column(s.text(8)); d.is_object()) e.detail = std::move(d.get_object());
+  return e;
+}
+
 core::TwinRecord read_twin(const sqlite::Statement& s) {
   core::TwinRecord t;
   t.id = std::string(s.text(0));
@@ -331,6 +345,24 @@ Result<void> write_twin(Connection& db, const core::TwinRecord& t, bool insert, 
         fmt::format("a twin with id '{}' is registered already (ids are unique across systems)", t.id));
   }
   return ok;
+}
+
+// Reads the rows of `s` (run with LIMIT limit + 1) into a page of at most `limit` items; the extra row only
+// says that more follow, and `key` gives the cursor of the last item returned.
+template <class T, class Read, class Key>
+Result<Page<T>> read_page(sqlite::Statement& s, std::size_t limit, Read read, Key key) {
+  Page<T> out;
+  for (;;) {
+    auto row = s.step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    if (out.items.size() == limit) {
+      out.next_after = key(out.items.back());
+      break;
+    }
+    out.items.push_back(read(s));
+  }
+  return out;
 }
 
 // Succeeds when `current` (a stored version) equals `expected`, or when no version is expected.
@@ -595,18 +627,9 @@ Result<Page<core::Principal>> SqliteStore::principals(const PageRequest& page) {
   if (!s) return std::unexpected(s.error());
   const auto limit = std::clamp<std::size_t>(page.limit, 1, kMaxPageSize);
   s->bind(1, page.after).bind(2, static_cast<std::int64_t>(limit + 1));
-  Page<core::Principal> out;
-  for (;;) {
-    auto row = s->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    if (out.items.size() == limit) {
-      out.next_after = out.items.back().id.str();
-      break;
-    }
-    out.items.push_back(read_principal(*s));
-  }
-  return out;
+  return read_page<core::Principal>(
+      *s, limit, [](const sqlite::Statement& st) { return read_principal(st); },
+      [](const core::Principal& item) { return item.id.str(); });
 }
 
 Result<std::optional<Credential>> SqliteStore::credential(const core::ApiKeyId& key_id) {
@@ -655,43 +678,18 @@ Result<Page<core::AuditEntry>> SqliteStore::audit(const AuditQuery& q) {
       "ORDER BY seq LIMIT ?7");
   if (!s) return std::unexpected(s.error());
   s->bind(1, q.after_seq);
-  auto bind_opt = [&](int i, const std::optional<std::string>& v) {
-    if (v) {
-      s->bind(i, *v);
-    } else {
-      s->bind_null(i);
-    }
-  };
-  bind_opt(2, q.actor);
-  bind_opt(3, q.target_type);
-  bind_opt(4, q.target_id);
-  bind_opt(5, q.action);
   std::optional<std::int64_t> since;
   if (q.since) since = core::to_unix_micros(*q.since);
   const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
-  s->bind(6, since).bind(7, static_cast<std::int64_t>(limit + 1));
-  Page<core::AuditEntry> out;
-  for (;;) {
-    auto row = s->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    if (out.items.size() == limit) {
-      out.next_after = std::to_string(out.items.back().seq);
-      break;
-    }
-    core::AuditEntry e;
-    e.seq = s->integer(0);
-    e.at = core::from_unix_micros(s->integer(1));
-    e.actor = std::string(s->text(2));
-    e.actor_kind = std::string(s->text(3));
-    e.action = std::string(s->text(4));
-    e.target_type = std::string(s->text(5));
-    e.target_id = std::string(s->text(6));
-    e.request_id = std::string(s->text(7));
-    if (auto d = parse_json_column(s->text(8)); d.is_object()) e.detail = std::move(d.get_object());
-    out.items.push_back(std::move(e));
-  }
-  return out;
+  s->bind_optional(2, q.actor)
+      .bind_optional(3, q.target_type)
+      .bind_optional(4, q.target_id)
+      .bind_optional(5, q.action)
+      .bind(6, since)
+      .bind(7, static_cast<std::int64_t>(limit + 1));
+  return read_page<core::AuditEntry>(
+      *s, limit, [](const sqlite::Statement& st) { return read_audit(st); },
+      [](const core::AuditEntry& e) { return std::to_string(e.seq); });
 }
 
 namespace {
@@ -855,35 +853,17 @@ Result<Page<core::SystemRecord>> SqliteStore::systems(const SystemQuery& q) {
   auto s = (*db)->prepare(sql);
   if (!s) return std::unexpected(s.error());
   const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
-  s->bind(1, core::to_string(q.kind)).bind(2, q.after);
-  if (q.type) {
-    s->bind(3, *q.type);
-  } else {
-    s->bind_null(3);
-  }
-  if (q.status) {
-    s->bind(4, core::to_string(*q.status));
-  } else {
-    s->bind_null(4);
-  }
-  if (q.owner) {
-    s->bind(5, *q.owner);
-  } else {
-    s->bind_null(5);
-  }
+  std::optional<std::string> status;
+  if (q.status) status = std::string(core::to_string(*q.status));
+  s->bind(1, core::to_string(q.kind))
+      .bind(2, q.after)
+      .bind_optional(3, q.type)
+      .bind_optional(4, status)
+      .bind_optional(5, q.owner);
   s->bind(6, static_cast<std::int64_t>(limit + 1));
-  Page<core::SystemRecord> out;
-  for (;;) {
-    auto row = s->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    if (out.items.size() == limit) {
-      out.next_after = out.items.back().id;
-      break;
-    }
-    out.items.push_back(read_system(*s));
-  }
-  return out;
+  return read_page<core::SystemRecord>(
+      *s, limit, [](const sqlite::Statement& st) { return read_system(st); },
+      [](const core::SystemRecord& item) { return item.id; });
 }
 
 void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audit,
@@ -974,29 +954,16 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
   auto s = (*db)->prepare(q.system_id ? kBySystem : kAll);
   if (!s) return std::unexpected(s.error());
   const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
-  if (q.system_id) {
-    s->bind(1, *q.system_id);
-  } else {
-    s->bind_null(1);
-  }
+  s->bind_optional(1, q.system_id);
   std::optional<std::int64_t> alive_at;
   if (q.alive_at) alive_at = core::to_unix_micros(*q.alive_at);
   s->bind(2, q.after)
       .bind(3, static_cast<std::int64_t>(limit + 1))
       .bind(4, alive_at)
       .bind(5, static_cast<std::int64_t>(std::min<std::size_t>(q.offset, INT64_MAX)));
-  Page<core::TwinRecord> out;
-  for (;;) {
-    auto row = s->step();
-    if (!row) return std::unexpected(row.error());
-    if (!*row) break;
-    if (out.items.size() == limit) {
-      out.next_after = out.items.back().id;
-      break;
-    }
-    out.items.push_back(read_twin(*s));
-  }
-  return out;
+  return read_page<core::TwinRecord>(
+      *s, limit, [](const sqlite::Statement& st) { return read_twin(st); },
+      [](const core::TwinRecord& item) { return item.id; });
 }
 
 void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,

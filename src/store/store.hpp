@@ -79,7 +79,8 @@ struct SystemQuery {
 // Twins, by owning system, in id order.
 struct TwinQuery {
   std::optional<std::string> system_id;
-  std::optional<core::Timestamp> alive_at;  // leave out twins whose registration expired at or before this time
+  std::optional<core::Timestamp>
+      alive_at;  // leave out twins whose registration expired at or before this time
   std::string after;
   std::size_t offset = 0;  // skip this many (W3C WoT Discovery listing pagination)
   std::size_t limit = 100;
