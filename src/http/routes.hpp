@@ -70,6 +70,20 @@ Response list_response(const Request& request, boost::json::array items,
 // null).
 void publish_twin_event(ApiServices& services, const core::TwinRecord* before, const core::TwinRecord* after);
 
+// Every write of a single twin goes through one of these: audited ("twin.create", `action`, "twin.delete"
+// with `detail`), made durable, then announced on /events. A changed or removed twin must still be at
+// current.version; when it is not, the error is 412 with If-Match and 409 without (see concurrent_change).
+boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& services,
+                                                                      const RequestContext& ctx,
+                                                                      core::TwinRecord twin,
+                                                                      const boost::json::object& detail);
+boost::asio::awaitable<core::Result<core::TwinRecord>> store_changed_twin(
+    ApiServices& services, const RequestContext& ctx, const Request& req, const core::TwinRecord& current,
+    core::TwinRecord twin, std::string_view action, const boost::json::object& detail);
+boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& services, const RequestContext& ctx,
+                                                       const Request& req, const core::TwinRecord& current,
+                                                       const boost::json::object& detail);
+
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail = {});

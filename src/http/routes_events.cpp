@@ -1,6 +1,7 @@
 // W3C WoT Discovery notifications: /events (all), /events/thing_created, /events/thing_updated,
 // /events/thing_deleted as Server-Sent Events; ?diff=true adds the TD (created) or the merge patch (updated);
-// Last-Event-ID resumes after the given event while the hub still keeps it.
+// Last-Event-ID resumes after the given event while the hub still keeps it. Also the single place where twin
+// writes are audited, stored and announced.
 
 #include <fmt/format.h>
 #include <boost/asio/this_coro.hpp>
@@ -32,6 +33,40 @@ void publish_twin_event(ApiServices& s, const core::TwinRecord* before, const co
     diff.as_object()["id"] = id;
   }
   s.events.publish(std::move(type), boost::json::serialize(plain), boost::json::serialize(diff));
+}
+
+boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& s,
+                                                                      const RequestContext& ctx,
+                                                                      core::TwinRecord twin,
+                                                                      const boost::json::object& detail) {
+  auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin.id, detail);
+  auto stored = co_await await_write<core::TwinRecord>(
+      [&](auto done) { s.store.create_twin(std::move(twin), std::move(audit), std::move(done)); });
+  if (stored) publish_twin_event(s, nullptr, &*stored);
+  co_return stored;
+}
+
+boost::asio::awaitable<core::Result<core::TwinRecord>> store_changed_twin(
+    ApiServices& s, const RequestContext& ctx, const Request& req, const core::TwinRecord& current,
+    core::TwinRecord twin, std::string_view action, const boost::json::object& detail) {
+  auto audit = audit_entry(ctx, s.clock, std::string(action), "twin", current.id, detail);
+  auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+    s.store.update_twin(std::move(twin), current.version, std::move(audit), std::move(done));
+  });
+  if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+  publish_twin_event(s, &current, &*stored);
+  co_return stored;
+}
+
+boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& s, const RequestContext& ctx,
+                                                       const Request& req, const core::TwinRecord& current,
+                                                       const boost::json::object& detail) {
+  auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current.id, detail);
+  auto done = co_await await_write<void>(
+      [&](auto cb) { s.store.delete_twin(current.id, current.version, std::move(audit), std::move(cb)); });
+  if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+  publish_twin_event(s, &current, nullptr);
+  co_return done;
 }
 
 void add_event_routes(Router& router, ApiServices& s) {

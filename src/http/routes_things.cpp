@@ -117,12 +117,9 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 }
                 auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
                 if (!twin) co_return invalid_td(twin.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin->id,
-                                         boost::json::object{{"via", "/things"}, {"title", twin->title}});
-                auto stored = co_await await_write<core::TwinRecord>(
-                    [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                const boost::json::object detail{{"via", "/things"}, {"title", twin->title}};
+                auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
                 if (!stored) co_return std::unexpected(stored.error());
-                publish_twin_event(s, nullptr, &*stored);
                 Response r;
                 r.status = 201;
                 r.header("Location", "/things/" + percent_encode_segment(stored->id));
@@ -154,12 +151,9 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 if (!current) {
                   auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
                   if (!twin) co_return invalid_td(twin.error());
-                  auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", id,
-                                           boost::json::object{{"via", "/things"}, {"title", twin->title}});
-                  auto stored = co_await await_write<core::TwinRecord>(
-                      [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                  const boost::json::object detail{{"via", "/things"}, {"title", twin->title}};
+                  auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
                   if (!stored) co_return std::unexpected(stored.error());
-                  publish_twin_event(s, nullptr, &*stored);
                   Response r;
                   r.status = 201;
                   r.header("Location", "/things/" + percent_encode_segment(id));
@@ -169,12 +163,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 if (!current) co_return std::unexpected(current.error());
                 auto twin = twins.from_document(*body, "", &*current, current->system_id, current->owner);
                 if (!twin) co_return invalid_td(twin.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.replace", "twin", id,
-                                         boost::json::object{{"via", "/things"}});
-                auto stored = co_await await_write<core::TwinRecord>(
-                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
-                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-                publish_twin_event(s, &*current, &*stored);
+                const boost::json::object detail{{"via", "/things"}};
+                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
+                                                          "twin.replace", detail);
+                if (!stored) co_return std::unexpected(stored.error());
                 co_return no_content();
               }});
 
@@ -187,12 +179,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 auto merged = core::merge_patch(current->document, *patch);
                 auto twin = twins.from_document(merged, "", &*current, current->system_id, current->owner);
                 if (!twin) co_return invalid_td(twin.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.update", "twin", current->id,
-                                         boost::json::object{{"via", "/things"}, {"patch", *patch}});
-                auto stored = co_await await_write<core::TwinRecord>(
-                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
-                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-                publish_twin_event(s, &*current, &*stored);
+                const boost::json::object detail{{"via", "/things"}, {"patch", *patch}};
+                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
+                                                          "twin.update", detail);
+                if (!stored) co_return std::unexpected(stored.error());
                 co_return no_content();
               }});
 
@@ -200,13 +190,9 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto current = changeable(twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current->id,
-                                         boost::json::object{{"via", "/things"}});
-                auto done = co_await await_write<void>([&](auto cb) {
-                  s.store.delete_twin(current->id, current->version, audit, std::move(cb));
-                });
-                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
-                publish_twin_event(s, &*current, nullptr);
+                const boost::json::object detail{{"via", "/things"}};
+                auto done = co_await remove_twin(s, ctx, req, *current, detail);
+                if (!done) co_return std::unexpected(done.error());
                 co_return no_content();
               }});
 

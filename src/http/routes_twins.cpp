@@ -99,12 +99,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 if (!body) co_return std::unexpected(body.error());
                 auto twin = twins.from_document(*body, "", nullptr, system->id, ctx.caller->principal.id);
                 if (!twin) co_return std::unexpected(twin.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin->id,
-                                         boost::json::object{{"system", system->id}, {"title", twin->title}});
-                auto stored = co_await await_write<core::TwinRecord>(
-                    [&](auto done) { s.store.create_twin(*twin, audit, std::move(done)); });
+                const boost::json::object detail{{"system", system->id}, {"title", twin->title}};
+                auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
                 if (!stored) co_return std::unexpected(stored.error());
-                publish_twin_event(s, nullptr, &*stored);
                 auto r = twin_response(201, *stored);
                 r.header("Location",
                          fmt::format("/v1/twin-systems/{}/twins/{}", percent_encode_segment(system->id),
@@ -131,12 +128,10 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 if (!body) co_return std::unexpected(body.error());
                 auto twin = twins.from_document(*body, "", &*current, system->id, current->owner);
                 if (!twin) co_return std::unexpected(twin.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.replace", "twin", twin->id,
-                                         boost::json::object{{"system", system->id}});
-                auto stored = co_await await_write<core::TwinRecord>(
-                    [&](auto done) { s.store.update_twin(*twin, current->version, audit, std::move(done)); });
-                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-                publish_twin_event(s, &*current, &*stored);
+                const boost::json::object detail{{"system", system->id}};
+                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
+                                                          "twin.replace", detail);
+                if (!stored) co_return std::unexpected(stored.error());
                 co_return twin_response(200, *stored);
               }});
 
@@ -148,13 +143,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
-                auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current->id,
-                                         boost::json::object{{"system", system->id}});
-                auto done = co_await await_write<void>([&](auto cb) {
-                  s.store.delete_twin(current->id, current->version, audit, std::move(cb));
-                });
-                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
-                publish_twin_event(s, &*current, nullptr);
+                const boost::json::object detail{{"system", system->id}};
+                auto done = co_await remove_twin(s, ctx, req, *current, detail);
+                if (!done) co_return std::unexpected(done.error());
                 Response r;
                 r.status = 204;
                 co_return r;
