@@ -88,6 +88,21 @@ Result<void> millis(std::chrono::milliseconds& out, const std::string& v) {
   return {};
 }
 
+// A whole number from `min` to `max` into `out`.
+template <class T>
+Result<void> whole(T& out, const std::string& v, T min, T max) {
+  auto n = number<T>(v, min, max);
+  if (!n) return std::unexpected(n.error());
+  out = *n;
+  return {};
+}
+
+Result<void> boolean(bool& out, const std::string& v) {
+  if (v != "true" && v != "false") return bad(fmt::format("'{}' is not true or false", v));
+  out = v == "true";
+  return {};
+}
+
 std::vector<Setting> table() {
   std::vector<Setting> t;
   auto add = [&](std::string key, std::string flag, std::string def, std::string description, Setter apply,
@@ -192,8 +207,7 @@ std::vector<Setting> table() {
       });
   add("log.access", "--access-log", "true", "one log line per request (true or false)",
       [](Config& c, const std::string& v) -> Result<void> {
-        if (v != "true" && v != "false") return bad(fmt::format("'{}' is not true or false", v));
-        c.api.access_log = v == "true";
+        return boolean(c.api.access_log, v);
         return {};
       });
   add(
@@ -267,6 +281,55 @@ std::vector<Setting> table() {
         if (!n) return Result<void>(std::unexpected(n.error()));
         c.auth_failure_refill = *n;
         return Result<void>();
+      });
+  add("monitor.enabled", "--monitor", "true",
+      "probe registered systems' health URLs and lapse heartbeat TTLs (true or false)",
+      [](Config& c, const std::string& v) { return boolean(c.monitor.enabled, v); });
+  add("monitor.interval_ms", "--monitor-interval-ms", "30000",
+      "how often a system's health URL is probed, unless its registration says otherwise",
+      [](Config& c, const std::string& v) { return millis(c.monitor.defaults.interval, v); });
+  add("monitor.min_interval_ms", "--monitor-min-interval-ms", "1000",
+      "shortest probe interval a registration may ask for",
+      [](Config& c, const std::string& v) { return millis(c.monitor.min_interval, v); });
+  add("monitor.timeout_ms", "--monitor-timeout-ms", "5000",
+      "time a probe may take (connect to last byte), unless the registration says otherwise",
+      [](Config& c, const std::string& v) { return millis(c.monitor.defaults.timeout, v); });
+  add("monitor.max_timeout_ms", "--monitor-max-timeout-ms", "30000", "longest probe timeout a registration may ask for",
+      [](Config& c, const std::string& v) { return millis(c.monitor.max_timeout, v); });
+  add("monitor.failure_threshold", "--monitor-failure-threshold", "3",
+      "consecutive failed probes before a system is down, unless the registration says otherwise",
+      [](Config& c, const std::string& v) { return whole(c.monitor.defaults.failure_threshold, v, 1, 100); });
+  add("monitor.success_threshold", "--monitor-success-threshold", "1",
+      "consecutive passing probes before a down system is up again, unless the registration says otherwise",
+      [](Config& c, const std::string& v) { return whole(c.monitor.defaults.success_threshold, v, 1, 100); });
+  add("monitor.heartbeat_ttl_ms", "--monitor-heartbeat-ttl-ms", "90000",
+      "heartbeat TTL of systems that send heartbeats without declaring one",
+      [](Config& c, const std::string& v) { return millis(c.monitor.defaults.default_heartbeat_ttl, v); });
+  add("monitor.max_response_bytes", "--monitor-max-response-bytes", "65536",
+      "largest health response body; a larger one fails the probe",
+      [](Config& c, const std::string& v) {
+        return whole(c.monitor.max_response_body, v, std::size_t{1}, std::size_t{16} << 20);
+      });
+  add("monitor.max_concurrent_probes", "--monitor-max-concurrent-probes", "64", "probes in flight at once",
+      [](Config& c, const std::string& v) {
+        return whole(c.monitor.max_concurrent_probes, v, std::size_t{1}, std::size_t{10'000});
+      });
+  add("monitor.history_limit", "--monitor-history-limit", "1000", "status changes kept per system",
+      [](Config& c, const std::string& v) {
+        return whole(c.monitor.history_limit, v, std::size_t{1}, std::size_t{1'000'000});
+      });
+  add("monitor.sla_window_s", "--monitor-sla-window-s", "86400",
+      "probe samples are kept this long; the longest window of an SLA report", [](Config& c, const std::string& v) {
+        std::int64_t n = 0;
+        if (auto ok = whole(n, v, std::int64_t{60}, std::int64_t{90} * 86'400); !ok) return ok;
+        c.monitor.sla_window = std::chrono::seconds(n);
+        return Result<void>();
+      });
+  add("monitor.ca_file", "--monitor-ca-file", "",
+      "PEM file of CAs trusted for https health URLs (empty: the system's trust store)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.monitor.client.ca_file = v;
+        return {};
       });
   return t;
 }

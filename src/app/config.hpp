@@ -16,6 +16,7 @@
 #include "core/jwt.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
+#include "registry/system_monitor.hpp"
 
 namespace CLI {
 class App;
@@ -40,6 +41,7 @@ struct Config {
   core::JwtPolicy jwt_policy;
   double auth_failure_burst = 50;
   double auth_failure_refill = 5;
+  registry::MonitorSettings monitor;
 };
 
 struct SettingInfo {

@@ -119,7 +119,22 @@ int run_serve(ConfigLoader& loader) {
 
   http::Authenticator authenticator(
       *store, {config.admin_token, jwt, config.auth_failure_burst, config.auth_failure_refill}, clock);
-  http::Api api(*store, authenticator, metrics, clock, config.api, &access_log);
+  std::unique_ptr<registry::SystemMonitor> monitor;
+  try {
+    monitor = std::make_unique<registry::SystemMonitor>(*store, clock, config.monitor);
+  } catch (const std::exception& e) {
+    spdlog::critical("monitor: {} (monitor.ca_file '{}')", e.what(), config.monitor.client.ca_file);
+    store->stop();
+    spdlog::shutdown();
+    return 1;
+  }
+  http::Api api(*store, authenticator, metrics, clock, *monitor, config.api, &access_log);
+  if (auto ok = monitor->start(); !ok) {
+    spdlog::critical("monitor: {}", ok.error().detail);
+    store->stop();
+    spdlog::shutdown();
+    return 1;
+  }
 
   const unsigned threads =
       config.threads != 0 ? config.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -135,6 +150,7 @@ int run_serve(ConfigLoader& loader) {
   auto bound = server.listen(config.listen_host, config.listen_port);
   if (!bound) {
     spdlog::critical("{}", bound.error().detail);
+    monitor->stop();
     store->stop();
     spdlog::shutdown();
     return 1;
@@ -187,6 +203,7 @@ int run_serve(ConfigLoader& loader) {
   io.run();
   for (auto& t : pool) t.join();
 
+  monitor->stop();
   store->stop();
   spdlog::info("twinbridge stopped");
   spdlog::shutdown();

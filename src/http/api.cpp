@@ -38,8 +38,8 @@ std::string Api::request_id_for(const Request& request) {
 }
 
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-         ApiSettings settings, AccessLog* access_log)
-    : services_{store, authenticator, metrics, clock, events_, settings},
+         registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log)
+    : services_{store, authenticator, metrics, clock, events_, system_events_, monitor, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
       twins_(store, clock),
@@ -53,6 +53,9 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
   add_twin_routes(router_, services_, twin_systems_, twins_);
   add_things_routes(router_, services_, twins_);
   add_event_routes(router_, services_);
+  monitor.set_listener([this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
+    publish_status_event(services_, kind, id, change);
+  });
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

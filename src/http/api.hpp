@@ -19,6 +19,7 @@
 #include "http/event_hub.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
+#include "registry/system_monitor.hpp"
 #include "registry/system_registry.hpp"
 #include "sif/schemas.hpp"
 #include "store/store.hpp"
@@ -38,15 +39,18 @@ struct ApiServices {
   Authenticator& authenticator;
   Metrics& metrics;
   const core::Clock& clock;
-  EventHub& events;
+  EventHub& events;         // /events: the WoT directory's notifications
+  EventHub& system_events;  // /v1/system-events: changes of systems' status
+  registry::SystemMonitor& monitor;
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
 };
 
 class Api {
  public:
+  // Sets the monitor's listener: call before monitor.start().
   Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-      ApiSettings settings, AccessLog* access_log);
+      registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log);
 
   boost::asio::awaitable<Response> handle(Request request);
 
@@ -64,6 +68,7 @@ class Api {
   std::string request_id_for(const Request& request);
 
   EventHub events_;
+  EventHub system_events_;
   ApiServices services_;
   registry::SystemRegistry third_party_systems_;
   registry::SystemRegistry twin_systems_;

@@ -40,7 +40,7 @@ void Subscription::cancel() {
 }
 
 void Subscription::deliver(const std::shared_ptr<const DirectoryEvent>& event) {
-  if (!types_.contains(event->type)) return;
+  if (!types_.empty() && !types_.contains(event->type)) return;
   bool overflow = false;
   {
     std::lock_guard lock(mutex_);
@@ -80,7 +80,6 @@ void EventHub::publish(std::string type, std::string data, std::string diff_data
 std::shared_ptr<Subscription> EventHub::subscribe(boost::asio::any_io_executor executor,
                                                   std::set<std::string> types, bool diff,
                                                   std::optional<std::uint64_t> last_event_id) {
-  if (types.empty()) types = {"thing_created", "thing_updated", "thing_deleted"};
   auto sub = std::make_shared<Subscription>(executor, std::move(types), diff, heartbeat_);
   std::lock_guard lock(mutex_);
   if (last_event_id) {

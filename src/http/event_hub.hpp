@@ -1,6 +1,6 @@
 #pragma once
-// EventHub: the W3C WoT Discovery notifications of the directory (thing_created, thing_updated,
-// thing_deleted) for Server-Sent Events subscribers. Every event gets an increasing id; the last `history`
+// EventHub: notifications for Server-Sent Events subscribers: the W3C WoT Discovery notifications of the
+// directory (thing_created, thing_updated, thing_deleted) in one hub, changes of systems' status in another. Every event gets an increasing id; the last `history`
 // events are kept so that a client reconnecting with Last-Event-ID misses nothing that is still kept. Events
 // carry two payloads: the plain one
 // ({"id": ...}) and the one for subscribers that asked for diff=true (the whole TD when created, the merge
@@ -28,7 +28,7 @@ namespace twinbridge::http {
 
 struct DirectoryEvent {
   std::uint64_t id = 0;
-  std::string type;       // thing_created, thing_updated, thing_deleted
+  std::string type;       // thing_created, thing_updated, thing_deleted, status_changed
   std::string data;       // JSON text without diff
   std::string diff_data;  // JSON text with diff
 };
@@ -66,7 +66,7 @@ class EventHub {
 
   void publish(std::string type, std::string data, std::string diff_data);
 
-  // A new subscription for `types` (all three when empty); with `last_event_id`, every kept event after it is
+  // A new subscription for `types` (every type when empty); with `last_event_id`, every kept event after it is
   // queued first.
   std::shared_ptr<Subscription> subscribe(boost::asio::any_io_executor executor, std::set<std::string> types,
                                           bool diff, std::optional<std::uint64_t> last_event_id);

@@ -87,26 +87,57 @@ std::string etag(std::int64_t version) {
   return fmt::format("\"{}\"", version);
 }
 
-bool etag_in_list(std::string_view list, std::string_view etag, bool weak) {
+namespace {
+
+// True when the entity-tag list is "*" or one of its tags satisfies `matches`.
+template <class Matches>
+bool any_entity_tag(std::string_view list, Matches matches) {
   if (core::trim(list) == "*") return true;
   while (!list.empty()) {
     const auto comma = list.find(',');
-    auto item = core::trim(list.substr(0, comma));
-    if (weak && item.starts_with("W/")) item.remove_prefix(2);
-    if (item == etag) return true;
+    if (matches(core::trim(list.substr(0, comma)))) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }
   return false;
 }
 
-core::Result<void> check_if_match(std::string_view if_match, std::int64_t version) {
-  const auto current = etag(version);
-  if (if_match.empty() || etag_in_list(if_match, current, /*weak=*/false)) return {};
+core::Result<void> if_match_failed(std::string_view if_match, std::string_view current) {
   core::Error e(Errc::precondition_failed,
                 fmt::format("If-Match {} does not match the current ETag {}", if_match, current));
   e.fields.push_back({"If-Match", "does not match the current ETag", core::FieldIn::header});
   return std::unexpected(std::move(e));
+}
+
+}  // namespace
+
+bool etag_in_list(std::string_view list, std::string_view etag, bool weak) {
+  return any_entity_tag(list, [&](std::string_view item) {
+    if (weak && item.starts_with("W/")) item.remove_prefix(2);
+    return item == etag;
+  });
+}
+
+core::Result<void> check_if_match(std::string_view if_match, std::int64_t version) {
+  const auto current = etag(version);
+  if (if_match.empty() || etag_in_list(if_match, current, /*weak=*/false)) return {};
+  return if_match_failed(if_match, current);
+}
+
+std::string system_etag(const core::SystemRecord& r) {
+  return fmt::format("\"{}.{}\"", r.version, core::to_unix_micros(r.status_since));
+}
+
+core::Result<void> check_system_if_match(std::string_view if_match, const core::SystemRecord& r) {
+  // The current version with any status stamp (or none).
+  const auto plain = etag(r.version);
+  const auto version_part = fmt::format("\"{}.", r.version);
+  if (if_match.empty() || any_entity_tag(if_match, [&](std::string_view item) {
+        return item == plain || (item.starts_with(version_part) && item.ends_with('"'));
+      })) {
+    return {};
+  }
+  return if_match_failed(if_match, system_etag(r));
 }
 
 core::Result<PageParams> page_params(const std::vector<std::pair<std::string, std::string>>& query,

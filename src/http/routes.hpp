@@ -22,6 +22,9 @@ void add_audit_routes(Router& router, ApiServices& services);
 // `twins` is given for twin systems: their registration may carry the initial list of twins.
 void add_system_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
                        const std::string& collection, const dtif::TwinRegistry* twins);
+// Under each system of `registry`: status, status history, SLA report, heartbeat.
+void add_monitoring_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
+                           const std::string& item);
 void add_event_routes(Router& router, ApiServices& services);
 void add_things_routes(Router& router, ApiServices& services, dtif::TwinRegistry& twins);
 void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems,
@@ -54,6 +57,13 @@ bool etag_in_list(std::string_view list, std::string_view etag, bool weak);
 // comparison).
 core::Result<void> check_if_match(std::string_view if_match, std::int64_t version);
 
+// A system's representation carries its status, which twinbridge changes without a new registration
+// version; its ETag is "<version>.<status stamp>" so that a cached copy is never revalidated over a changed
+// status. If-Match on a system compares the version part only: a client's write cannot change the status,
+// so a status change in between must not fail it.
+std::string system_etag(const core::SystemRecord& record);
+core::Result<void> check_system_if_match(std::string_view if_match, const core::SystemRecord& record);
+
 struct PageParams {
   std::string after;
   std::size_t limit = 100;
@@ -65,6 +75,10 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
 // {"items": [...], "next_cursor": "..."} with a Link: <...>; rel="next" header when there is a next page.
 Response list_response(const Request& request, boost::json::array items,
                        const std::optional<std::string>& next_after);
+
+// Publishes a change of a system's status on /v1/system-events (type status_changed).
+void publish_status_event(ApiServices& services, core::SystemKind kind, const std::string& id,
+                          const core::StatusChange& change);
 
 // Publishes the directory notification of a twin change: created (`before` null), updated, deleted (`after`
 // null).

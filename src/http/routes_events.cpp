@@ -69,43 +69,66 @@ boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& s, const Req
   co_return done;
 }
 
+namespace {
+
+// A Server-Sent Events stream of `hub`, of `type` (every type when empty). ?diff=true asks for the detailed
+// payloads; Last-Event-ID resumes after that event while the hub still keeps it.
+HandlerResult stream_events(EventHub& hub, std::string type, const Request& req) {
+  auto params = parse_query(req.query);
+  if (!params) co_return std::unexpected(params.error());
+  bool diff = false;
+  for (const auto& [k, v] : *params) {
+    if (k == "diff" && (v == "true" || v == "false")) {
+      diff = v == "true";
+    } else {
+      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, k,
+                              k == "diff" ? "diff must be true or false"
+                                          : fmt::format("unknown query parameter '{}'", k));
+    }
+  }
+  std::optional<std::uint64_t> last;
+  if (!req.last_event_id.empty()) {
+    std::uint64_t n = 0;
+    const auto& text = req.last_event_id;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || p != text.data() + text.size()) {
+      co_return core::fail_in(Errc::bad_request, core::FieldIn::header, "Last-Event-ID",
+                              "must be the id of an event this server sent");
+    }
+    last = n;
+  }
+  auto executor = co_await boost::asio::this_coro::executor;
+  std::set<std::string> types;
+  if (!type.empty()) types.insert(std::move(type));
+  Response r;
+  r.content_type = "text/event-stream";
+  r.stream = hub.subscribe(executor, std::move(types), diff, last);
+  co_return r;
+}
+
+}  // namespace
+
+void publish_status_event(ApiServices& s, core::SystemKind kind, const std::string& id,
+                          const core::StatusChange& change) {
+  const boost::json::object data{{"kind", core::to_string(kind)}, {"id", id},
+                                 {"from", core::to_string(change.from)}, {"to", core::to_string(change.to)},
+                                 {"reason", change.reason}, {"at", core::format_rfc3339(change.at)}};
+  auto text = boost::json::serialize(data);
+  s.system_events.publish("status_changed", text, text);
+}
+
 void add_event_routes(Router& router, ApiServices& s) {
   for (const std::string type : {"", "thing_created", "thing_updated", "thing_deleted"}) {
     router.add({Method::get, type.empty() ? "/events" : "/events/" + type, Auth::required,
                 core::Permission::registry_read,
                 [&s, type](RequestContext&, const Request& req) -> HandlerResult {
-                  auto params = parse_query(req.query);
-                  if (!params) co_return std::unexpected(params.error());
-                  bool diff = false;
-                  for (const auto& [k, v] : *params) {
-                    if (k == "diff" && (v == "true" || v == "false")) {
-                      diff = v == "true";
-                    } else {
-                      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, k,
-                                              k == "diff" ? "diff must be true or false"
-                                                          : fmt::format("unknown query parameter '{}'", k));
-                    }
-                  }
-                  std::optional<std::uint64_t> last;
-                  if (!req.last_event_id.empty()) {
-                    std::uint64_t n = 0;
-                    const auto& text = req.last_event_id;
-                    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-                    if (ec != std::errc() || p != text.data() + text.size()) {
-                      co_return core::fail_in(Errc::bad_request, core::FieldIn::header, "Last-Event-ID",
-                                              "must be the id of an event this server sent");
-                    }
-                    last = n;
-                  }
-                  auto executor = co_await boost::asio::this_coro::executor;
-                  std::set<std::string> types;
-                  if (!type.empty()) types.insert(type);
-                  Response r;
-                  r.content_type = "text/event-stream";
-                  r.stream = s.events.subscribe(executor, std::move(types), diff, last);
-                  co_return r;
+                  co_return co_await stream_events(s.events, type, req);
                 }});
   }
+  router.add({Method::get, "/v1/system-events", Auth::required, core::Permission::registry_read,
+              [&s](RequestContext&, const Request& req) -> HandlerResult {
+                co_return co_await stream_events(s.system_events, "", req);
+              }});
 }
 
 }  // namespace twinbridge::http

@@ -16,7 +16,7 @@ namespace {
 
 Response system_response(int status, const core::SystemRecord& r) {
   auto out = json_response(status, core::to_json(r));
-  out.header("ETag", etag(r.version));
+  out.header("ETag", system_etag(r));
   return out;
 }
 
@@ -104,6 +104,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
            }
          });
          if (!stored) co_return std::unexpected(stored.error());
+         s.monitor.track(*stored);
          for (auto& t : initial) {
            t.version = 1;
            t.created = t.modified = audit.at;
@@ -143,7 +144,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                   if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
                     co_return std::unexpected(ok.error());
                   }
-                  if (auto ok = check_if_match(req.if_match, current->version); !ok) {
+                  if (auto ok = check_system_if_match(req.if_match, *current); !ok) {
                     co_return std::unexpected(ok.error());
                   }
                   const auto document = merge ? core::merge_patch(core::to_json(*current), *body) : *body;
@@ -161,6 +162,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                     s.store.update_system(*record, current->version, audit, std::move(done));
                   });
                   if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
+                  s.monitor.track(*stored);
                   co_return system_response(200, *stored);
                 }});
   }
@@ -172,7 +174,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                 if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
                   co_return std::unexpected(ok.error());
                 }
-                if (auto ok = check_if_match(req.if_match, current->version); !ok) {
+                if (auto ok = check_system_if_match(req.if_match, *current); !ok) {
                   co_return std::unexpected(ok.error());
                 }
                 // The twins that go with a twin system, for their thing_deleted notifications.
@@ -194,11 +196,14 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                   s.store.delete_system(registry.kind(), current->id, current->version, audit, std::move(cb));
                 });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                s.monitor.forget(registry.kind(), current->id);
                 for (const auto& t : removed) publish_twin_event(s, &t, nullptr);
                 Response r;
                 r.status = 204;
                 co_return r;
               }});
+
+  add_monitoring_routes(router, s, registry, item);
 }
 
 }  // namespace twinbridge::http

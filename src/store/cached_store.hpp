@@ -50,6 +50,22 @@ class CachedStore final : public Store {
   }
   core::Result<core::TwinRecord> twin(const std::string& id) override { return inner_->twin(id); }
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override { return inner_->twins(query); }
+  core::Result<Page<core::StatusHistoryEntry>> status_history(const StatusHistoryQuery& query) override {
+    return inner_->status_history(query);
+  }
+  core::Result<std::optional<core::StatusHistoryEntry>> status_before(core::SystemKind kind,
+                                                                      const std::string& id,
+                                                                      core::Timestamp at) override {
+    return inner_->status_before(kind, id, at);
+  }
+  core::Result<std::vector<core::ProbeSample>> probe_samples(core::SystemKind kind, const std::string& id,
+                                                             core::Timestamp from,
+                                                             core::Timestamp to) override {
+    return inner_->probe_samples(kind, id, from, to);
+  }
+  void record_system_check(SystemCheck check, Completion<void> done) override {
+    inner_->record_system_check(std::move(check), std::move(done));
+  }
   void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                             core::AuditEntry audit, Completion<core::SystemRecord> done) override {
     inner_->register_twin_system(std::move(record), std::move(twins), std::move(audit), std::move(done));

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdint>
 
 #include "store/sqlite.hpp"
 
@@ -100,6 +102,25 @@ CREATE TABLE twins (
 ) WITHOUT ROWID;
 CREATE INDEX twins_by_system ON twins(system_id, id);
 CREATE INDEX twins_by_expiry ON twins(expires) WHERE expires IS NOT NULL;
+)sql"},
+    Migration{4, "system monitoring", R"sql(
+CREATE TABLE system_probes (
+  kind TEXT NOT NULL,
+  system_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  ok INTEGER NOT NULL,
+  latency_us INTEGER NOT NULL
+);
+CREATE INDEX system_probes_by_system ON system_probes(kind, system_id, at);
+CREATE TABLE system_status_history (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  system_id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX system_status_history_by_system ON system_status_history(kind, system_id, seq);
 )sql"},
 };
 
@@ -247,15 +268,10 @@ Result<std::int64_t> system_version(Connection& db, core::SystemKind kind, const
   return s->integer(0);
 }
 
-Result<void> write_system(Connection& db, const core::SystemRecord& r, bool insert) {
-  auto s = insert ? db.prepare(
-                        "INSERT INTO systems(kind, id, type, name, owner, body, status, status_reason, "
-                        "status_since, created, modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                        "?9, ?10, ?11, ?12)")
-                  : db.prepare(
-                        "UPDATE systems SET type = ?3, name = ?4, owner = ?5, body = ?6, status = ?7, "
-                        "status_reason = ?8, status_since = ?9, created = ?10, modified = ?11, version = ?12 "
-                        "WHERE kind = ?1 AND id = ?2");
+Result<void> insert_system(Connection& db, const core::SystemRecord& r) {
+  auto s = db.prepare(
+      "INSERT INTO systems(kind, id, type, name, owner, body, status, status_reason, status_since, created, "
+      "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   if (!s) return std::unexpected(s.error());
   s->bind(1, core::to_string(r.kind))
       .bind(2, r.id)
@@ -275,6 +291,34 @@ Result<void> write_system(Connection& db, const core::SystemRecord& r, bool inse
                          fmt::format("{} '{}' exists already", core::to_string(r.kind), r.id));
   }
   return ok;
+}
+
+// Updates the registration members of an existing system. The status members belong to the monitor
+// (record_system_check), which may have written them after the caller read `r`: they are not written but
+// read back into `r`.
+Result<void> update_system_row(Connection& db, core::SystemRecord& r) {
+  auto s = db.prepare(
+      "UPDATE systems SET type = ?3, name = ?4, owner = ?5, body = ?6, created = ?7, modified = ?8, "
+      "version = ?9 WHERE kind = ?1 AND id = ?2 RETURNING status, status_reason, status_since");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(r.kind))
+      .bind(2, r.id)
+      .bind(3, r.type)
+      .bind(4, r.name)
+      .bind(5, r.owner.str())
+      .bind(6, json_text(r.body))
+      .bind(7, core::to_unix_micros(r.created))
+      .bind(8, core::to_unix_micros(r.modified))
+      .bind(9, r.version);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) {
+    return core::fail(Errc::not_found, fmt::format("{} '{}' does not exist", core::to_string(r.kind), r.id));
+  }
+  r.status = core::parse_system_status(s->text(0)).value_or(core::SystemStatus::unknown);
+  r.status_reason = std::string(s->text(1));
+  r.status_since = core::from_unix_micros(s->integer(2));
+  return s->run();  // to SQLITE_DONE: the statement is complete
 }
 
 core::AuditEntry read_audit(const sqlite::Statement& s) {
@@ -873,7 +917,7 @@ void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audi
        audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
         r.version = 1;
         r.created = r.modified = r.status_since = audit.at;
-        if (auto ok = write_system(db, r, true); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return r;
       },
@@ -892,7 +936,7 @@ void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected
         }
         r.version = expected_version + 1;
         r.modified = audit.at;
-        if (auto ok = write_system(db, r, false); !ok) return std::unexpected(ok.error());
+        if (auto ok = update_system_row(db, r); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return r;
       },
@@ -913,6 +957,14 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
         if (!s) return std::unexpected(s.error());
         s->bind(1, core::to_string(kind)).bind(2, id);
         if (auto ok = s->run(); !ok) return ok;
+        auto probes = db.prepare("DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2");
+        if (!probes) return std::unexpected(probes.error());
+        probes->bind(1, core::to_string(kind)).bind(2, id);
+        if (auto ok = probes->run(); !ok) return ok;
+        auto history = db.prepare("DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2");
+        if (!history) return std::unexpected(history.error());
+        history->bind(1, core::to_string(kind)).bind(2, id);
+        if (auto ok = history->run(); !ok) return ok;
         if (kind == core::SystemKind::twin) {
           auto twins = db.prepare("DELETE FROM twins WHERE system_id = ?1");
           if (!twins) return std::unexpected(twins.error());
@@ -920,6 +972,146 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
           if (auto ok = twins->run(); !ok) return ok;
         }
         return insert_audit(db, audit);
+      },
+      std::move(done));
+}
+
+namespace {
+
+core::StatusHistoryEntry read_history_entry(const sqlite::Statement& s) {
+  core::StatusHistoryEntry e;
+  e.seq = s.integer(0);
+  e.at = core::from_unix_micros(s.integer(1));
+  e.status = core::parse_system_status(s.text(2)).value_or(core::SystemStatus::unknown);
+  e.reason = std::string(s.text(3));
+  return e;
+}
+
+std::int64_t clamp_count(std::size_t n) {
+  return static_cast<std::int64_t>(std::min<std::size_t>(n, INT64_MAX));
+}
+
+}  // namespace
+
+Result<Page<core::StatusHistoryEntry>> SqliteStore::status_history(const StatusHistoryQuery& q) {
+  ScopedTimer timer(observer_, "status_history");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT seq, at, status, reason FROM system_status_history "
+      "WHERE kind = ?1 AND system_id = ?2 AND seq > ?3 AND (?4 IS NULL OR at >= ?4) ORDER BY seq LIMIT ?5");
+  if (!s) return std::unexpected(s.error());
+  const auto limit = std::clamp<std::size_t>(q.limit, 1, kMaxPageSize);
+  std::optional<std::int64_t> since;
+  if (q.since) since = core::to_unix_micros(*q.since);
+  s->bind(1, core::to_string(q.kind))
+      .bind(2, q.id)
+      .bind(3, q.after_seq)
+      .bind(4, since)
+      .bind(5, static_cast<std::int64_t>(limit + 1));
+  return read_page<core::StatusHistoryEntry>(
+      *s, limit, [](const sqlite::Statement& st) { return read_history_entry(st); },
+      [](const core::StatusHistoryEntry& e) { return std::to_string(e.seq); });
+}
+
+Result<std::optional<core::StatusHistoryEntry>> SqliteStore::status_before(core::SystemKind kind,
+                                                                           const std::string& id,
+                                                                           core::Timestamp at) {
+  ScopedTimer timer(observer_, "status_before");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT seq, at, status, reason FROM system_status_history "
+      "WHERE kind = ?1 AND system_id = ?2 AND at <= ?3 ORDER BY seq DESC LIMIT 1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind)).bind(2, id).bind(3, core::to_unix_micros(at));
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<core::StatusHistoryEntry>();
+  return std::optional<core::StatusHistoryEntry>(read_history_entry(*s));
+}
+
+Result<std::vector<core::ProbeSample>> SqliteStore::probe_samples(core::SystemKind kind,
+                                                                  const std::string& id, core::Timestamp from,
+                                                                  core::Timestamp to) {
+  ScopedTimer timer(observer_, "probe_samples");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  // Newest first, so that the bound keeps the newest samples; reversed below.
+  auto s = (*db)->prepare(
+      "SELECT at, ok, latency_us FROM system_probes WHERE kind = ?1 AND system_id = ?2 AND at >= ?3 AND "
+      "at <= ?4 ORDER BY at DESC LIMIT ?5");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind))
+      .bind(2, id)
+      .bind(3, core::to_unix_micros(from))
+      .bind(4, core::to_unix_micros(to))
+      .bind(5, clamp_count(kMaxProbeSamples));
+  std::vector<core::ProbeSample> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.push_back(core::ProbeSample{.at = core::from_unix_micros(s->integer(0)),
+                                    .ok = s->integer(1) != 0,
+                                    .latency = std::chrono::microseconds(s->integer(2))});
+  }
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
+void SqliteStore::record_system_check(SystemCheck check, Completion<void> done) {
+  submit<void>(
+      [c = std::move(check)](Connection& db) -> Result<void> {
+        const auto kind = core::to_string(c.kind);
+        if (auto v = system_version(db, c.kind, c.id); !v) return std::unexpected(v.error());
+        if (c.probe) {
+          auto s = db.prepare(
+              "INSERT INTO system_probes(kind, system_id, at, ok, latency_us) VALUES (?1, ?2, ?3, ?4, ?5)");
+          if (!s) return std::unexpected(s.error());
+          s->bind(1, kind)
+              .bind(2, c.id)
+              .bind(3, core::to_unix_micros(c.probe->at))
+              .bind(4, std::int64_t{c.probe->ok ? 1 : 0})
+              .bind(5, static_cast<std::int64_t>(c.probe->latency.count()));
+          if (auto ok = s->run(); !ok) return ok;
+        }
+        auto old_probes =
+            db.prepare("DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2 AND at < ?3");
+        if (!old_probes) return std::unexpected(old_probes.error());
+        old_probes->bind(1, kind).bind(2, c.id).bind(3, core::to_unix_micros(c.keep_probes_since));
+        if (auto ok = old_probes->run(); !ok) return ok;
+        if (!c.change) return {};
+
+        // The status members only: version and modified stay, they track the registration.
+        auto status = db.prepare(
+            "UPDATE systems SET status = ?3, status_reason = ?4, status_since = ?5 "
+            "WHERE kind = ?1 AND id = ?2");
+        if (!status) return std::unexpected(status.error());
+        status->bind(1, kind)
+            .bind(2, c.id)
+            .bind(3, core::to_string(c.change->to))
+            .bind(4, c.change->reason)
+            .bind(5, core::to_unix_micros(c.change->at));
+        if (auto ok = status->run(); !ok) return ok;
+        auto entry = db.prepare(
+            "INSERT INTO system_status_history(kind, system_id, at, status, reason) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)");
+        if (!entry) return std::unexpected(entry.error());
+        entry->bind(1, kind)
+            .bind(2, c.id)
+            .bind(3, core::to_unix_micros(c.change->at))
+            .bind(4, core::to_string(c.change->to))
+            .bind(5, c.change->reason);
+        if (auto ok = entry->run(); !ok) return ok;
+        // Everything up to the newest entry beyond the kept ones (none when there are not that many).
+        auto old_history = db.prepare(
+            "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2 AND seq <= "
+            "(SELECT seq FROM system_status_history WHERE kind = ?1 AND system_id = ?2 "
+            "ORDER BY seq DESC LIMIT 1 OFFSET ?3)");
+        if (!old_history) return std::unexpected(old_history.error());
+        old_history->bind(1, kind).bind(2, c.id).bind(3, clamp_count(c.keep_history));
+        return old_history->run();
       },
       std::move(done));
 }
@@ -973,7 +1165,7 @@ void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<co
        audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
         r.version = 1;
         r.created = r.modified = r.status_since = audit.at;
-        if (auto ok = write_system(db, r, true); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
         for (std::size_t i = 0; i < twins.size(); ++i) {
           auto& t = twins[i];
           t.version = 1;

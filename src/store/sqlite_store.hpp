@@ -66,6 +66,15 @@ class SqliteStore final : public Store {
   void delete_twin(std::string id, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
                    Completion<void> done) override;
 
+  core::Result<Page<core::StatusHistoryEntry>> status_history(const StatusHistoryQuery& query) override;
+  core::Result<std::optional<core::StatusHistoryEntry>> status_before(core::SystemKind kind,
+                                                                      const std::string& id,
+                                                                      core::Timestamp at) override;
+  core::Result<std::vector<core::ProbeSample>> probe_samples(core::SystemKind kind, const std::string& id,
+                                                             core::Timestamp from,
+                                                             core::Timestamp to) override;
+  void record_system_check(SystemCheck check, Completion<void> done) override;
+
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;
   void update_principal(core::Principal principal, std::int64_t expected_version, core::AuditEntry audit,

@@ -6,7 +6,8 @@
 // each write is queued, several queued writes are committed in one transaction (group commit), and the
 // completion runs only after the transaction is durable, on the store's writer thread. Completions must not
 // block; they hand the result back to the caller's executor. Every write carries the audit entry that records
-// it; both commit together.
+// it; both commit together. The one exception is record_system_check: the monitor's findings are machine-made
+// and frequent, and the status history they write is their own record.
 //
 // Errors: not_found, conflict (id taken), precondition_failed (expected version differs), unavailable (store
 // stopped or not reachable), internal (unexpected database error, logged by the implementation).
@@ -20,6 +21,7 @@
 
 #include "core/audit.hpp"
 #include "core/error.hpp"
+#include "core/health.hpp"
 #include "core/principal.hpp"
 #include "core/system.hpp"
 #include "core/twin.hpp"
@@ -86,6 +88,28 @@ struct TwinQuery {
   std::size_t limit = 100;
 };
 
+// What the monitor learned about one system: a probe sample, a change of status, or both.
+struct SystemCheck {
+  core::SystemKind kind = core::SystemKind::third_party;
+  std::string id;
+  std::optional<core::ProbeSample> probe;
+  std::optional<core::StatusChange> change;
+  core::Timestamp keep_probes_since{};  // probe samples of this system older than this are deleted
+  std::size_t keep_history = 1000;      // at most this many status history entries are kept per system
+};
+
+// The status history of one system, in seq order (oldest first).
+struct StatusHistoryQuery {
+  core::SystemKind kind = core::SystemKind::third_party;
+  std::string id;
+  std::optional<core::Timestamp> since;  // entries at or after
+  std::int64_t after_seq = 0;            // cursor
+  std::size_t limit = 100;
+};
+
+// probe_samples() returns at most this many samples (the newest of the window).
+inline constexpr std::size_t kMaxProbeSamples = 100'000;
+
 // Observes store timings for metrics; implementations call it from their own threads.
 class StoreObserver {
  public:
@@ -120,6 +144,20 @@ class Store {
   virtual core::Result<core::TwinRecord> twin(const std::string& id) = 0;
   virtual core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) = 0;
 
+  // Monitoring of systems. An unknown system has no history and no samples (no error).
+  // The status history in seq order; Page::next_after is the seq of the last entry, for after_seq.
+  virtual core::Result<Page<core::StatusHistoryEntry>> status_history(const StatusHistoryQuery& query) = 0;
+  // The newest history entry at or before `at` (the status in force then), nullopt when there is none.
+  virtual core::Result<std::optional<core::StatusHistoryEntry>> status_before(core::SystemKind kind,
+                                                                              const std::string& id,
+                                                                              core::Timestamp at) = 0;
+  // The probe samples with from <= at <= to, ordered by time. Bounded: when the window holds more than
+  // kMaxProbeSamples, only the newest kMaxProbeSamples are returned.
+  virtual core::Result<std::vector<core::ProbeSample>> probe_samples(core::SystemKind kind,
+                                                                     const std::string& id,
+                                                                     core::Timestamp from,
+                                                                     core::Timestamp to) = 0;
+
   // Writes. `principal.version` is set by the store (1 on create, expected + 1 on update); created/modified
   // come from the audit entry's time. create fails with conflict when the id is taken.
   virtual void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
@@ -132,6 +170,8 @@ class Store {
                                 core::AuditEntry audit, Completion<void> done) = 0;
   // Systems: version, created and modified are set by the store as for principals; create fails with conflict
   // when the (kind, id) is taken; update and delete fail with precondition_failed when the version differs.
+  // The status members belong to the monitor (record_system_check): create stores the record's, update keeps
+  // the stored ones and returns them. Deleting a system deletes its probe samples and status history.
   virtual void create_system(core::SystemRecord record, core::AuditEntry audit,
                              Completion<core::SystemRecord> done) = 0;
   virtual void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
@@ -151,6 +191,14 @@ class Store {
                            Completion<core::TwinRecord> done) = 0;
   virtual void delete_twin(std::string id, std::optional<std::int64_t> expected_version,
                            core::AuditEntry audit, Completion<void> done) = 0;
+  // Stores what the monitor learned about a system, in one write: the probe sample (samples older than
+  // keep_probes_since are deleted), and with a change its new status, reason and status_since (= change.at)
+  // on the system record, without changing its version or modified time (a status is not an edit of the
+  // registration, and an ETag held by a client stays valid), plus a history entry (beyond keep_history
+  // entries, the oldest are deleted). Not audited: there is one write per probe of every system, and the
+  // status history records the changes. Fails with not_found, writing nothing, when the system does not exist
+  // (a check that raced the system's deletion is dropped).
+  virtual void record_system_check(SystemCheck check, Completion<void> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;

@@ -31,7 +31,8 @@ class OpenApiTest : public ::testing::Test {
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     auth_ = std::make_unique<Authenticator>(*store_, AuthSettings{}, clock_);
-    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, ApiSettings{}, nullptr);
+    monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, registry::MonitorSettings{});
+    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, *monitor_, ApiSettings{}, nullptr);
     doc_ = boost::json::parse(openapi_document()).as_object();
   }
   void TearDown() override {
@@ -46,6 +47,7 @@ class OpenApiTest : public ::testing::Test {
   Metrics metrics_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<registry::SystemMonitor> monitor_;
   std::unique_ptr<Api> api_;
   boost::json::object doc_;
 };

@@ -1044,5 +1044,398 @@ TEST_F(SqliteStoreTest, SystemQueriesUseTheEqualityIndexesAndPage) {
   sqlite3_close(db);
 }
 
+Result<core::SystemRecord> register_system(Store& store, const std::string& id) {
+  return wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store.create_system(system_record(id, "payment"), make_audit("third-party-system.register", id),
+                        std::move(done));
+  });
+}
+
+Result<void> record(Store& store, SystemCheck check) {
+  return wait_for<void>(
+      [&](Completion<void> done) { store.record_system_check(std::move(check), std::move(done)); });
+}
+
+SystemCheck status_check(std::string id, core::SystemStatus to, std::string reason, core::Timestamp at) {
+  SystemCheck c;
+  c.id = std::move(id);
+  c.change = core::StatusChange{
+      .from = core::SystemStatus::unknown, .to = to, .reason = std::move(reason), .at = at};
+  return c;
+}
+
+SystemCheck probe_check(std::string id, core::Timestamp at, bool ok = true,
+                        std::chrono::microseconds latency = 1500us) {
+  SystemCheck c;
+  c.id = std::move(id);
+  c.probe = core::ProbeSample{.at = at, .ok = ok, .latency = latency};
+  return c;
+}
+
+// The whole status history of a 3rd-party system, read in pages of `limit`.
+std::vector<core::StatusHistoryEntry> history_of(Store& store, const std::string& id,
+                                                 std::size_t limit = 1000) {
+  std::vector<core::StatusHistoryEntry> out;
+  StatusHistoryQuery q;
+  q.id = id;
+  q.limit = limit;
+  for (;;) {
+    auto page = store.status_history(q);
+    EXPECT_TRUE(page.has_value()) << page.error().detail;
+    if (!page) return out;
+    out.insert(out.end(), page->items.begin(), page->items.end());
+    if (!page->next_after) return out;
+    q.after_seq = std::stoll(*page->next_after);
+  }
+}
+
+std::vector<std::string> reasons_of(const std::vector<core::StatusHistoryEntry>& entries) {
+  std::vector<std::string> out;
+  for (const auto& e : entries) out.push_back(e.reason);
+  return out;
+}
+
+std::vector<core::Timestamp> times_of(const std::vector<core::ProbeSample>& samples) {
+  std::vector<core::Timestamp> out;
+  for (const auto& s : samples) out.push_back(s.at);
+  return out;
+}
+
+std::vector<core::ProbeSample> samples_of(Store& store, const std::string& id,
+                                          core::Timestamp from = core::Timestamp{},
+                                          core::Timestamp to = kT0 + 24h) {
+  auto samples = store.probe_samples(core::SystemKind::third_party, id, from, to);
+  EXPECT_TRUE(samples.has_value()) << samples.error().detail;
+  return samples ? *samples : std::vector<core::ProbeSample>{};
+}
+
+// Runs `sql` on the database file through a connection of its own.
+void exec_sql(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  char* message = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+  const std::string error = message != nullptr ? message : "";
+  sqlite3_free(message);
+  sqlite3_close(db);
+  ASSERT_EQ(rc, SQLITE_OK) << error;
+}
+
+// The single integer `sql` yields.
+std::int64_t query_integer(const std::filesystem::path& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::int64_t value = -1;
+  if (sqlite3_step(stmt) == SQLITE_ROW) value = sqlite3_column_int64(stmt, 0);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return value;
+}
+
+TEST_F(SqliteStoreTest, ARecordedCheckSetsTheStatusWithoutANewVersionOrAuditEntry) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  const auto audit_before = all_audit().size();
+  auto check = status_check("s1", core::SystemStatus::down, "3 probes failed: HTTP 503", kT0 + 10s);
+  check.probe = core::ProbeSample{.at = kT0 + 10s, .ok = false, .latency = 2500us};
+  const auto recorded = record(*store_, std::move(check));
+  ASSERT_TRUE(recorded) << recorded.error().detail;
+
+  const auto read = store_->system(core::SystemKind::third_party, "s1");
+  ASSERT_TRUE(read) << read.error().detail;
+  EXPECT_EQ(read->status, core::SystemStatus::down);
+  EXPECT_EQ(read->status_reason, "3 probes failed: HTTP 503");
+  EXPECT_EQ(read->status_since, kT0 + 10s);
+  EXPECT_EQ(read->version, 1);  // a status is not an edit: ETags held by clients stay valid
+  EXPECT_EQ(read->modified, kT0);
+  SystemQuery down;
+  down.status = core::SystemStatus::down;
+  ASSERT_EQ(store_->systems(down)->items.size(), 1u);  // the status index sees it
+
+  const auto history = history_of(*store_, "s1");
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0].status, core::SystemStatus::down);
+  EXPECT_EQ(history[0].at, kT0 + 10s);
+  EXPECT_EQ(history[0].reason, "3 probes failed: HTTP 503");
+  const auto samples = samples_of(*store_, "s1");
+  ASSERT_EQ(samples.size(), 1u);
+  EXPECT_EQ(samples[0].at, kT0 + 10s);
+  EXPECT_FALSE(samples[0].ok);
+  EXPECT_EQ(samples[0].latency, 2500us);
+  EXPECT_EQ(all_audit().size(), audit_before);
+
+  // A probe without a change leaves status and history alone.
+  ASSERT_TRUE(record(*store_, probe_check("s1", kT0 + 20s)));
+  EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->status, core::SystemStatus::down);
+  EXPECT_EQ(history_of(*store_, "s1").size(), 1u);
+  EXPECT_EQ(samples_of(*store_, "s1").size(), 2u);
+}
+
+TEST_F(SqliteStoreTest, StatusHistoryIsInSeqOrderAndPagedByCursor) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  ASSERT_TRUE(register_system(*store_, "s2"));
+  for (int i = 0; i < 7; ++i) {
+    const auto to = i % 2 == 0 ? core::SystemStatus::up : core::SystemStatus::degraded;
+    ASSERT_TRUE(record(*store_, status_check("s1", to, fmt::format("change {}", i), kT0 + i * 1s)));
+    ASSERT_TRUE(record(*store_, status_check("s2", to, fmt::format("other {}", i), kT0 + i * 1s)));
+  }
+
+  StatusHistoryQuery q;
+  q.id = "s1";
+  q.limit = 3;
+  std::vector<std::size_t> page_sizes;
+  std::vector<core::StatusHistoryEntry> all;
+  for (;;) {
+    const auto page = store_->status_history(q);
+    ASSERT_TRUE(page) << page.error().detail;
+    page_sizes.push_back(page->items.size());
+    all.insert(all.end(), page->items.begin(), page->items.end());
+    if (!page->next_after) break;
+    EXPECT_EQ(*page->next_after, std::to_string(page->items.back().seq));
+    q.after_seq = std::stoll(*page->next_after);
+  }
+  EXPECT_EQ(page_sizes, (std::vector<std::size_t>{3, 3, 1}));
+  EXPECT_EQ(reasons_of(all), (std::vector<std::string>{"change 0", "change 1", "change 2", "change 3",
+                                                       "change 4", "change 5", "change 6"}));
+  EXPECT_TRUE(
+      std::is_sorted(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; }));
+  EXPECT_EQ(all[1].status, core::SystemStatus::degraded);
+
+  StatusHistoryQuery since;
+  since.id = "s1";
+  since.since = kT0 + 5s;
+  EXPECT_EQ(reasons_of(store_->status_history(since)->items),
+            (std::vector<std::string>{"change 5", "change 6"}));
+  StatusHistoryQuery twin_kind;
+  twin_kind.kind = core::SystemKind::twin;
+  twin_kind.id = "s1";
+  EXPECT_TRUE(store_->status_history(twin_kind)->items.empty());  // kinds are separate
+
+  // The history and sample queries walk their system's index instead of scanning.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(options().path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  for (const auto& [sql, index] : std::vector<std::pair<std::string, std::string>>{
+           {"EXPLAIN QUERY PLAN SELECT seq, at, status, reason FROM system_status_history WHERE kind = "
+            "'third-party-system' AND system_id = 's1' AND seq > 0 ORDER BY seq LIMIT 101",
+            "system_status_history_by_system"},
+           {"EXPLAIN QUERY PLAN SELECT seq, at, status, reason FROM system_status_history WHERE kind = "
+            "'third-party-system' AND system_id = 's1' AND at <= 5 ORDER BY seq DESC LIMIT 1",
+            "system_status_history_by_system"},
+           {"EXPLAIN QUERY PLAN SELECT at, ok, latency_us FROM system_probes WHERE kind = "
+            "'third-party-system' AND system_id = 's1' AND at >= 0 AND at <= 5 ORDER BY at DESC LIMIT 10",
+            "system_probes_by_system"}}) {
+    sqlite3_stmt* stmt = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    std::string plan;
+    while (sqlite3_step(stmt) == SQLITE_ROW)
+      plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+    sqlite3_finalize(stmt);
+    EXPECT_NE(plan.find(index), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("SCAN"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  }
+  sqlite3_close(db);
+}
+
+TEST_F(SqliteStoreTest, HistoryBeyondKeepHistoryIsPrunedOldestFirst) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  ASSERT_TRUE(register_system(*store_, "s2"));
+  ASSERT_TRUE(record(*store_, status_check("s2", core::SystemStatus::up, "other", kT0)));
+  for (int i = 0; i < 6; ++i) {
+    auto check = status_check("s1", core::SystemStatus::up, fmt::format("change {}", i), kT0 + i * 1s);
+    check.keep_history = 3;
+    ASSERT_TRUE(record(*store_, std::move(check)));
+    EXPECT_EQ(history_of(*store_, "s1").size(), std::min(i + 1, 3)) << i;
+  }
+  EXPECT_EQ(reasons_of(history_of(*store_, "s1")),
+            (std::vector<std::string>{"change 3", "change 4", "change 5"}));
+  EXPECT_EQ(reasons_of(history_of(*store_, "s2")),
+            (std::vector<std::string>{"other"}));  // not another system's
+  EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->status_reason, "change 5");
+}
+
+TEST_F(SqliteStoreTest, ProbeSamplesOlderThanKeepProbesSinceArePruned) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  ASSERT_TRUE(register_system(*store_, "s2"));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(record(*store_, probe_check("s1", kT0 + i * 1s)));
+    ASSERT_TRUE(record(*store_, probe_check("s2", kT0 + i * 1s)));
+  }
+  auto check = probe_check("s1", kT0 + 10s);
+  check.keep_probes_since = kT0 + 5s;
+  ASSERT_TRUE(record(*store_, std::move(check)));
+  EXPECT_EQ(times_of(samples_of(*store_, "s1")),
+            (std::vector<core::Timestamp>{kT0 + 5s, kT0 + 6s, kT0 + 7s, kT0 + 8s, kT0 + 9s, kT0 + 10s}));
+  EXPECT_EQ(samples_of(*store_, "s2").size(), 10u);  // not another system's
+
+  // A check without a probe prunes too.
+  SystemCheck prune_only;
+  prune_only.id = "s1";
+  prune_only.keep_probes_since = kT0 + 9s;
+  ASSERT_TRUE(record(*store_, std::move(prune_only)));
+  EXPECT_EQ(times_of(samples_of(*store_, "s1")), (std::vector<core::Timestamp>{kT0 + 9s, kT0 + 10s}));
+}
+
+TEST_F(SqliteStoreTest, StatusBeforeIsTheNewestEntryAtOrBeforeTheTime) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  ASSERT_TRUE(record(*store_, status_check("s1", core::SystemStatus::up, "first", kT0 + 10s)));
+  ASSERT_TRUE(record(*store_, status_check("s1", core::SystemStatus::down, "second", kT0 + 20s)));
+  ASSERT_TRUE(record(*store_, status_check("s1", core::SystemStatus::up, "third", kT0 + 30s)));
+
+  const auto before = [&](core::Timestamp at) {
+    auto e = store_->status_before(core::SystemKind::third_party, "s1", at);
+    EXPECT_TRUE(e.has_value()) << e.error().detail;
+    return e ? *e : std::nullopt;
+  };
+  EXPECT_FALSE(before(kT0 + 5s).has_value());
+  ASSERT_TRUE(before(kT0 + 20s).has_value());
+  EXPECT_EQ(before(kT0 + 20s)->reason, "second");
+  EXPECT_EQ(before(kT0 + 20s)->status, core::SystemStatus::down);
+  EXPECT_EQ(before(kT0 + 20s)->at, kT0 + 20s);
+  EXPECT_EQ(before(kT0 + 29s)->reason, "second");
+  EXPECT_EQ(before(kT0 + 1h)->reason, "third");
+  const auto unknown = store_->status_before(core::SystemKind::third_party, "nobody", kT0 + 1h);
+  ASSERT_TRUE(unknown);
+  EXPECT_FALSE(unknown->has_value());
+}
+
+TEST_F(SqliteStoreTest, ProbeSamplesAreReturnedForTheWindowInTimeOrder) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  // Recorded out of order: the result is still ordered by time.
+  for (const int i : {4, 1, 7, 3, 0, 6, 2, 5}) {
+    ASSERT_TRUE(
+        record(*store_, probe_check("s1", kT0 + i * 1s, i % 3 != 0, std::chrono::microseconds(1000 + i))));
+  }
+  const auto window = samples_of(*store_, "s1", kT0 + 3s, kT0 + 6s);  // both ends included
+  EXPECT_EQ(times_of(window), (std::vector<core::Timestamp>{kT0 + 3s, kT0 + 4s, kT0 + 5s, kT0 + 6s}));
+  ASSERT_EQ(window.size(), 4u);
+  EXPECT_FALSE(window[0].ok);
+  EXPECT_TRUE(window[1].ok);
+  EXPECT_EQ(window[1].latency, 1004us);
+  EXPECT_TRUE(samples_of(*store_, "s1", kT0 + 8s, kT0 + 9s).empty());
+}
+
+TEST_F(SqliteStoreTest, ProbeSamplesAreBoundedToTheNewest) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  const auto n = kMaxProbeSamples + 5;
+  exec_sql(options().path,
+           fmt::format("WITH RECURSIVE i(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM i WHERE x + 1 < {}) "
+                       "INSERT INTO system_probes(kind, system_id, at, ok, latency_us) "
+                       "SELECT 'third-party-system', 's1', {} + x, 1, 1000 FROM i",
+                       n, core::to_unix_micros(kT0)));
+  const auto samples = samples_of(*store_, "s1");
+  ASSERT_EQ(samples.size(), kMaxProbeSamples);
+  EXPECT_EQ(samples.front().at, kT0 + 5us);  // the 5 oldest are left out
+  EXPECT_EQ(samples.back().at, kT0 + std::chrono::microseconds(n - 1));
+  EXPECT_TRUE(std::is_sorted(samples.begin(), samples.end(),
+                             [](const auto& a, const auto& b) { return a.at < b.at; }));
+}
+
+TEST_F(SqliteStoreTest, ACheckOfAMissingSystemIsNotFoundAndWritesNothing) {
+  auto check = status_check("ghost", core::SystemStatus::up, "ok", kT0);
+  check.probe = core::ProbeSample{.at = kT0, .ok = true, .latency = 100us};
+  const auto r = record(*store_, check);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Errc::not_found);
+
+  // A check that raced the deregistration of its system is dropped the same way.
+  ASSERT_TRUE(register_system(*store_, "gone"));
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->delete_system(core::SystemKind::third_party, "gone", std::nullopt, make_audit("d", "gone"),
+                          std::move(done));
+  }));
+  check.id = "gone";
+  const auto late = record(*store_, check);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, Errc::not_found);
+
+  EXPECT_TRUE(history_of(*store_, "ghost").empty());
+  EXPECT_TRUE(history_of(*store_, "gone").empty());
+  EXPECT_TRUE(samples_of(*store_, "ghost").empty());
+  EXPECT_TRUE(samples_of(*store_, "gone").empty());
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_probes"), 0);
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_status_history"), 0);
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM systems"), 0);
+}
+
+TEST_F(SqliteStoreTest, DeletingASystemDeletesItsProbesAndHistory) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  ASSERT_TRUE(register_system(*store_, "s2"));
+  for (const auto* id : {"s1", "s2"}) {
+    auto check = status_check(id, core::SystemStatus::up, "ok", kT0 + 1s);
+    check.probe = core::ProbeSample{.at = kT0 + 1s, .ok = true, .latency = 100us};
+    ASSERT_TRUE(record(*store_, std::move(check)));
+  }
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->delete_system(core::SystemKind::third_party, "s1", 1, make_audit("d", "s1"), std::move(done));
+  }));
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_probes WHERE system_id = 's1'"), 0);
+  EXPECT_EQ(
+      query_integer(options().path, "SELECT COUNT(*) FROM system_status_history WHERE system_id = 's1'"), 0);
+  EXPECT_EQ(samples_of(*store_, "s2").size(), 1u);
+  EXPECT_EQ(history_of(*store_, "s2").size(), 1u);
+
+  // Registered again under the same id, it starts with a clean record.
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  EXPECT_TRUE(history_of(*store_, "s1").empty());
+  EXPECT_TRUE(samples_of(*store_, "s1").empty());
+}
+
+TEST_F(SqliteStoreTest, AnUpdateKeepsTheStatusRecordedSinceTheRecordWasRead) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  auto read = store_->system(core::SystemKind::third_party, "s1");  // as a PATCH route reads it
+  ASSERT_TRUE(read);
+  ASSERT_EQ(read->status, core::SystemStatus::unknown);
+  ASSERT_TRUE(
+      record(*store_, status_check("s1", core::SystemStatus::down, "timed out after 5000 ms", kT0 + 10s)));
+
+  auto changed = *read;
+  changed.name = "renamed";
+  const auto updated = wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->update_system(changed, 1, make_audit("u", "s1", kT0 + 20s), std::move(done));
+  });
+  ASSERT_TRUE(updated) << updated.error().detail;
+  EXPECT_EQ(updated->version, 2);
+  EXPECT_EQ(updated->modified, kT0 + 20s);
+  EXPECT_EQ(updated->status, core::SystemStatus::down);  // the returned record shows what is stored
+  EXPECT_EQ(updated->status_reason, "timed out after 5000 ms");
+  EXPECT_EQ(updated->status_since, kT0 + 10s);
+  const auto stored = store_->system(core::SystemKind::third_party, "s1");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(stored->name, "renamed");
+  EXPECT_EQ(stored->status, core::SystemStatus::down);
+  EXPECT_EQ(stored->status_reason, "timed out after 5000 ms");
+  EXPECT_EQ(stored->status_since, kT0 + 10s);
+}
+
+TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
+  ASSERT_TRUE(register_system(*store_, "s1"));
+  close_store();
+  // Back to what schema 3 left: no monitoring tables, version 3.
+  exec_sql(options().path,
+           "BEGIN; DROP TABLE system_probes; DROP TABLE system_status_history; "
+           "DELETE FROM schema_migrations WHERE version > 3; COMMIT;");
+  ASSERT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 3);
+  ASSERT_EQ(query_integer(options().path,
+                          "SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'system_probes%' OR name LIKE "
+                          "'system_status_history%'"),
+            0);
+
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+  EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
+            SqliteStore::schema_version());
+  EXPECT_EQ(SqliteStore::schema_version(), 4);
+  const auto kept = store_->system(core::SystemKind::third_party, "s1");
+  ASSERT_TRUE(kept) << kept.error().detail;
+  EXPECT_EQ(kept->status, core::SystemStatus::unknown);
+  auto check = status_check("s1", core::SystemStatus::up, "HTTP 200", kT0 + 1s);
+  check.probe = core::ProbeSample{.at = kT0 + 1s, .ok = true, .latency = 900us};
+  ASSERT_TRUE(record(*store_, std::move(check)));
+  EXPECT_EQ(history_of(*store_, "s1").size(), 1u);
+  EXPECT_EQ(samples_of(*store_, "s1").size(), 1u);
+  EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->status, core::SystemStatus::up);
+}
+
 }  // namespace
 }  // namespace twinbridge::store

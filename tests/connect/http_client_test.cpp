@@ -1,0 +1,138 @@
+#include "connect/http_client.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <future>
+#include <thread>
+
+#include "support/upstream_server.hpp"
+
+namespace twinbridge::connect {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::UpstreamReply;
+using testing::UpstreamRequest;
+using testing::UpstreamServer;
+
+class HttpClientTest : public ::testing::Test {
+ protected:
+  HttpClientTest() : work_(boost::asio::make_work_guard(io_)), thread_([this] { io_.run(); }) {}
+  ~HttpClientTest() override {
+    work_.reset();
+    thread_.join();
+  }
+
+  core::Result<HttpResponse> call(HttpRequest request) {
+    std::promise<core::Result<HttpResponse>> done;
+    auto future = done.get_future();
+    client_.send(std::move(request), [&done](core::Result<HttpResponse> r) { done.set_value(std::move(r)); });
+    return future.get();
+  }
+
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  HttpClient client_{io_, HttpClientOptions{}};
+  std::thread thread_;
+};
+
+TEST_F(HttpClientTest, SendsTheRequestAndReadsTheResponse) {
+  UpstreamRequest seen;
+  UpstreamServer upstream([&](const UpstreamRequest& r) {
+    seen = r;
+    return UpstreamReply{201, {{"Content-Type", "application/json"}, {"X-Answer", "42"}}, R"({"ok":true})"};
+  });
+  HttpRequest req;
+  req.method = "POST";
+  req.url = upstream.url("/api/v1/things?limit=5");
+  req.headers = {{"Authorization", "Bearer abc"}};
+  req.body = R"({"a":1})";
+  auto r = call(req);
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status, 201);
+  EXPECT_EQ(r->body, R"({"ok":true})");
+  EXPECT_EQ(r->header("x-answer"), "42");
+  EXPECT_GT(r->elapsed.count(), 0);
+  EXPECT_EQ(seen.method, "POST");
+  EXPECT_EQ(seen.target, "/api/v1/things?limit=5");
+  EXPECT_EQ(seen.headers["host"], "127.0.0.1:" + std::to_string(upstream.port()));
+  EXPECT_EQ(seen.headers["authorization"], "Bearer abc");
+  EXPECT_EQ(seen.headers["user-agent"], "twinbridge");
+  EXPECT_EQ(seen.body, R"({"a":1})");
+}
+
+TEST_F(HttpClientTest, AnEmptyPathIsTheRoot) {
+  std::string target;
+  UpstreamServer upstream([&](const UpstreamRequest& r) {
+    target = r.target;
+    return UpstreamReply{};
+  });
+  auto r = call({"GET", "http://127.0.0.1:" + std::to_string(upstream.port()), {}, {}, 2s, 1024});
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(target, "/");
+}
+
+TEST_F(HttpClientTest, ARefusedConnectionIsUnavailable) {
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{}; });
+  const auto url = upstream.url("/health");
+  upstream.stop();
+  auto r = call({"GET", url, {}, {}, 2s, 1024});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, core::Errc::unavailable);
+  EXPECT_EQ(r.error().detail, "connection refused (connecting)");
+}
+
+TEST_F(HttpClientTest, AHangingPeerTimesOutAtTheDeadline) {
+  UpstreamServer upstream([](const UpstreamRequest&) {
+    UpstreamReply reply;
+    reply.hang = true;
+    return reply;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto r = call({"GET", upstream.url("/health"), {}, {}, 300ms, 1024});
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail, "timed out after 300 ms (reading the response)");
+  EXPECT_LT(took, 5s);  // bounded: the call ends near its deadline, not when the peer gives up
+}
+
+TEST_F(HttpClientTest, AnOversizedBodyFailsInsteadOfBeingBuffered) {
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{200, {}, std::string(10 << 20, 'x')}; });
+  auto r = call({"GET", upstream.url("/big"), {}, {}, 10s, 64 * 1024});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail, "response body larger than 65536 bytes (reading the response)");
+}
+
+TEST_F(HttpClientTest, APeerThatClosesWithoutAnsweringFails) {
+  UpstreamServer upstream([](const UpstreamRequest&) {
+    UpstreamReply reply;
+    reply.close_without_reply = true;
+    return reply;
+  });
+  auto r = call({"GET", upstream.url("/"), {}, {}, 2s, 1024});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, core::Errc::unavailable);
+  EXPECT_NE(r.error().detail.find("connection closed before a complete response"), std::string::npos)
+      << r.error().detail;
+}
+
+TEST_F(HttpClientTest, UrlsThatCannotBeCalledAreBadRequests) {
+  for (const auto* url : {"not a url", "ftp://127.0.0.1/file", "mailto:a@b.c"}) {
+    auto r = call({"GET", url, {}, {}, 1s, 1024});
+    ASSERT_FALSE(r) << url;
+    EXPECT_EQ(r.error().code, core::Errc::bad_request) << url;
+  }
+}
+
+TEST_F(HttpClientTest, HttpsToAPlainHttpPeerFailsTheHandshake) {
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{}; });
+  // The peer waits for an HTTP head that never comes; the handshake ends at the deadline.
+  auto r = call({"GET", "https://127.0.0.1:" + std::to_string(upstream.port()) + "/", {}, {}, 300ms, 1024});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().detail, "timed out after 300 ms (TLS handshake)");
+}
+
+}  // namespace
+}  // namespace twinbridge::connect
