@@ -294,7 +294,8 @@ std::vector<Setting> table() {
   add("monitor.timeout_ms", "--monitor-timeout-ms", "5000",
       "time a probe may take (connect to last byte), unless the registration says otherwise",
       [](Config& c, const std::string& v) { return millis(c.monitor.defaults.timeout, v); });
-  add("monitor.max_timeout_ms", "--monitor-max-timeout-ms", "30000", "longest probe timeout a registration may ask for",
+  add("monitor.max_timeout_ms", "--monitor-max-timeout-ms", "30000",
+      "longest probe timeout a registration may ask for",
       [](Config& c, const std::string& v) { return millis(c.monitor.max_timeout, v); });
   add("monitor.failure_threshold", "--monitor-failure-threshold", "3",
       "consecutive failed probes before a system is down, unless the registration says otherwise",
@@ -306,8 +307,7 @@ std::vector<Setting> table() {
       "heartbeat TTL of systems that send heartbeats without declaring one",
       [](Config& c, const std::string& v) { return millis(c.monitor.defaults.default_heartbeat_ttl, v); });
   add("monitor.max_response_bytes", "--monitor-max-response-bytes", "65536",
-      "largest health response body; a larger one fails the probe",
-      [](Config& c, const std::string& v) {
+      "largest health response body; a larger one fails the probe", [](Config& c, const std::string& v) {
         return whole(c.monitor.max_response_body, v, std::size_t{1}, std::size_t{16} << 20);
       });
   add("monitor.max_concurrent_probes", "--monitor-max-concurrent-probes", "64", "probes in flight at once",
@@ -319,7 +319,8 @@ std::vector<Setting> table() {
         return whole(c.monitor.history_limit, v, std::size_t{1}, std::size_t{1'000'000});
       });
   add("monitor.sla_window_s", "--monitor-sla-window-s", "86400",
-      "probe samples are kept this long; the longest window of an SLA report", [](Config& c, const std::string& v) {
+      "probe samples are kept this long; the longest window of an SLA report",
+      [](Config& c, const std::string& v) {
         std::int64_t n = 0;
         if (auto ok = whole(n, v, std::int64_t{60}, std::int64_t{90} * 86'400); !ok) return ok;
         c.monitor.sla_window = std::chrono::seconds(n);

@@ -46,10 +46,10 @@ constexpr auto kUseTuple = net::as_tuple(net::use_awaitable);
 
 struct Target {
   bool tls = false;
-  std::string host;       // for resolution and TLS (IPv6 without brackets)
+  std::string host;  // for resolution and TLS (IPv6 without brackets)
   std::string port;
   std::string host_header;
-  std::string target;     // origin-form: path and query
+  std::string target;  // origin-form: path and query
 };
 
 core::Result<Target> parse_target(std::string_view url) {
@@ -74,7 +74,8 @@ core::Result<Target> parse_target(std::string_view url) {
   return t;
 }
 
-core::Error network_error(const boost::system::error_code& ec, const HttpRequest& req, std::string_view stage) {
+core::Error network_error(const boost::system::error_code& ec, const HttpRequest& req,
+                          std::string_view stage) {
   std::string what;
   if (ec == beast::error::timeout || ec == net::error::operation_aborted) {
     what = fmt::format("timed out after {} ms", req.timeout.count());
@@ -184,7 +185,8 @@ net::awaitable<core::Result<HttpResponse>> call(HttpClient::Impl& impl, HttpRequ
   out.status = static_cast<int>(res.result_int());
   for (const auto& f : res) out.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
   out.body = std::move(res.body());
-  out.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  out.elapsed =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
   co_return out;
 }
 

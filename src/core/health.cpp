@@ -102,15 +102,13 @@ std::optional<StatusChange> HealthTracker::on_probe(const ProbeResult& r) {
       why = fmt::format("health probe: {} in {:.1f} ms, over the latency target of {} ms", r.detail,
                         to_ms(r.latency), *policy_.latency_target_ms);
     }
-    const bool recovering =
-        probe_.status == SystemStatus::down || probe_.status == SystemStatus::unknown;
+    const bool recovering = probe_.status == SystemStatus::down || probe_.status == SystemStatus::unknown;
     if (!recovering || probe_.consecutive_successes >= policy_.success_threshold) {
       probe_.status = sample;
       probe_.reason = std::move(why);
     } else {
-      probe_.reason = fmt::format("health probe: {} of {} passed after failures", 
-                                  plural(probe_.consecutive_successes, "probe"),
-                                  policy_.success_threshold);
+      probe_.reason = fmt::format("health probe: {} of {} passed after failures",
+                                  plural(probe_.consecutive_successes, "probe"), policy_.success_threshold);
     }
   } else {
     probe_.last_latency.reset();

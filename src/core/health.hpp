@@ -32,7 +32,8 @@ struct MonitorPolicy {
   std::chrono::milliseconds timeout{5'000};
   int failure_threshold = 3;
   int success_threshold = 1;
-  std::optional<std::chrono::milliseconds> heartbeat_ttl;  // declared: the heartbeat check runs from the start
+  std::optional<std::chrono::milliseconds>
+      heartbeat_ttl;  // declared: the heartbeat check runs from the start
   std::chrono::milliseconds default_heartbeat_ttl{90'000};  // for systems that send heartbeats undeclared
   std::optional<double> latency_target_ms;                  // service_level.latency_ms
   std::optional<double> availability_target;                // service_level.availability, percent

@@ -53,9 +53,10 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
   add_twin_routes(router_, services_, twin_systems_, twins_);
   add_things_routes(router_, services_, twins_);
   add_event_routes(router_, services_);
-  monitor.set_listener([this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
-    publish_status_event(services_, kind, id, change);
-  });
+  monitor.set_listener(
+      [this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
+        publish_status_event(services_, kind, id, change);
+      });
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

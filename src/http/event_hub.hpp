@@ -1,8 +1,8 @@
 #pragma once
 // EventHub: notifications for Server-Sent Events subscribers: the W3C WoT Discovery notifications of the
-// directory (thing_created, thing_updated, thing_deleted) in one hub, changes of systems' status in another. Every event gets an increasing id; the last `history`
-// events are kept so that a client reconnecting with Last-Event-ID misses nothing that is still kept. Events
-// carry two payloads: the plain one
+// directory (thing_created, thing_updated, thing_deleted) in one hub, changes of systems' status in another.
+// Every event gets an increasing id; the last `history` events are kept so that a client reconnecting with
+// Last-Event-ID misses nothing that is still kept. Events carry two payloads: the plain one
 // ({"id": ...}) and the one for subscribers that asked for diff=true (the whole TD when created, the merge
 // patch of the change when updated).
 //
@@ -66,8 +66,8 @@ class EventHub {
 
   void publish(std::string type, std::string data, std::string diff_data);
 
-  // A new subscription for `types` (every type when empty); with `last_event_id`, every kept event after it is
-  // queued first.
+  // A new subscription for `types` (every type when empty); with `last_event_id`, every kept event after it
+  // is queued first.
   std::shared_ptr<Subscription> subscribe(boost::asio::any_io_executor executor, std::set<std::string> types,
                                           bool diff, std::optional<std::uint64_t> last_event_id);
 

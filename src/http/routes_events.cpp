@@ -81,9 +81,9 @@ HandlerResult stream_events(EventHub& hub, std::string type, const Request& req)
     if (k == "diff" && (v == "true" || v == "false")) {
       diff = v == "true";
     } else {
-      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, k,
-                              k == "diff" ? "diff must be true or false"
-                                          : fmt::format("unknown query parameter '{}'", k));
+      co_return core::fail_in(
+          Errc::bad_request, core::FieldIn::query, k,
+          k == "diff" ? "diff must be true or false" : fmt::format("unknown query parameter '{}'", k));
     }
   }
   std::optional<std::uint64_t> last;
@@ -110,9 +110,12 @@ HandlerResult stream_events(EventHub& hub, std::string type, const Request& req)
 
 void publish_status_event(ApiServices& s, core::SystemKind kind, const std::string& id,
                           const core::StatusChange& change) {
-  const boost::json::object data{{"kind", core::to_string(kind)}, {"id", id},
-                                 {"from", core::to_string(change.from)}, {"to", core::to_string(change.to)},
-                                 {"reason", change.reason}, {"at", core::format_rfc3339(change.at)}};
+  const boost::json::object data{{"kind", core::to_string(kind)},
+                                 {"id", id},
+                                 {"from", core::to_string(change.from)},
+                                 {"to", core::to_string(change.to)},
+                                 {"reason", change.reason},
+                                 {"at", core::format_rfc3339(change.at)}};
   auto text = boost::json::serialize(data);
   s.system_events.publish("status_changed", text, text);
 }

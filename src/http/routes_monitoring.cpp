@@ -81,7 +81,8 @@ void add_monitoring_routes(Router& router, ApiServices& s, registry::SystemRegis
                                             fmt::format("unknown query parameter '{}'", name));
                   }
                 }
-                if (auto record = s.store.system(kind, id); !record) co_return std::unexpected(record.error());
+                if (auto record = s.store.system(kind, id); !record)
+                  co_return std::unexpected(record.error());
                 auto history = s.store.status_history(q);
                 if (!history) co_return std::unexpected(history.error());
                 boost::json::array items;
@@ -110,7 +111,8 @@ void add_monitoring_routes(Router& router, ApiServices& s, registry::SystemRegis
                   if (!n) co_return std::unexpected(n.error());
                   window = std::chrono::seconds(*n);
                 }
-                if (auto record = s.store.system(kind, id); !record) co_return std::unexpected(record.error());
+                if (auto record = s.store.system(kind, id); !record)
+                  co_return std::unexpected(record.error());
                 auto report = s.monitor.sla(kind, id, window);
                 if (!report) co_return std::unexpected(report.error());
                 auto body = core::to_json(*report);
@@ -137,7 +139,8 @@ void add_monitoring_routes(Router& router, ApiServices& s, registry::SystemRegis
                 }
                 auto note = r.string("note", false, 1000).value_or("");
                 r.reject_unknown();
-                if (auto ok = core::validation_result(std::move(errors)); !ok) co_return std::unexpected(ok.error());
+                if (auto ok = core::validation_result(std::move(errors)); !ok)
+                  co_return std::unexpected(ok.error());
                 auto record = s.store.system(kind, id);
                 if (!record) co_return std::unexpected(record.error());
                 if (auto ok = registry.may_change(ctx.caller->principal, *record); !ok) {

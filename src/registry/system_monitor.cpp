@@ -258,7 +258,8 @@ MonitoredSystem SystemMonitor::view(const Key& key, const Entry& e) const {
 core::Result<core::SlaReport> SystemMonitor::sla(core::SystemKind kind, const std::string& id,
                                                  std::chrono::seconds window) const {
   const auto state = status(kind, id);
-  if (!state) return core::fail(Errc::not_found, fmt::format("{} '{}' does not exist", core::to_string(kind), id));
+  if (!state)
+    return core::fail(Errc::not_found, fmt::format("{} '{}' does not exist", core::to_string(kind), id));
   window = std::min(window, settings_.sla_window);
   const auto to = clock_.now();
   const auto from = to - std::chrono::duration_cast<std::chrono::microseconds>(window);
@@ -324,11 +325,10 @@ void SystemMonitor::on_tick() {
   }
   // Started outside the lock: a call that fails at once completes inline.
   for (std::size_t i = 0; i < probes.size(); ++i) {
-    client_->send(std::move(probes[i].second),
-                  [this, key = probes[i].first, generation = generations[i],
-                   at](core::Result<connect::HttpResponse> r) {
-                    on_probe_done(key, generation, probe_result(at, r));
-                  });
+    client_->send(std::move(probes[i].second), [this, key = probes[i].first, generation = generations[i],
+                                                at](core::Result<connect::HttpResponse> r) {
+      on_probe_done(key, generation, probe_result(at, r));
+    });
   }
 }
 
@@ -353,31 +353,31 @@ void SystemMonitor::record(const Key& key, std::optional<core::ProbeSample> samp
   check.id = key.second;
   check.probe = sample;
   check.change = change;
-  check.keep_probes_since = clock_.now() - std::chrono::duration_cast<std::chrono::microseconds>(settings_.sla_window);
+  check.keep_probes_since =
+      clock_.now() - std::chrono::duration_cast<std::chrono::microseconds>(settings_.sla_window);
   check.keep_history = settings_.history_limit;
   const auto generation = entries_.at(key)->generation;
-  store_.record_system_check(
-      std::move(check),
-      [this, key, generation, change = std::move(change), done = std::move(done)](core::Result<void> r) mutable {
-        if (!r) {
-          if (r.error().code == Errc::not_found) {
-            // Deregistered meanwhile: stop watching it, unless it was registered again since (on the
-            // monitor's thread, never under the caller's lock).
-            boost::asio::post(*io_, [this, key, generation] {
-              std::lock_guard lock(mutex_);
-              if (auto it = entries_.find(key); it != entries_.end() && it->second->generation == generation) {
-                entries_.erase(it);
-              }
-            });
-          } else {
-            spdlog::warn("monitor: cannot record the status of {} '{}': {}", core::to_string(key.first),
-                         key.second, r.error().detail);
+  store_.record_system_check(std::move(check), [this, key, generation, change = std::move(change),
+                                                done = std::move(done)](core::Result<void> r) mutable {
+    if (!r) {
+      if (r.error().code == Errc::not_found) {
+        // Deregistered meanwhile: stop watching it, unless it was registered again since (on the
+        // monitor's thread, never under the caller's lock).
+        boost::asio::post(*io_, [this, key, generation] {
+          std::lock_guard lock(mutex_);
+          if (auto it = entries_.find(key); it != entries_.end() && it->second->generation == generation) {
+            entries_.erase(it);
           }
-        } else if (change && listener_) {
-          listener_(key.first, key.second, *change);
-        }
-        if (done) done(std::move(r));
-      });
+        });
+      } else {
+        spdlog::warn("monitor: cannot record the status of {} '{}': {}", core::to_string(key.first),
+                     key.second, r.error().detail);
+      }
+    } else if (change && listener_) {
+      listener_(key.first, key.second, *change);
+    }
+    if (done) done(std::move(r));
+  });
 }
 
 }  // namespace twinbridge::registry

@@ -41,15 +41,15 @@ class io_context;
 namespace twinbridge::registry {
 
 struct MonitorSettings {
-  bool enabled = true;                          // false: no probes and no TTL lapses (heartbeats still count)
-  core::MonitorPolicy defaults;                 // for registrations that do not say otherwise
+  bool enabled = true;           // false: no probes and no TTL lapses (heartbeats still count)
+  core::MonitorPolicy defaults;  // for registrations that do not say otherwise
   std::chrono::milliseconds min_interval{1'000};  // a registration's interval is raised to this
   std::chrono::milliseconds max_timeout{30'000};  // and its timeout lowered to this
-  std::size_t max_response_body = 64 * 1024;  // a larger health response fails the probe
+  std::size_t max_response_body = 64 * 1024;      // a larger health response fails the probe
   std::size_t max_concurrent_probes = 64;
-  std::size_t history_limit = 1'000;                  // status changes kept per system
-  std::chrono::seconds sla_window{24 * 3600};         // probe samples kept, and the longest SLA window
-  std::chrono::milliseconds tick{250};                // how often due probes and heartbeat TTLs are looked at
+  std::size_t history_limit = 1'000;           // status changes kept per system
+  std::chrono::seconds sla_window{24 * 3600};  // probe samples kept, and the longest SLA window
+  std::chrono::milliseconds tick{250};         // how often due probes and heartbeat TTLs are looked at
   connect::HttpClientOptions client;
 };
 
@@ -113,8 +113,8 @@ class SystemMonitor {
   void launch_probe(const Key& key, Entry& entry, std::chrono::steady_clock::time_point now);
   void on_probe_done(const Key& key, std::uint64_t generation, core::ProbeResult result);
   // Writes the sample and the change; the listener hears of the change once it is durable.
-  void record(const Key& key, std::optional<core::ProbeSample> sample, std::optional<core::StatusChange> change,
-              store::Completion<void> done = nullptr);
+  void record(const Key& key, std::optional<core::ProbeSample> sample,
+              std::optional<core::StatusChange> change, store::Completion<void> done = nullptr);
   MonitoredSystem view(const Key& key, const Entry& entry) const;
 
   store::Store& store_;

@@ -99,7 +99,9 @@ TEST_F(HttpClientTest, AHangingPeerTimesOutAtTheDeadline) {
 }
 
 TEST_F(HttpClientTest, AnOversizedBodyFailsInsteadOfBeingBuffered) {
-  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{200, {}, std::string(10 << 20, 'x')}; });
+  UpstreamServer upstream([](const UpstreamRequest&) {
+    return UpstreamReply{200, {}, std::string(10 << 20, 'x')};
+  });
   auto r = call({"GET", upstream.url("/big"), {}, {}, 10s, 64 * 1024});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().detail, "response body larger than 65536 bytes (reading the response)");

@@ -185,8 +185,8 @@ TEST(SlaTest, AvailabilityIsTheShareOfMonitoredTimeNotDown) {
   EXPECT_FALSE(r.latency_met);
 
   // The status in force before the window counts from the window's start.
-  auto later = evaluate_sla(kT0 + 75s, kT0 + 85s, history[1], std::span(history).subspan(2), {}, 50.0,
-                            std::nullopt);
+  auto later =
+      evaluate_sla(kT0 + 75s, kT0 + 85s, history[1], std::span(history).subspan(2), {}, 50.0, std::nullopt);
   EXPECT_DOUBLE_EQ(*later.availability_percent, 50.0);
   EXPECT_EQ(later.availability_met, std::optional(true));
 

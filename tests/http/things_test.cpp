@@ -199,48 +199,8 @@ TEST_F(ThingsTest, TheDirectoryNeedsCredentials) {
 namespace twinbridge::testing {
 namespace {
 
-// Opens an SSE stream and returns the connection after its head.
-std::unique_ptr<Connection> open_events(std::uint16_t port, const std::string& path,
-                                        const std::string& last_event_id = "") {
-  auto c = std::make_unique<Connection>(port);
-  std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + kAdmin}};
-  if (!last_event_id.empty()) headers.emplace_back("Last-Event-ID", last_event_id);
-  c->send(serialize({"GET", path, "", headers}));
-  auto head = c->read_response();
-  EXPECT_TRUE(head);
-  if (head) {
-    EXPECT_EQ(head->status, 200);
-    EXPECT_EQ(head->header("Content-Type"), "text/event-stream");
-  }
-  return c;
-}
-
-struct Event {
-  std::string type;
-  std::string id;
-  boost::json::value data;
-};
-
-// The next event of the stream, skipping heartbeat comments.
-std::optional<Event> next_event(Connection& c) {
-  for (;;) {
-    auto frame = c.read_until("\n\n");
-    if (!frame) return std::nullopt;
-    if (frame->starts_with(":")) continue;
-    Event e;
-    std::istringstream lines(*frame);
-    std::string line;
-    while (std::getline(lines, line)) {
-      if (line.starts_with("event: ")) e.type = line.substr(7);
-      if (line.starts_with("id: ")) e.id = line.substr(4);
-      if (line.starts_with("data: ")) e.data = boost::json::parse(line.substr(6));
-    }
-    return e;
-  }
-}
-
 TEST_F(ThingsTest, EventsReportCreationsUpdatesAndDeletionsWithDiffs) {
-  auto stream = open_events(port(), "/events?diff=true");
+  auto stream = open_events(port(), "/events?diff=true", kAdmin);
   const std::string path = "/things/urn:dev:events-1";
   ASSERT_EQ(call(port(), "PUT", path, kAdmin, boost::json::serialize(sensor("watched")), kTd).status, 201);
   auto created = next_event(*stream);
@@ -265,7 +225,7 @@ TEST_F(ThingsTest, EventsReportCreationsUpdatesAndDeletionsWithDiffs) {
   EXPECT_LT(std::stoull(created->id), std::stoull(deleted->id));
 
   // Resuming after the creation on the deletions-only stream replays exactly the deletion.
-  auto resumed = open_events(port(), "/events/thing_deleted", created->id);
+  auto resumed = open_events(port(), "/events/thing_deleted", kAdmin, created->id);
   auto replay = next_event(*resumed);
   ASSERT_TRUE(replay);
   EXPECT_EQ(replay->id, deleted->id);

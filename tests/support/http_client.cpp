@@ -10,6 +10,7 @@
 #include <boost/json/parse.hpp>
 
 #include <cctype>
+#include <sstream>
 #include <stdexcept>
 
 namespace twinbridge::testing {
@@ -166,6 +167,36 @@ HttpResponse call(std::uint16_t port, const std::string& method, const std::stri
     if (!has_type) r.headers.emplace_back("Content-Type", "application/json");
   }
   return fetch(port, r);
+}
+
+std::unique_ptr<Connection> open_events(std::uint16_t port, const std::string& path, const std::string& token,
+                                        const std::string& last_event_id) {
+  auto c = std::make_unique<Connection>(port);
+  std::vector<std::pair<std::string, std::string>> headers = {{"Authorization", "Bearer " + token}};
+  if (!last_event_id.empty()) headers.emplace_back("Last-Event-ID", last_event_id);
+  c->send(serialize({"GET", path, "", headers}));
+  auto head = c->read_response();
+  if (!head || head->status != 200 || head->header("Content-Type") != "text/event-stream") {
+    throw std::runtime_error("GET " + path + " did not open an event stream");
+  }
+  return c;
+}
+
+std::optional<Event> next_event(Connection& c) {
+  for (;;) {
+    auto frame = c.read_until("\n\n");
+    if (!frame) return std::nullopt;
+    if (frame->starts_with(":")) continue;
+    Event e;
+    std::istringstream lines(*frame);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.starts_with("event: ")) e.type = line.substr(7);
+      if (line.starts_with("id: ")) e.id = line.substr(4);
+      if (line.starts_with("data: ")) e.data = boost::json::parse(line.substr(6));
+    }
+    return e;
+  }
 }
 
 }  // namespace twinbridge::testing

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,5 +69,19 @@ HttpResponse fetch(std::uint16_t port, const Request& request);
 HttpResponse call(std::uint16_t port, const std::string& method, const std::string& path,
                   const std::string& token, const std::string& body = "",
                   const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+// Opens a Server-Sent Events stream (GET `path` with a bearer token) and returns the connection after the
+// response head, which must be 200 text/event-stream.
+std::unique_ptr<Connection> open_events(std::uint16_t port, const std::string& path, const std::string& token,
+                                        const std::string& last_event_id = "");
+
+struct Event {
+  std::string type;
+  std::string id;
+  boost::json::value data;
+};
+
+// The next event of the stream, skipping heartbeat comments; nullopt on close or timeout.
+std::optional<Event> next_event(Connection& c);
 
 }  // namespace twinbridge::testing

@@ -16,10 +16,12 @@ inline const std::string kAdmin = "test-admin-token-0123456789";
 
 class SharedServerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
+  static void SetUpTestSuite() { start_server(); }
+  // For fixtures that need other settings: call from their own SetUpTestSuite.
+  static void start_server(std::vector<std::string> args = {}) {
     dir_ = std::make_unique<TempDir>();
     server_ = std::make_unique<ServerProcess>(
-        dir_->path(), std::vector<std::string>{},
+        dir_->path(), std::move(args),
         std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
   }
   static void TearDownTestSuite() {

@@ -48,7 +48,8 @@ const char* reason_phrase(int status) {
 
 }  // namespace
 
-UpstreamServer::UpstreamServer(Handler handler, std::uint16_t port) : handler_(std::move(handler)), port_(port) {
+UpstreamServer::UpstreamServer(Handler handler, std::uint16_t port)
+    : handler_(std::move(handler)), port_(port) {
   start();
 }
 
@@ -188,7 +189,8 @@ void UpstreamServer::serve(int fd) {
     }
     lock.unlock();
     if (!reply.hang && !reply.close_without_reply) {
-      std::string out = "HTTP/1.1 " + std::to_string(reply.status) + " " + reason_phrase(reply.status) + "\r\n";
+      std::string out =
+          "HTTP/1.1 " + std::to_string(reply.status) + " " + reason_phrase(reply.status) + "\r\n";
       for (const auto& [k, v] : reply.headers) out += k + ": " + v + "\r\n";
       out += "Content-Length: " + std::to_string(reply.body.size()) + "\r\nConnection: close\r\n\r\n";
       out += reply.body;
