@@ -107,7 +107,17 @@ int run_serve(ConfigLoader& loader) {
   // Reads on every request's path (credentials, principals) are served from memory; see
   // store/cached_store.hpp.
   std::unique_ptr<store::Store> store = std::make_unique<store::CachedStore>(std::move(*sqlite));
+  // Discovery reads every twin from memory; the index follows each committed write (dtif/twin_index.hpp).
+  dtif::TwinIndex twin_index;
+  store->set_twin_listener(&twin_index);
   store->start();
+  if (auto indexed = twin_index.load(*store); !indexed) {
+    spdlog::critical("loading the twins: {}", indexed.error().detail);
+    store->stop();
+    spdlog::shutdown();
+    return 1;
+  }
+  spdlog::info("{} twins in memory ({} MiB of TDs)", twin_index.size(), twin_index.bytes() >> 20);
   if (config.admin_token.empty()) {
     if (auto ok = bootstrap_operator(*store, config, clock); !ok) {
       spdlog::critical("bootstrap: {}", ok.error().detail);
@@ -128,7 +138,7 @@ int run_serve(ConfigLoader& loader) {
     spdlog::shutdown();
     return 1;
   }
-  http::Api api(*store, authenticator, metrics, clock, *monitor, config.api, &access_log);
+  http::Api api(*store, authenticator, metrics, clock, *monitor, twin_index, config.api, &access_log);
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();

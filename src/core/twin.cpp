@@ -1,5 +1,10 @@
 #include "core/twin.hpp"
 
+#include <boost/container/pmr/memory_resource.hpp>
+
+#include <cstddef>
+#include <new>
+
 namespace twinbridge::core {
 
 boost::json::object to_json(const TwinRecord& t) {
@@ -12,6 +17,76 @@ boost::json::object to_json(const TwinRecord& t) {
   if (!t.system_id.empty()) out["twinbridge:system"] = t.system_id;
   out["twinbridge:version"] = t.version;
   return out;
+}
+
+}  // namespace twinbridge::core
+
+namespace twinbridge::core {
+
+namespace {
+
+// Hands out memory from one buffer, front to back; frees nothing (the owner frees the buffer). Counts what
+// it handed out, so that a first copy into a scratch buffer measures the exact size for the real one.
+class BumpResource final : public boost::container::pmr::memory_resource {
+ public:
+  BumpResource(unsigned char* base, std::size_t capacity) : base_(base), capacity_(capacity) {}
+  std::size_t used() const { return used_; }
+
+ private:
+  void* do_allocate(std::size_t n, std::size_t align) override {
+    const std::size_t offset = (used_ + align - 1) / align * align;
+    if (offset + n > capacity_) throw std::bad_alloc();
+    used_ = offset + n;
+    return base_ + offset;
+  }
+  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
+
+  unsigned char* base_;
+  std::size_t capacity_;
+  std::size_t used_ = 0;
+};
+
+}  // namespace
+
+TwinView::TwinView(const TwinRecord& twin, std::unique_ptr<unsigned char[]> arena, std::size_t size,
+                   const boost::json::value& wrapped)
+    : id_(twin.id),
+      system_id_(twin.system_id),
+      owner_(twin.owner),
+      version_(twin.version),
+      expires_(twin.expires),
+      arena_(std::move(arena)),
+      arena_size_(size),
+      wrapped_(wrapped, boost::json::storage_ptr(reinterpret_cast<BumpResource*>(arena_.get()))) {}
+
+// wrapped_ (declared last) goes first, handing its memory back to the resource (which keeps it); then arena_
+// frees everything at once. The resource has nothing to release.
+TwinView::~TwinView() = default;
+
+std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
+  boost::json::value wrapped(boost::json::array{boost::json::value(to_json(twin))});
+  // Measure: copy into a scratch buffer, growing it until the copy fits.
+  std::size_t scratch_size = 16 * 1024;
+  std::size_t needed = 0;
+  for (;;) {
+    auto scratch = std::make_unique<unsigned char[]>(scratch_size);
+    BumpResource counter(scratch.get(), scratch_size);
+    try {
+      boost::json::value measured(wrapped, boost::json::storage_ptr(&counter));
+      needed = counter.used();
+      break;
+    } catch (const std::bad_alloc&) {
+      scratch_size *= 4;
+    }
+  }
+  // The resource lives at the front of the arena; the value's memory follows it.
+  constexpr std::size_t kAlign = alignof(std::max_align_t);
+  const std::size_t header = (sizeof(BumpResource) + kAlign - 1) / kAlign * kAlign;
+  const std::size_t size = header + needed + kAlign;
+  auto arena = std::make_unique_for_overwrite<unsigned char[]>(size);
+  new (arena.get()) BumpResource(arena.get() + header, size - header);
+  return std::shared_ptr<const TwinView>(new TwinView(twin, std::move(arena), size, wrapped));
 }
 
 }  // namespace twinbridge::core

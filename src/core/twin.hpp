@@ -4,9 +4,12 @@
 // it was registered directly in the WoT directory), who registered it, and the registration information of
 // W3C WoT Discovery (created, modified, ttl, expires).
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -31,5 +34,39 @@ struct TwinRecord {
 // The TD as served: the document plus "registration" {created, modified, ttl?, expires?} (W3C WoT Discovery)
 // and "twinbridge:system", "twinbridge:version".
 boost::json::object to_json(const TwinRecord& twin);
+
+// A registered twin as served, immutable, for the in-memory twin index and discovery answers: the TD as
+// to_json() gives it, held in a one-element array (JSONPath filters apply to that array without a copy),
+// all of it in one allocation of exactly its size (about a third of the memory of a default-allocated
+// boost::json value). Shared between threads through shared_ptr<const TwinView>.
+class TwinView {
+ public:
+  static std::shared_ptr<const TwinView> make(const TwinRecord& twin);
+  ~TwinView();
+  TwinView(const TwinView&) = delete;
+  TwinView& operator=(const TwinView&) = delete;
+
+  const std::string& id() const { return id_; }
+  const std::string& system_id() const { return system_id_; }
+  const PrincipalId& owner() const { return owner_; }
+  std::int64_t version() const { return version_; }
+  const std::optional<Timestamp>& expires() const { return expires_; }
+  const boost::json::value& json() const { return wrapped_.at(0); }
+  const boost::json::value& wrapped() const { return wrapped_; }  // [json()]
+  std::size_t bytes() const { return arena_size_; }
+
+ private:
+  TwinView(const TwinRecord& twin, std::unique_ptr<unsigned char[]> arena, std::size_t size,
+           const boost::json::value& wrapped);
+
+  std::string id_;
+  std::string system_id_;
+  PrincipalId owner_;
+  std::int64_t version_;
+  std::optional<Timestamp> expires_;
+  std::unique_ptr<unsigned char[]> arena_;
+  std::size_t arena_size_;
+  boost::json::value wrapped_;  // allocated in arena_
+};
 
 }  // namespace twinbridge::core

@@ -13,8 +13,6 @@ using core::Errc;
 
 namespace {
 
-constexpr std::size_t kScanBatch = 500;
-
 // Reads the lifetime a TD's "registration" member asks for: {"ttl": seconds} or {"expires": date-time}.
 core::Result<std::optional<std::int64_t>> requested_ttl(const boost::json::value& registration,
                                                         std::string_view pointer, core::Timestamp now) {
@@ -126,25 +124,16 @@ core::Result<core::TwinRecord> TwinRegistry::find(const std::string& id) const {
   return twin;
 }
 
-core::Result<store::Page<core::TwinRecord>> TwinRegistry::discover(const TwinDiscoveryQuery& query) const {
-  store::TwinQuery q{query.system_id, clock_.now(), query.after, query.offset,
-                     query.filter ? std::max(query.limit, kScanBatch) : query.limit};
-  store::Page<core::TwinRecord> out;
-  for (;;) {
-    auto page = store_.twins(q);
-    if (!page) return std::unexpected(page.error());
-    for (auto& twin : page->items) {
-      if (query.filter && !query.filter->matches(boost::json::array{core::to_json(twin)})) continue;
-      if (out.items.size() == query.limit) {
-        out.next_after = out.items.back().id;
-        return out;
-      }
-      out.items.push_back(std::move(twin));
-    }
-    if (!page->next_after) return out;
-    q.after = *page->next_after;
-    q.offset = 0;
-  }
+store::Page<std::shared_ptr<const core::TwinView>> TwinRegistry::discover(
+    const TwinDiscoveryQuery& query) const {
+  TwinIndexQuery q;
+  q.system_id = query.system_id;
+  q.alive_at = clock_.now();
+  q.after = query.after;
+  q.offset = query.offset;
+  q.limit = query.limit;
+  q.filter = query.filter ? &*query.filter : nullptr;
+  return index_.find(q);
 }
 
 }  // namespace twinbridge::dtif

@@ -2,8 +2,8 @@
 // TwinRegistry: the twins of digital twin systems (FGMV-29 8.3.1 DTSR, "list of twins"; 8.3.2 DTSD). A twin
 // is a W3C WoT Thing Description 1.1 validated by core::parse_thing_description (with twinbridge's pose).
 // Twin ids are the TD ids, unique across all systems; a TD without an id gets "urn:uuid:<UUIDv7>". Discovery
-// walks the store in id order (indexed by owning system) and applies an optional RFC 9535 JSONPath filter to
-// each TD. Thread-safe (no mutable state).
+// reads the in-memory TwinIndex (id order, or by owning system) and applies an optional RFC 9535 JSONPath
+// filter to each TD. Thread-safe (no mutable state of its own).
 
 #include <boost/json/value.hpp>
 
@@ -14,6 +14,7 @@
 
 #include "core/principal.hpp"
 #include "core/twin.hpp"
+#include "dtif/twin_index.hpp"
 #include "query/jsonpath.hpp"
 #include "store/store.hpp"
 
@@ -33,7 +34,8 @@ struct TwinDiscoveryQuery {
 
 class TwinRegistry {
  public:
-  TwinRegistry(store::Store& store, const core::Clock& clock) : store_(store), clock_(clock) {}
+  TwinRegistry(store::Store& store, const TwinIndex& index, const core::Clock& clock)
+      : store_(store), index_(index), clock_(clock) {}
 
   // A twin from a TD document at `pointer` of the request. On replace, `current` is the stored twin: the TD
   // id may be omitted (it stays) but not changed. Errors: validation_failed with every violation's pointer.
@@ -46,13 +48,14 @@ class TwinRegistry {
                                                         const std::string& system_id,
                                                         const core::PrincipalId& owner) const;
 
-  core::Result<store::Page<core::TwinRecord>> discover(const TwinDiscoveryQuery& query) const;
+  store::Page<std::shared_ptr<const core::TwinView>> discover(const TwinDiscoveryQuery& query) const;
 
   // The twin with this id; not_found when there is none or its registration expired.
   core::Result<core::TwinRecord> find(const std::string& id) const;
 
  private:
   store::Store& store_;
+  const TwinIndex& index_;
   const core::Clock& clock_;
 };
 

@@ -38,11 +38,12 @@ std::string Api::request_id_for(const Request& request) {
 }
 
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-         registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log)
+         registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
+         AccessLog* access_log)
     : services_{store, authenticator, metrics, clock, events_, system_events_, monitor, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
-      twins_(store, clock),
+      twins_(store, twin_index, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_);

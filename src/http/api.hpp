@@ -50,7 +50,8 @@ class Api {
  public:
   // Sets the monitor's listener: call before monitor.start().
   Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-      registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log);
+      registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
+      AccessLog* access_log);
 
   boost::asio::awaitable<Response> handle(Request request);
 

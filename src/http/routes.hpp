@@ -83,6 +83,7 @@ void publish_status_event(ApiServices& services, core::SystemKind kind, const st
 // Publishes the directory notification of a twin change: created (`before` null), updated, deleted (`after`
 // null).
 void publish_twin_event(ApiServices& services, const core::TwinRecord* before, const core::TwinRecord* after);
+void publish_twin_deleted(ApiServices& services, const std::string& id);
 
 // Every write of a single twin goes through one of these: audited ("twin.create", `action`, "twin.delete"
 // with `detail`), made durable, then announced on /events. A changed or removed twin must still be at

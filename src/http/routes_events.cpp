@@ -16,17 +16,23 @@ namespace twinbridge::http {
 
 using core::Errc;
 
+void publish_twin_deleted(ApiServices& s, const std::string& id) {
+  auto plain = boost::json::serialize(boost::json::object{{"id", id}});
+  s.events.publish("thing_deleted", plain, plain);
+}
+
 void publish_twin_event(ApiServices& s, const core::TwinRecord* before, const core::TwinRecord* after) {
-  const auto& id = after != nullptr ? after->id : before->id;
+  if (after == nullptr) {
+    publish_twin_deleted(s, before->id);
+    return;
+  }
+  const auto& id = after->id;
   const boost::json::object plain{{"id", id}};
   std::string type;
   boost::json::value diff;
   if (before == nullptr) {
     type = "thing_created";
     diff = core::to_json(*after);
-  } else if (after == nullptr) {
-    type = "thing_deleted";
-    diff = plain;
   } else {
     type = "thing_updated";
     diff = core::merge_diff(core::to_json(*before), core::to_json(*after));

@@ -178,17 +178,16 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                   co_return std::unexpected(ok.error());
                 }
                 // The twins that go with a twin system, for their thing_deleted notifications.
-                std::vector<core::TwinRecord> removed;
+                std::vector<std::string> removed;
                 if (twins != nullptr) {
                   dtif::TwinDiscoveryQuery q;
                   q.system_id = current->id;
                   q.limit = 1000;
                   for (;;) {
-                    auto page = twins->discover(q);
-                    if (!page) co_return std::unexpected(page.error());
-                    std::move(page->items.begin(), page->items.end(), std::back_inserter(removed));
-                    if (!page->next_after) break;
-                    q.after = *page->next_after;
+                    const auto page = twins->discover(q);
+                    for (const auto& t : page.items) removed.push_back(t->id());
+                    if (!page.next_after) break;
+                    q.after = *page.next_after;
                   }
                 }
                 auto audit = audit_entry(ctx, s.clock, kind + ".deregister", kind, current->id);
@@ -197,7 +196,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                 });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
                 s.monitor.forget(registry.kind(), current->id);
-                for (const auto& t : removed) publish_twin_event(s, &t, nullptr);
+                for (const auto& id : removed) publish_twin_deleted(s, id);
                 Response r;
                 r.status = 204;
                 co_return r;

@@ -92,13 +92,13 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 dtif::TwinDiscoveryQuery q;
                 q.offset = *offset;
                 q.limit = std::max<std::size_t>(*limit, 1);
-                auto page = twins.discover(q);
-                if (!page) co_return std::unexpected(page.error());
+                const auto page = twins.discover(q);
                 boost::json::array items;
-                for (const auto& t : page->items) items.push_back(core::to_json(t));
+                items.reserve(page.items.size());
+                for (const auto& t : page.items) items.push_back(t->json());
                 auto r = json_response(200, items);
                 r.content_type = "application/ld+json";
-                if (page->next_after) {
+                if (page.next_after) {
                   r.header("Link", fmt::format("</things?offset={}&limit={}>; rel=\"next\"",
                                                *offset + q.limit, q.limit));
                 }
@@ -217,17 +217,16 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
          dtif::TwinDiscoveryQuery q;
          q.limit = 1000;
          for (;;) {
-           auto page = twins.discover(q);
-           if (!page) co_return std::unexpected(page.error());
-           for (const auto& t : page->items) all.push_back(core::to_json(t));
+           const auto page = twins.discover(q);
+           for (const auto& t : page.items) all.push_back(t->json());
            if (all.size() > kMaxSearchTwins) {
              co_return core::fail(Errc::unavailable,
                                   fmt::format("the directory holds more than {} TDs; narrow the search with "
                                               "/v1/twins?system=...&filter=...",
                                               kMaxSearchTwins));
            }
-           if (!page->next_after) break;
-           q.after = *page->next_after;
+           if (!page.next_after) break;
+           q.after = *page.next_after;
          }
          const boost::json::value root(std::move(all));
          boost::json::array out;

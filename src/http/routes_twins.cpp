@@ -64,9 +64,10 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
   return q;
 }
 
-Response twin_list(const Request& req, const store::Page<core::TwinRecord>& page) {
+Response twin_list(const Request& req, const store::Page<std::shared_ptr<const core::TwinView>>& page) {
   boost::json::array items;
-  for (const auto& t : page.items) items.push_back(core::to_json(t));
+  items.reserve(page.items.size());
+  for (const auto& t : page.items) items.push_back(t->json());
   return list_response(req, std::move(items), page.next_after);
 }
 
@@ -86,9 +87,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
                 q->system_id = system_id;
-                auto page = twins.discover(*q);
-                if (!page) co_return std::unexpected(page.error());
-                co_return twin_list(req, *page);
+                co_return twin_list(req, twins.discover(*q));
               }});
 
   router.add({Method::post, list, Auth::required, core::Permission::registry_write,
@@ -155,9 +154,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                auto page = twins.discover(*q);
-                if (!page) co_return std::unexpected(page.error());
-                co_return twin_list(req, *page);
+                co_return twin_list(req, twins.discover(*q));
               }});
 
   router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,

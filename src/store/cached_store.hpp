@@ -27,6 +27,7 @@ class CachedStore final : public Store {
  public:
   CachedStore(std::unique_ptr<Store> inner, std::size_t capacity = 100'000);
 
+  void set_twin_listener(TwinListener* listener) override { inner_->set_twin_listener(listener); }
   void start() override { inner_->start(); }
   void stop() override { inner_->stop(); }
   core::Result<void> ping() override { return inner_->ping(); }

@@ -946,8 +946,10 @@ void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected
 void SqliteStore::delete_system(core::SystemKind kind, std::string id,
                                 std::optional<std::int64_t> expected_version, core::AuditEntry audit,
                                 Completion<void> done) {
+  auto removed = std::make_shared<std::vector<std::string>>();
   submit<void>(
-      [kind, id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+      [kind, id = std::move(id), expected_version, audit = std::move(audit),
+       removed](Connection& db) -> Result<void> {
         if (auto ok = expect_version(system_version(db, kind, id), expected_version,
                                      fmt::format("{} '{}'", core::to_string(kind), id));
             !ok) {
@@ -966,14 +968,19 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
         history->bind(1, core::to_string(kind)).bind(2, id);
         if (auto ok = history->run(); !ok) return ok;
         if (kind == core::SystemKind::twin) {
-          auto twins = db.prepare("DELETE FROM twins WHERE system_id = ?1");
+          auto twins = db.prepare("DELETE FROM twins WHERE system_id = ?1 RETURNING id");
           if (!twins) return std::unexpected(twins.error());
           twins->bind(1, id);
-          if (auto ok = twins->run(); !ok) return ok;
+          for (;;) {
+            auto row = twins->step();
+            if (!row) return std::unexpected(row.error());
+            if (!*row) break;
+            removed->emplace_back(twins->text(0));
+          }
         }
         return insert_audit(db, audit);
       },
-      std::move(done));
+      announce_removed(removed, std::move(done)));
 }
 
 namespace {
@@ -1160,14 +1167,15 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
 
 void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                                        core::AuditEntry audit, Completion<core::SystemRecord> done) {
+  auto stored = std::make_shared<std::vector<core::TwinRecord>>(std::move(twins));
   submit<core::SystemRecord>(
-      [r = std::move(record), twins = std::move(twins),
+      [r = std::move(record), stored,
        audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
         r.version = 1;
         r.created = r.modified = r.status_since = audit.at;
         if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
-        for (std::size_t i = 0; i < twins.size(); ++i) {
-          auto& t = twins[i];
+        for (std::size_t i = 0; i < stored->size(); ++i) {
+          auto& t = (*stored)[i];
           t.version = 1;
           t.created = t.modified = audit.at;
           if (auto ok = write_twin(db, t, true, fmt::format("/twins/{}/id", i)); !ok) {
@@ -1177,7 +1185,12 @@ void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<co
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return r;
       },
-      std::move(done));
+      [this, stored, done = std::move(done)](Result<core::SystemRecord> r) mutable {
+        if (r && twin_listener_ != nullptr) {
+          for (const auto& t : *stored) twin_listener_->twin_stored(t);
+        }
+        done(std::move(r));
+      });
 }
 
 void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
@@ -1195,7 +1208,7 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return t;
       },
-      std::move(done));
+      announce_stored(std::move(done)));
 }
 
 void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
@@ -1214,11 +1227,12 @@ void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_versi
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return t;
       },
-      std::move(done));
+      announce_stored(std::move(done)));
 }
 
 void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expected_version,
                               core::AuditEntry audit, Completion<void> done) {
+  auto removed = std::make_shared<std::vector<std::string>>(1, id);
   submit<void>(
       [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
         if (auto ok = expect_version(twin_version(db, id), expected_version, fmt::format("twin '{}'", id));
@@ -1231,7 +1245,24 @@ void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expect
         if (auto ok = s->run(); !ok) return ok;
         return insert_audit(db, audit);
       },
-      std::move(done));
+      announce_removed(std::move(removed), std::move(done)));
+}
+
+Completion<core::TwinRecord> SqliteStore::announce_stored(Completion<core::TwinRecord> done) {
+  return [this, done = std::move(done)](Result<core::TwinRecord> r) mutable {
+    if (r && twin_listener_ != nullptr) twin_listener_->twin_stored(*r);
+    done(std::move(r));
+  };
+}
+
+Completion<void> SqliteStore::announce_removed(std::shared_ptr<std::vector<std::string>> ids,
+                                               Completion<void> done) {
+  return [this, ids = std::move(ids), done = std::move(done)](Result<void> r) mutable {
+    if (r && twin_listener_ != nullptr) {
+      for (const auto& id : *ids) twin_listener_->twin_removed(id);
+    }
+    done(std::move(r));
+  };
 }
 
 }  // namespace twinbridge::store

@@ -37,6 +37,7 @@ class SqliteStore final : public Store {
                                                          StoreObserver* observer = nullptr);
   ~SqliteStore() override;
 
+  void set_twin_listener(TwinListener* listener) override { twin_listener_ = listener; }
   void start() override;
   void stop() override;
   core::Result<void> ping() override;
@@ -88,6 +89,9 @@ class SqliteStore final : public Store {
   static int schema_version();
 
  private:
+  // Wraps a twin write's completion so that the twin listener hears of the committed change first.
+  Completion<core::TwinRecord> announce_stored(Completion<core::TwinRecord> done);
+  Completion<void> announce_removed(std::shared_ptr<std::vector<std::string>> ids, Completion<void> done);
   struct PendingWrite {
     std::move_only_function<core::Result<void>(sqlite::Connection&)> apply;
     std::move_only_function<void(core::Result<void>)> complete;
@@ -109,6 +113,7 @@ class SqliteStore final : public Store {
 
   SqliteOptions options_;
   StoreObserver* observer_;
+  TwinListener* twin_listener_ = nullptr;
   std::unique_ptr<sqlite::Connection> writer_conn_;
 
   std::mutex queue_mutex_;

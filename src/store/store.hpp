@@ -118,9 +118,22 @@ class StoreObserver {
   virtual void on_commit(std::size_t writes, std::chrono::nanoseconds latency) = 0;
 };
 
+// Hears of every committed change of a twin: on the store's writer thread, after the commit and before the
+// write's completion runs, in commit order, so that an in-memory index kept by it is never behind a write
+// that was acknowledged. Must not block or call back into the store's writes.
+class TwinListener {
+ public:
+  virtual ~TwinListener() = default;
+  virtual void twin_stored(const core::TwinRecord& twin) = 0;
+  virtual void twin_removed(const std::string& id) = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
+
+  // At most one; set before start().
+  virtual void set_twin_listener(TwinListener* listener) = 0;
 
   // Starts the writer; stop() commits every write already queued, then refuses new ones with `unavailable`.
   virtual void start() = 0;

@@ -53,8 +53,7 @@ class MonitoringTest : public SharedServerTest {
       auto record = call(port(), "GET", path, kAdmin);
       if (r.status == 200 && record.status == 200) {
         last = r.json();
-        if (last.at("state") == state.c_str() &&
-            record.json().at("status").at("state") == state.c_str()) {
+        if (last.at("state") == state.c_str() && record.json().at("status").at("state") == state.c_str()) {
           return last;
         }
       }

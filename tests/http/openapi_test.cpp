@@ -32,7 +32,8 @@ class OpenApiTest : public ::testing::Test {
     store_ = std::move(*s);
     auth_ = std::make_unique<Authenticator>(*store_, AuthSettings{}, clock_);
     monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, registry::MonitorSettings{});
-    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, *monitor_, ApiSettings{}, nullptr);
+    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, *monitor_, twin_index_, ApiSettings{},
+                                 nullptr);
     doc_ = boost::json::parse(openapi_document()).as_object();
   }
   void TearDown() override {
@@ -48,6 +49,7 @@ class OpenApiTest : public ::testing::Test {
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<registry::SystemMonitor> monitor_;
+  dtif::TwinIndex twin_index_;
   std::unique_ptr<Api> api_;
   boost::json::object doc_;
 };

@@ -1,0 +1,62 @@
+#pragma once
+// TwinIndex: every registered twin in memory, as served (core::TwinView), for discovery (FGMV-29 8.3.2 DTSD
+// and the W3C WoT directory): by id in id order, and by owning system. Discovery reads it instead of the
+// store, so neither an equality query nor a JSONPath filter over every TD reads or parses anything.
+//
+// The store is the truth; the index follows it as its TwinListener: it hears of each committed twin write on
+// the store's writer thread, in commit order and before the write is acknowledged, so a client always finds
+// its own write. load() fills it from the store at start-up, before the server serves. Several nodes on one
+// store will feed it from the event bus as well (scale-out).
+//
+// Memory: one TwinView per twin (about three times the TD's JSON text) plus two map nodes.
+// Thread-safety: queries share a lock; changes take it exclusively; answers hold shared_ptrs to immutable
+// views, so they stay valid after the lock is released.
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "core/twin.hpp"
+#include "query/jsonpath.hpp"
+#include "store/store.hpp"
+
+namespace twinbridge::dtif {
+
+struct TwinIndexQuery {
+  std::optional<std::string> system_id;
+  core::Timestamp alive_at{};  // twins whose registration expired at or before this are left out
+  std::string after;           // cursor: id of the last twin of the previous page
+  std::size_t offset = 0;      // skip this many matches first (W3C WoT Discovery listing)
+  std::size_t limit = 100;
+  // A twin matches when the query, applied to a one-element array holding its TD, selects a node.
+  const query::JsonPath* filter = nullptr;
+};
+
+class TwinIndex final : public store::TwinListener {
+ public:
+  // Reads every twin of the store (expired ones too: they disappear at query time).
+  core::Result<void> load(store::Store& store);
+
+  void twin_stored(const core::TwinRecord& twin) override;
+  void twin_removed(const std::string& id) override;
+
+  store::Page<std::shared_ptr<const core::TwinView>> find(const TwinIndexQuery& query) const;
+
+  std::size_t size() const;
+  std::size_t bytes() const;  // of the views' JSON
+
+ private:
+  void put(std::shared_ptr<const core::TwinView> view);
+
+  mutable std::shared_mutex mutex_;
+  std::map<std::string, std::shared_ptr<const core::TwinView>, std::less<>> by_id_;
+  // (system id, twin id) → view; the string_views point into the view itself.
+  std::map<std::pair<std::string_view, std::string_view>, std::shared_ptr<const core::TwinView>> by_system_;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace twinbridge::dtif
