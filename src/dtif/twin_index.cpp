@@ -43,13 +43,45 @@ void TwinIndex::twin_removed(const std::string& id) {
   by_id_.erase(it);
 }
 
+namespace {
+
+// Calls take(view) for each entry from `it` while `in_range(it)`, until take returns false, fetching the
+// memory of the views ahead (see TwinView::prefetch_outer).
+template <class It, class InRange, class Take>
+void scan(It it, It end, InRange in_range, Take&& take) {
+  constexpr int kOuter = 8;
+  constexpr int kInner = 4;
+  auto more = [&](It i) { return i != end && in_range(i); };
+  It outer = it;
+  It inner = it;
+  for (int i = 0; i < kOuter && more(outer); ++i, ++outer) {
+    outer->second->prefetch_outer();
+    if (i < kInner) ++inner;
+  }
+  for (; more(it); ++it) {
+    if (more(outer)) {
+      outer->second->prefetch_outer();
+      ++outer;
+    }
+    if (more(inner)) {
+      inner->second->prefetch_inner();
+      ++inner;
+    }
+    if (!take(it->second)) return;
+  }
+}
+
+}  // namespace
+
 store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinIndexQuery& q) const {
   store::Page<std::shared_ptr<const core::TwinView>> out;
   std::size_t skip = q.offset;
+  std::optional<query::JsonPath::Matcher> matcher;
+  if (q.filter != nullptr) matcher.emplace(*q.filter);
   // Returns false when the page is full and one more match exists.
   auto take = [&](const std::shared_ptr<const core::TwinView>& v) {
     if (v->expires() && *v->expires() <= q.alive_at) return true;
-    if (q.filter != nullptr && !q.filter->matches(v->wrapped())) return true;
+    if (matcher && !(*matcher)(v->wrapped())) return true;
     if (skip > 0) {
       --skip;
       return true;
@@ -64,14 +96,12 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinInd
   std::shared_lock lock(mutex_);
   if (q.system_id) {
     const std::string_view system = *q.system_id;
-    for (auto it = by_system_.upper_bound({system, q.after});
-         it != by_system_.end() && it->first.first == system; ++it) {
-      if (!take(it->second)) break;
-    }
+    scan(
+        by_system_.upper_bound({system, q.after}), by_system_.end(),
+        [&](auto it) { return it->first.first == system; }, take);
   } else {
-    for (auto it = by_id_.upper_bound(q.after); it != by_id_.end(); ++it) {
-      if (!take(it->second)) break;
-    }
+    scan(
+        by_id_.upper_bound(q.after), by_id_.end(), [](auto) { return true; }, take);
   }
   return out;
 }

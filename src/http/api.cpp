@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <charconv>
+#include <thread>
 
 #include "core/credentials.hpp"
 #include "http/problem.hpp"
@@ -40,7 +41,8 @@ std::string Api::request_id_for(const Request& request) {
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
          AccessLog* access_log)
-    : services_{store, authenticator, metrics, clock, events_, system_events_, monitor, settings},
+    : workers_(std::max(1u, std::thread::hardware_concurrency())),
+      services_{store, authenticator, metrics, clock, events_, system_events_, monitor, workers_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
       twins_(store, twin_index, clock),

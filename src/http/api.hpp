@@ -7,6 +7,7 @@
 // Built once at start-up; handle() is safe to call concurrently from every I/O thread.
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <memory>
@@ -42,6 +43,9 @@ struct ApiServices {
   EventHub& events;         // /events: the WoT directory's notifications
   EventHub& system_events;  // /v1/system-events: changes of systems' status
   registry::SystemMonitor& monitor;
+  // Long CPU-bound work (JSONPath filters over every TD) runs here, not on the I/O thread that received the
+  // request: see offload() in routes.hpp.
+  boost::asio::thread_pool& workers;
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
 };
@@ -70,6 +74,7 @@ class Api {
 
   EventHub events_;
   EventHub system_events_;
+  boost::asio::thread_pool workers_;
   ApiServices services_;
   registry::SystemRegistry third_party_systems_;
   registry::SystemRegistry twin_systems_;

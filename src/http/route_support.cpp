@@ -170,11 +170,16 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
 
 Response list_response(const Request& request, boost::json::array items,
                        const std::optional<std::string>& next_after) {
-  boost::json::object body{{"items", std::move(items)}};
+  return list_response(request, boost::json::serialize(items), next_after);
+}
+
+Response list_response(const Request& request, std::string items_json,
+                       const std::optional<std::string>& next_after) {
+  std::string body = "{\"items\":" + items_json;
   Response r;
   if (next_after) {
     const auto cursor = hex_encode(*next_after);
-    body["next_cursor"] = cursor;
+    body += ",\"next_cursor\":" + boost::json::serialize(boost::json::value(cursor));
     std::string query;  // the request's own parameters, still encoded, without its cursor
     std::string_view rest = request.query;
     while (!rest.empty()) {
@@ -186,9 +191,10 @@ Response list_response(const Request& request, boost::json::array items,
     }
     r.header("Link", fmt::format("<{}?{}cursor={}>; rel=\"next\"", request.path, query, cursor));
   }
+  body += '}';
   r.status = 200;
   r.content_type = "application/json";
-  r.body = boost::json::serialize(body);
+  r.body = std::move(body);
   return r;
 }
 

@@ -75,6 +75,9 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
 // {"items": [...], "next_cursor": "..."} with a Link: <...>; rel="next" header when there is a next page.
 Response list_response(const Request& request, boost::json::array items,
                        const std::optional<std::string>& next_after);
+// The same with the items already serialized as one JSON array.
+Response list_response(const Request& request, std::string items_json,
+                       const std::optional<std::string>& next_after);
 
 // Publishes a change of a system's status on /v1/system-events (type status_changed).
 void publish_status_event(ApiServices& services, core::SystemKind kind, const std::string& id,
@@ -102,6 +105,27 @@ boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& services, co
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail = {});
+
+// Runs work() on the API's worker pool and resumes the coroutine on its own executor with the result. For
+// work that takes milliseconds (a JSONPath filter over every twin): it does not hold up the other
+// connections of the I/O thread, and when one thread's connections all ask for it, both cores share the
+// work. `work` must be a named local of the awaiting coroutine (GCC 12 destroys non-trivial temporaries of a
+// co_await expression twice).
+template <class F>
+boost::asio::awaitable<std::invoke_result_t<F&>> offload(ApiServices& services, F& work) {
+  using R = std::invoke_result_t<F&>;
+  co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(R)>(
+      [&services, &work](auto handler) {
+        auto executor = boost::asio::get_associated_executor(handler);
+        boost::asio::post(services.workers, [&work, handler = std::move(handler), executor]() mutable {
+          auto result = work();
+          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
+            std::move(handler)(std::move(result));
+          });
+        });
+      },
+      boost::asio::use_awaitable);
+}
 
 // Awaits a store write started by `start(completion)`; the coroutine resumes on its own executor.
 template <class T, class Start>

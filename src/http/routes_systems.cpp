@@ -119,7 +119,14 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
               [&s, &registry](RequestContext&, const Request& req) -> HandlerResult {
                 auto q = discovery_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                auto page = registry.discover(*q);
+                // A filter reads and examines every record of the kind: on the worker pool.
+                auto work = [&registry, &q] { return registry.discover(*q); };
+                core::Result<store::Page<core::SystemRecord>> page;
+                if (q->filter) {
+                  page = co_await offload(s, work);
+                } else {
+                  page = work();
+                }
                 if (!page) co_return std::unexpected(page.error());
                 boost::json::array items;
                 for (const auto& r : page->items) items.push_back(core::to_json(r));

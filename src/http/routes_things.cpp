@@ -198,7 +198,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
 
   router.add(
       {Method::get, "/search/jsonpath", Auth::required, core::Permission::registry_read,
-       [&twins](RequestContext&, const Request& req) -> HandlerResult {
+       [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
          auto params = parse_query(req.query);
          if (!params) co_return std::unexpected(params.error());
          std::optional<std::string> text;
@@ -212,26 +212,32 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
          auto path = query::JsonPath::parse(*text);
          if (!path)
            co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "query", path.error().detail);
-         // The query runs over the array of every registered, unexpired TD, as the Recommendation says.
-         boost::json::array all;
-         dtif::TwinDiscoveryQuery q;
-         q.limit = 1000;
-         for (;;) {
-           const auto page = twins.discover(q);
-           for (const auto& t : page.items) all.push_back(t->json());
-           if (all.size() > kMaxSearchTwins) {
-             co_return core::fail(Errc::unavailable,
-                                  fmt::format("the directory holds more than {} TDs; narrow the search with "
-                                              "/v1/twins?system=...&filter=...",
-                                              kMaxSearchTwins));
+         // The query runs over the array of every registered, unexpired TD, as the Recommendation says; on
+         // the worker pool.
+         auto search = [&twins, &path]() -> core::Result<boost::json::array> {
+           boost::json::array all;
+           dtif::TwinDiscoveryQuery q;
+           q.limit = 1000;
+           for (;;) {
+             const auto page = twins.discover(q);
+             for (const auto& t : page.items) all.push_back(t->json());
+             if (all.size() > kMaxSearchTwins) {
+               return core::fail(Errc::unavailable,
+                                 fmt::format("the directory holds more than {} TDs; narrow the search with "
+                                             "/v1/twins?system=...&filter=...",
+                                             kMaxSearchTwins));
+             }
+             if (!page.next_after) break;
+             q.after = *page.next_after;
            }
-           if (!page.next_after) break;
-           q.after = *page.next_after;
-         }
-         const boost::json::value root(std::move(all));
-         boost::json::array out;
-         for (const auto* v : path->select(root)) out.push_back(*v);
-         co_return json_response(200, out);
+           const boost::json::value root(std::move(all));
+           boost::json::array out;
+           for (const auto* v : path->select(root)) out.push_back(*v);
+           return out;
+         };
+         auto selected = co_await offload(s, search);
+         if (!selected) co_return std::unexpected(selected.error());
+         co_return json_response(200, *selected);
        }});
 }
 

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "http/routes.hpp"
 
@@ -65,10 +66,22 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
 }
 
 Response twin_list(const Request& req, const store::Page<std::shared_ptr<const core::TwinView>>& page) {
-  boost::json::array items;
-  items.reserve(page.items.size());
-  for (const auto& t : page.items) items.push_back(t->json());
+  // Serialized straight from the shared views, without copying them into a response document.
+  std::string items = "[";
+  for (const auto& t : page.items) {
+    if (items.size() > 1) items += ',';
+    items += boost::json::serialize(t->json());
+  }
+  items += ']';
   return list_response(req, std::move(items), page.next_after);
+}
+
+// Discovery with a filter examines every twin: on the worker pool. By system or id alone it is a short walk.
+boost::asio::awaitable<store::Page<std::shared_ptr<const core::TwinView>>> discover_twins(
+    ApiServices& s, const dtif::TwinRegistry& twins, const dtif::TwinDiscoveryQuery& q) {
+  auto work = [&twins, &q] { return twins.discover(q); };
+  if (!q.filter) co_return work();
+  co_return co_await offload(s, work);
 }
 
 }  // namespace
@@ -87,7 +100,8 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
                 q->system_id = system_id;
-                co_return twin_list(req, twins.discover(*q));
+                auto page = co_await discover_twins(s, twins, *q);
+                co_return twin_list(req, page);
               }});
 
   router.add({Method::post, list, Auth::required, core::Permission::registry_write,
@@ -154,7 +168,8 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                co_return twin_list(req, twins.discover(*q));
+                auto page = co_await discover_twins(s, twins, *q);
+                co_return twin_list(req, page);
               }});
 
   router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,

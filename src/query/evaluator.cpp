@@ -247,7 +247,7 @@ std::string Evaluator::normalized_path(std::uint32_t path) const {
 }
 
 NodeRef Evaluator::start_of(const PathQuery& query, NodeRef current) const {
-  return query.absolute ? NodeRef{&root_, kNoPath} : current;
+  return query.absolute ? NodeRef{root_, kNoPath} : current;
 }
 
 void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit, std::vector<NodeRef>& out) {
@@ -258,12 +258,17 @@ void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit,
   }
   // Depth-first over (node, next segment): the order of the nested loops of RFC 9535 section 2.1.2, and it
   // lets a limited selection stop as soon as it has enough nodes.
-  struct Pending {
-    NodeRef node;
-    std::size_t segment;
-  };
-  std::vector<Pending> pending{{start, 0}};
-  std::vector<NodeRef> children;
+  if (depth_ == scratch_.size()) scratch_.emplace_back();
+  Scratch& scratch = scratch_[depth_];
+  struct Level {
+    std::size_t& depth;
+    explicit Level(std::size_t& d) : depth(d) { ++depth; }
+    ~Level() { --depth; }
+  } level(depth_);
+  auto& pending = scratch.pending;
+  auto& children = scratch.children;
+  pending.clear();
+  pending.push_back({start, 0});
   std::size_t produced = 0;
   const std::size_t last = query.segments.size() - 1;
   while (!pending.empty()) {

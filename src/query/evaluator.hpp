@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <limits>
 #include <optional>
 #include <string>
@@ -33,10 +34,18 @@ inline constexpr std::uint32_t kRootPath = 0;
 
 class Evaluator {
  public:
-  explicit Evaluator(const boost::json::value& root) : root_(root) {}
+  explicit Evaluator(const boost::json::value& root) : root_(&root) {}
+  Evaluator() : root_(nullptr) {}  // reset() before use
+
+  // Evaluates against another document from now on, keeping the scratch memory (and the compiled regular
+  // expressions) of earlier runs: many documents, one query, few allocations.
+  void reset(const boost::json::value& root) {
+    root_ = &root;
+    steps_.clear();
+  }
 
   // The root node, recording normalized paths for what is selected from it or not.
-  NodeRef root(bool with_paths) const { return {&root_, with_paths ? kRootPath : kNoPath}; }
+  NodeRef root(bool with_paths) const { return {root_, with_paths ? kRootPath : kNoPath}; }
 
   // Appends to out, in RFC 9535 order, the first `limit` nodes that query selects from start.
   void select(const PathQuery& query, NodeRef start, std::size_t limit, std::vector<NodeRef>& out);
@@ -81,7 +90,20 @@ class Evaluator {
   bool call_logical(const Expr& call, NodeRef current);
   const IRegexp* regex_for(std::string_view pattern);
 
-  const boost::json::value& root_;
+  struct Pending {
+    NodeRef node;
+    std::size_t segment;
+  };
+  // Scratch of select(), one level per nesting of filter queries (select() re-enters through them); a deque,
+  // so that a deeper level never moves a shallower one.
+  struct Scratch {
+    std::vector<Pending> pending;
+    std::vector<NodeRef> children;
+  };
+
+  const boost::json::value* root_;
+  std::deque<Scratch> scratch_;
+  std::size_t depth_ = 0;
   std::vector<PathStep> steps_;  // path id n (n >= 1) is steps_[n - 1]; kRootPath is '$'
   std::vector<std::pair<std::string, std::optional<IRegexp>>> regex_cache_;
 };

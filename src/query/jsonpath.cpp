@@ -39,6 +39,18 @@ std::vector<Node> JsonPath::select_nodes(const boost::json::value& root) const {
   return result;
 }
 
+JsonPath::Matcher::Matcher(const JsonPath& path)
+    : query_(path.query_), evaluator_(std::make_unique<Evaluator>()) {}
+
+JsonPath::Matcher::~Matcher() = default;
+
+bool JsonPath::Matcher::operator()(const boost::json::value& root) {
+  evaluator_->reset(root);
+  nodes_.clear();
+  evaluator_->select(*query_, evaluator_->root(false), 1, nodes_);
+  return !nodes_.empty();
+}
+
 bool JsonPath::matches(const boost::json::value& root) const {
   Evaluator evaluator(root);
   std::vector<NodeRef> nodes;

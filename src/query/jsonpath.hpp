@@ -25,6 +25,8 @@
 namespace twinbridge::query {
 
 struct PathQuery;
+struct NodeRef;
+class Evaluator;
 
 // A selected node: its RFC 9535 normalized path (e.g. $['a'][0]) and its value inside the queried document.
 struct Node {
@@ -47,6 +49,21 @@ class JsonPath {
 
   // Whether the query selects at least one node; stops at the first one found.
   bool matches(const boost::json::value& root) const;
+
+  // matches() for many documents in a row (one thread): keeps the evaluation's scratch memory between them.
+  class Matcher {
+   public:
+    explicit Matcher(const JsonPath& path);
+    ~Matcher();
+    Matcher(const Matcher&) = delete;
+    Matcher& operator=(const Matcher&) = delete;
+    bool operator()(const boost::json::value& root);
+
+   private:
+    std::shared_ptr<const PathQuery> query_;
+    std::unique_ptr<Evaluator> evaluator_;
+    std::vector<NodeRef> nodes_;
+  };
 
   // The query text as given to parse().
   const std::string& text() const { return text_; }

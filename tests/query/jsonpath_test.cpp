@@ -540,3 +540,33 @@ TEST(UnicodeCategory, LooksUpCodePoints) {
 
 }  // namespace
 }  // namespace twinbridge::query
+
+namespace twinbridge::query {
+namespace {
+
+TEST(JsonPathMatcherTest, AgreesWithMatchesOverManyDocuments) {
+  // Nested filters re-enter the evaluator; a reused matcher must keep its levels apart.
+  auto path = JsonPath::parse("$[?@.items[?@.n > 1 && count(@.tags[*]) == 2] || match(@.name, 'b.*')]");
+  ASSERT_TRUE(path) << path.error().detail;
+  const std::vector<std::string> documents = {
+      R"([{"items": [{"n": 2, "tags": ["x", "y"]}], "name": "a"}])",
+      R"([{"items": [{"n": 2, "tags": ["x"]}], "name": "a"}])",
+      R"([{"items": [], "name": "bob"}])",
+      R"([{"name": "carol"}])",
+      R"([])",
+      R"({"k": {"items": [{"n": 5, "tags": [1, 2]}]}})",
+  };
+  JsonPath::Matcher matcher(*path);
+  for (int round = 0; round < 2; ++round) {
+    for (const auto& text : documents) {
+      const auto doc = boost::json::parse(text);
+      EXPECT_EQ(matcher(doc), path->matches(doc)) << text;
+    }
+  }
+  std::vector<bool> got;
+  for (const auto& text : documents) got.push_back(matcher(boost::json::parse(text)));
+  EXPECT_EQ(got, (std::vector<bool>{true, false, true, false, false, true}));
+}
+
+}  // namespace
+}  // namespace twinbridge::query
