@@ -25,25 +25,36 @@ namespace twinbridge::core {
 
 namespace {
 
-// Hands out memory from one buffer, front to back; frees nothing (the owner frees the buffer). Counts what
-// it handed out, so that a first copy into a scratch buffer measures the exact size for the real one.
+// Hands out memory from one buffer, front to back; frees nothing of it (the owner frees the buffer). Counts
+// what it handed out, so that a first copy into a scratch buffer measures the exact size for the real one.
+// When the buffer is full it throws (measuring), or with `overflow_to_heap` serves from the heap what later
+// operations on the value may allocate temporarily (boost::json may allocate with the value's storage, e.g.
+// when comparing objects), and frees that again.
 class BumpResource final : public boost::container::pmr::memory_resource {
  public:
-  BumpResource(unsigned char* base, std::size_t capacity) : base_(base), capacity_(capacity) {}
+  BumpResource(unsigned char* base, std::size_t capacity, bool overflow_to_heap)
+      : base_(base), capacity_(capacity), overflow_to_heap_(overflow_to_heap) {}
   std::size_t used() const { return used_; }
 
  private:
   void* do_allocate(std::size_t n, std::size_t align) override {
     const std::size_t offset = (used_ + align - 1) / align * align;
-    if (offset + n > capacity_) throw std::bad_alloc();
-    used_ = offset + n;
-    return base_ + offset;
+    if (offset + n <= capacity_) {
+      used_ = offset + n;
+      return base_ + offset;
+    }
+    if (!overflow_to_heap_) throw std::bad_alloc();
+    return ::operator new(n, std::align_val_t(align));
   }
-  void do_deallocate(void*, std::size_t, std::size_t) override {}
+  void do_deallocate(void* p, std::size_t n, std::size_t align) override {
+    const auto* c = static_cast<const unsigned char*>(p);
+    if (c < base_ || c >= base_ + capacity_) ::operator delete(p, n, std::align_val_t(align));
+  }
   bool do_is_equal(const memory_resource& other) const noexcept override { return this == &other; }
 
   unsigned char* base_;
   std::size_t capacity_;
+  bool overflow_to_heap_;
   std::size_t used_ = 0;
 };
 
@@ -83,7 +94,7 @@ std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
   std::size_t needed = 0;
   for (;;) {
     auto scratch = std::make_unique<unsigned char[]>(scratch_size);
-    BumpResource counter(scratch.get(), scratch_size);
+    BumpResource counter(scratch.get(), scratch_size, false);
     try {
       boost::json::value measured(wrapped, boost::json::storage_ptr(&counter));
       needed = counter.used();
@@ -97,7 +108,7 @@ std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
   const std::size_t header = (sizeof(BumpResource) + kAlign - 1) / kAlign * kAlign;
   const std::size_t size = header + needed + kAlign;
   auto arena = std::make_unique_for_overwrite<unsigned char[]>(size);
-  new (arena.get()) BumpResource(arena.get() + header, size - header);
+  new (arena.get()) BumpResource(arena.get() + header, size - header, true);
   return std::shared_ptr<const TwinView>(new TwinView(twin, std::move(arena), size, wrapped));
 }
 

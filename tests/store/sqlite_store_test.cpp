@@ -23,6 +23,7 @@
 
 #include "core/access.hpp"
 #include "core/credentials.hpp"
+#include "support/store_writes.hpp"
 
 namespace twinbridge::store {
 namespace {
@@ -37,23 +38,8 @@ using core::Result;
 
 const core::Timestamp kT0 = core::from_unix_micros(1'780'000'000'123'456);
 
-// A completion that fulfils a promise, and the future that receives its result. The completion owns the
-// promise, so it stays valid however late the store runs it.
-template <class T>
-std::pair<Completion<T>, std::future<Result<T>>> completion() {
-  std::promise<Result<T>> promise;
-  auto future = promise.get_future();
-  return {[promise = std::move(promise)](Result<T> result) mutable { promise.set_value(std::move(result)); },
-          std::move(future)};
-}
-
-// Starts one asynchronous write with `start(completion)` and blocks until it completes.
-template <class T, class Start>
-Result<T> wait_for(Start&& start) {
-  auto [done, result] = completion<T>();
-  std::forward<Start>(start)(std::move(done));
-  return result.get();
-}
+using testing::completion;
+using testing::wait_for;
 
 bool is_ready(const std::future<Result<Principal>>& f) {
   return f.wait_for(0s) == std::future_status::ready;

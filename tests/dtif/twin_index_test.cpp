@@ -1,0 +1,216 @@
+// TwinIndex against a real SqliteStore: the index follows every committed twin write (create, update,
+// delete, a twin system registered with twins, a twin system deregistered), never sees a write that failed,
+// is rebuilt from the store by load(), and answers discovery (by system, all, cursor, offset, expiry,
+// JSONPath filter).
+
+#include "dtif/twin_index.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json/parse.hpp>
+
+#include <filesystem>
+
+#include "store/sqlite_store.hpp"
+#include "support/server_process.hpp"
+#include "support/store_writes.hpp"
+
+namespace twinbridge::dtif {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::wait_for;
+
+const core::Timestamp kT0 = core::from_unix_micros(1'780'000'000'000'000);
+
+core::AuditEntry audit(std::string action, std::string id, core::Timestamp at = kT0) {
+  core::AuditEntry a;
+  a.at = at;
+  a.actor = "tester";
+  a.actor_kind = "operator";
+  a.action = std::move(action);
+  a.target_type = "twin";
+  a.target_id = std::move(id);
+  return a;
+}
+
+core::TwinRecord twin(const std::string& id, const std::string& system, const std::string& title) {
+  core::TwinRecord t;
+  t.id = id;
+  t.system_id = system;
+  t.owner = core::PrincipalId("tester");
+  t.title = title;
+  t.document = boost::json::parse(R"({"@context": "https://www.w3.org/2022/wot/td/v1.1", "id": ")" + id +
+                                  R"(", "title": ")" + title + R"(", "security": "nosec_sc",
+      "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}}})")
+                   .as_object();
+  return t;
+}
+
+std::vector<std::string> ids(const store::Page<std::shared_ptr<const core::TwinView>>& page) {
+  std::vector<std::string> out;
+  for (const auto& v : page.items) out.push_back(v->id());
+  return out;
+}
+
+class TwinIndexTest : public ::testing::Test {
+ protected:
+  void SetUp() override { open(); }
+  void TearDown() override {
+    if (store_) store_->stop();
+  }
+  void open() {
+    store::SqliteOptions o;
+    o.path = dir_.path() / "twins.db";
+    auto opened = store::SqliteStore::open(o);
+    ASSERT_TRUE(opened) << opened.error().detail;
+    store_ = std::move(*opened);
+    store_->set_twin_listener(&index_);
+    store_->start();
+  }
+  void create(const core::TwinRecord& t) {
+    auto r = wait_for<core::TwinRecord>(
+        [&](auto done) { store_->create_twin(t, audit("twin.create", t.id), std::move(done)); });
+    ASSERT_TRUE(r) << r.error().detail;
+  }
+  store::Page<std::shared_ptr<const core::TwinView>> find(TwinIndexQuery q) const {
+    q.alive_at = kT0;
+    return index_.find(q);
+  }
+
+  testing::TempDir dir_;
+  TwinIndex index_;
+  std::unique_ptr<store::SqliteStore> store_;
+};
+
+TEST_F(TwinIndexTest, FollowsCommittedWrites) {
+  create(twin("urn:t:1", "plant-a", "Lamp"));
+  create(twin("urn:t:2", "plant-b", "Pump"));
+  create(twin("urn:t:3", "plant-a", "Valve"));
+  EXPECT_EQ(index_.size(), 3u);
+  EXPECT_EQ(ids(find({})), (std::vector<std::string>{"urn:t:1", "urn:t:2", "urn:t:3"}));
+  TwinIndexQuery by_system;
+  by_system.system_id = "plant-a";
+  EXPECT_EQ(ids(find(by_system)), (std::vector<std::string>{"urn:t:1", "urn:t:3"}));
+
+  // An update replaces the view; the served TD carries the new version.
+  auto changed = twin("urn:t:1", "plant-a", "Bright lamp");
+  auto updated = wait_for<core::TwinRecord>(
+      [&](auto done) { store_->update_twin(changed, 1, audit("twin.replace", "urn:t:1"), std::move(done)); });
+  ASSERT_TRUE(updated);
+  auto page = find(by_system);
+  ASSERT_EQ(page.items.size(), 2u);
+  EXPECT_EQ(page.items[0]->json().at("title"), "Bright lamp");
+  EXPECT_EQ(page.items[0]->json().at("twinbridge:version"), 2);
+  EXPECT_EQ(page.items[0]->version(), 2);
+
+  // A failed write (stale version) changes nothing.
+  auto stale = wait_for<core::TwinRecord>([&](auto done) {
+    store_->update_twin(twin("urn:t:2", "plant-b", "Hijacked"), 7, audit("twin.replace", "urn:t:2"),
+                        std::move(done));
+  });
+  EXPECT_FALSE(stale);
+  by_system.system_id = "plant-b";
+  EXPECT_EQ(find(by_system).items.at(0)->json().at("title"), "Pump");
+
+  auto removed = wait_for<void>([&](auto done) {
+    store_->delete_twin("urn:t:2", std::nullopt, audit("twin.delete", "urn:t:2"), std::move(done));
+  });
+  ASSERT_TRUE(removed);
+  EXPECT_TRUE(find(by_system).items.empty());
+  EXPECT_EQ(index_.size(), 2u);
+}
+
+TEST_F(TwinIndexTest, FollowsTwinSystemsRegisteredAndDeregistered) {
+  core::SystemRecord system;
+  system.kind = core::SystemKind::twin;
+  system.id = "plant-c";
+  system.type = "factory";
+  system.name = "C";
+  system.owner = core::PrincipalId("tester");
+  std::vector<core::TwinRecord> initial{twin("urn:c:1", "plant-c", "One"), twin("urn:c:2", "plant-c", "Two")};
+  auto registered = wait_for<core::SystemRecord>([&](auto done) {
+    store_->register_twin_system(system, initial, audit("twin-system.register", "plant-c"), std::move(done));
+  });
+  ASSERT_TRUE(registered) << registered.error().detail;
+  create(twin("urn:other", "plant-d", "Elsewhere"));
+  TwinIndexQuery q;
+  q.system_id = "plant-c";
+  auto page = find(q);
+  EXPECT_EQ(ids(page), (std::vector<std::string>{"urn:c:1", "urn:c:2"}));
+  EXPECT_EQ(page.items[0]->json().at("twinbridge:version"), 1);
+
+  auto gone = wait_for<void>([&](auto done) {
+    store_->delete_system(core::SystemKind::twin, "plant-c", std::nullopt,
+                          audit("twin-system.deregister", "plant-c"), std::move(done));
+  });
+  ASSERT_TRUE(gone);
+  EXPECT_TRUE(find(q).items.empty());
+  EXPECT_EQ(ids(find({})), (std::vector<std::string>{"urn:other"}));
+}
+
+TEST_F(TwinIndexTest, LoadRebuildsItFromTheStore) {
+  create(twin("urn:l:1", "p", "A"));
+  create(twin("urn:l:2", "p", "B"));
+  store_->stop();
+  store_.reset();
+  TwinIndex fresh;
+  open();
+  ASSERT_TRUE(fresh.load(*store_));
+  EXPECT_EQ(fresh.size(), 2u);
+  EXPECT_GT(fresh.bytes(), 0u);
+  TwinIndexQuery q;
+  q.alive_at = kT0;
+  EXPECT_EQ(ids(fresh.find(q)), (std::vector<std::string>{"urn:l:1", "urn:l:2"}));
+}
+
+TEST_F(TwinIndexTest, PagesFiltersAndExpiry) {
+  for (int i = 0; i < 5; ++i) create(twin("urn:p:" + std::to_string(i), "p", i % 2 == 0 ? "even" : "odd"));
+  auto expiring = twin("urn:p:9", "p", "even");
+  expiring.ttl_seconds = 10;
+  expiring.expires = kT0 + 10s;
+  create(expiring);
+
+  TwinIndexQuery q;
+  q.limit = 2;
+  auto first = find(q);
+  EXPECT_EQ(ids(first), (std::vector<std::string>{"urn:p:0", "urn:p:1"}));
+  ASSERT_TRUE(first.next_after);
+  q.after = *first.next_after;
+  EXPECT_EQ(ids(find(q)), (std::vector<std::string>{"urn:p:2", "urn:p:3"}));
+
+  TwinIndexQuery offset;
+  offset.offset = 4;
+  EXPECT_EQ(ids(find(offset)), (std::vector<std::string>{"urn:p:4", "urn:p:9"}));
+
+  auto filter = query::JsonPath::parse("$[?@.title == 'even']");
+  ASSERT_TRUE(filter);
+  TwinIndexQuery filtered;
+  filtered.filter = &*filter;
+  EXPECT_EQ(ids(find(filtered)), (std::vector<std::string>{"urn:p:0", "urn:p:2", "urn:p:4", "urn:p:9"}));
+  filtered.alive_at = kT0 + 10s;  // the expiring twin is gone at its expiry
+  EXPECT_EQ(ids(index_.find(filtered)), (std::vector<std::string>{"urn:p:0", "urn:p:2", "urn:p:4"}));
+  filtered.limit = 1;
+  filtered.system_id = "p";
+  filtered.alive_at = kT0;
+  auto one = find(filtered);
+  EXPECT_EQ(ids(one), (std::vector<std::string>{"urn:p:0"}));
+  EXPECT_EQ(one.next_after, std::optional<std::string>("urn:p:0"));
+}
+
+TEST(TwinViewTest, ServesTheTdAsToJsonDoesInOneAllocation) {
+  auto t = twin("urn:v:1", "sys", "Viewed");
+  t.version = 3;
+  t.created = t.modified = kT0;
+  const auto view = core::TwinView::make(t);
+  EXPECT_EQ(view->json(), boost::json::value(core::to_json(t)));
+  EXPECT_EQ(view->wrapped().as_array().size(), 1u);
+  EXPECT_EQ(view->id(), "urn:v:1");
+  EXPECT_EQ(view->system_id(), "sys");
+  EXPECT_GT(view->bytes(), 0u);
+  EXPECT_LT(view->bytes(), 8u * 1024u);
+  view->prefetch_outer();
+  view->prefetch_inner();
+}
+
+}  // namespace
+}  // namespace twinbridge::dtif
