@@ -1,5 +1,10 @@
 #include "dtif/twin_index.hpp"
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <limits>
 #include <mutex>
 
 namespace twinbridge::dtif {
@@ -73,7 +78,92 @@ void scan(It it, It end, InRange in_range, Take&& take) {
 
 }  // namespace
 
+std::optional<TwinSort> parse_twin_sort(std::string_view member) {
+  if (member == "id") return TwinSort::id;
+  if (member == "title") return TwinSort::title;
+  if (member == "created") return TwinSort::created;
+  if (member == "modified") return TwinSort::modified;
+  return std::nullopt;
+}
+
+namespace {
+
+std::string_view sort_key(const core::TwinView& v, TwinSort sort) {
+  const auto& td = v.json().get_object();
+  auto text = [](const boost::json::value* s) {
+    return s != nullptr && s->is_string() ? std::string_view(s->get_string()) : std::string_view();
+  };
+  switch (sort) {
+    case TwinSort::id:
+      return v.id();
+    case TwinSort::title:
+      return text(td.if_contains("title"));
+    case TwinSort::created:
+    case TwinSort::modified: {
+      // RFC 3339 with a fixed width and Z: text order is time order.
+      const auto* r = td.if_contains("registration");
+      if (r == nullptr || !r->is_object()) return {};
+      return text(r->get_object().if_contains(sort == TwinSort::created ? "created" : "modified"));
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find_sorted(const TwinIndexQuery& q) const {
+  TwinIndexQuery all = q;
+  all.sort = TwinSort::id;
+  all.descending = false;
+  all.after.clear();
+  all.offset = 0;
+  all.limit = std::numeric_limits<std::size_t>::max() - 1;
+  auto matches = find(all).items;
+  using Entry = std::pair<std::string_view, const std::shared_ptr<const core::TwinView>*>;
+  std::vector<Entry> order;
+  order.reserve(matches.size());
+  for (const auto& v : matches) order.emplace_back(sort_key(*v, q.sort), &v);
+  auto before = [&](const Entry& a, const Entry& b) {
+    const auto ka = std::pair(a.first, std::string_view((*a.second)->id()));
+    const auto kb = std::pair(b.first, std::string_view((*b.second)->id()));
+    return q.descending ? kb < ka : ka < kb;
+  };
+  std::sort(order.begin(), order.end(), before);
+  std::size_t start = 0;
+  if (!q.after.empty()) {
+    boost::system::error_code ec;
+    const auto cursor = boost::json::parse(q.after, ec);
+    const auto* a = cursor.if_array();
+    if (!ec && a != nullptr && a->size() == 2 && a->at(0).is_string() && a->at(1).is_string()) {
+      const auto key =
+          std::pair(std::string_view(a->at(0).get_string()), std::string_view(a->at(1).get_string()));
+      start = static_cast<std::size_t>(std::upper_bound(order.begin(), order.end(), key,
+                                                        [&](const auto& k, const Entry& e) {
+                                                          const auto ke = std::pair(
+                                                              e.first, std::string_view((*e.second)->id()));
+                                                          return q.descending ? ke < k : k < ke;
+                                                        }) -
+                                       order.begin());
+    } else {
+      start = order.size();  // not a cursor of this order: nothing follows it
+    }
+  }
+  start = std::min(order.size(), start + q.offset);
+  store::Page<std::shared_ptr<const core::TwinView>> out;
+  for (std::size_t i = start; i < order.size(); ++i) {
+    if (out.items.size() == q.limit) {
+      const auto& last = out.items.back();
+      out.next_after = boost::json::serialize(
+          boost::json::array{boost::json::string(sort_key(*last, q.sort)), boost::json::string(last->id())});
+      break;
+    }
+    out.items.push_back(*order[i].second);
+  }
+  return out;
+}
+
 store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinIndexQuery& q) const {
+  if (q.sort != TwinSort::id || q.descending) return find_sorted(q);
   store::Page<std::shared_ptr<const core::TwinView>> out;
   std::size_t skip = q.offset;
   std::optional<query::JsonPath::Matcher> matcher;

@@ -26,6 +26,10 @@
 
 namespace twinbridge::dtif {
 
+// Orders of twin discovery: by the TD's title, or its registration's created/modified time, then by id.
+enum class TwinSort { id, title, created, modified };
+std::optional<TwinSort> parse_twin_sort(std::string_view member);
+
 struct TwinIndexQuery {
   std::optional<std::string> system_id;
   core::Timestamp alive_at{};  // twins whose registration expired at or before this are left out
@@ -34,6 +38,10 @@ struct TwinIndexQuery {
   std::size_t limit = 100;
   // A twin matches when the query, applied to a one-element array holding its TD, selects a node.
   const query::JsonPath* filter = nullptr;
+  // Another order than ascending id gathers every match, sorts it and pages with the cursor
+  // [sort value, id] (JSON text).
+  TwinSort sort = TwinSort::id;
+  bool descending = false;
 };
 
 class TwinIndex final : public store::TwinListener {
@@ -50,6 +58,7 @@ class TwinIndex final : public store::TwinListener {
   std::size_t bytes() const;  // of the views' JSON
 
  private:
+  store::Page<std::shared_ptr<const core::TwinView>> find_sorted(const TwinIndexQuery& query) const;
   void put(std::shared_ptr<const core::TwinView> view);
 
   mutable std::shared_mutex mutex_;

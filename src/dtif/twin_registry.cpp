@@ -133,6 +133,8 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinRegistry::discover(
   q.offset = query.offset;
   q.limit = query.limit;
   q.filter = query.filter ? &*query.filter : nullptr;
+  q.sort = query.sort;
+  q.descending = query.descending;
   return index_.find(q);
 }
 

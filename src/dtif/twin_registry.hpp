@@ -30,6 +30,8 @@ struct TwinDiscoveryQuery {
   std::optional<query::JsonPath> filter;
   std::string after;
   std::size_t limit = 100;
+  TwinSort sort = TwinSort::id;
+  bool descending = false;
 };
 
 class TwinRegistry {

@@ -2,6 +2,7 @@
 // Shared by the route files of src/http: registration functions and the small helpers every handler uses
 // (JSON bodies, JSON responses, ETags, pagination, awaiting a store write). Not used outside src/http.
 
+#include <fmt/format.h>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -63,6 +64,21 @@ core::Result<void> check_if_match(std::string_view if_match, std::int64_t versio
 // so a status change in between must not fail it.
 std::string system_etag(const core::SystemRecord& record);
 core::Result<void> check_system_if_match(std::string_view if_match, const core::SystemRecord& record);
+
+// The `sort` query parameter: "member" ascending, "-member" descending; `parse` maps a member name to the
+// order (nullopt: not sortable), `allowed` lists the names for the error.
+template <class Parse>
+auto sort_param(std::string_view value, Parse parse, std::string_view allowed)
+    -> core::Result<std::pair<typename std::invoke_result_t<Parse, std::string_view>::value_type, bool>> {
+  const bool descending = value.starts_with('-');
+  auto sort = parse(descending ? value.substr(1) : value);
+  if (!sort) {
+    return core::fail_in(
+        core::Errc::bad_request, core::FieldIn::query, "sort",
+        fmt::format("cannot sort by '{}'; use {}, with a leading '-' for descending order", value, allowed));
+  }
+  return std::pair(*sort, descending);
+}
 
 struct PageParams {
   std::string after;

@@ -52,6 +52,10 @@ core::Result<registry::DiscoveryQuery> discovery_query(const Request& req, const
         return core::fail_in(Errc::bad_request, core::FieldIn::query, "filter", path.error().detail);
       }
       q.filter = std::move(*path);
+    } else if (name == "sort") {
+      auto sort = sort_param(value, store::parse_system_sort, "id, name, type, status, created or modified");
+      if (!sort) return std::unexpected(sort.error());
+      std::tie(q.sort, q.descending) = *sort;
     } else if (name != "limit" && name != "cursor") {
       return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
                            fmt::format("unknown query parameter '{}'; see /openapi.json", name));

@@ -57,6 +57,10 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
       auto path = query::JsonPath::parse(value);
       if (!path) return core::fail_in(Errc::bad_request, core::FieldIn::query, "filter", path.error().detail);
       q.filter = std::move(*path);
+    } else if (name == "sort") {
+      auto sort = sort_param(value, dtif::parse_twin_sort, "id, title, created or modified");
+      if (!sort) return std::unexpected(sort.error());
+      std::tie(q.sort, q.descending) = *sort;
     } else if (name != "limit" && name != "cursor") {
       return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
                            fmt::format("unknown query parameter '{}'; see /openapi.json", name));
@@ -76,11 +80,12 @@ Response twin_list(const Request& req, const store::Page<std::shared_ptr<const c
   return list_response(req, std::move(items), page.next_after);
 }
 
-// Discovery with a filter examines every twin: on the worker pool. By system or id alone it is a short walk.
+// Discovery with a filter or another order than id examines every twin: on the worker pool. By system or
+// id alone it is a short walk.
 boost::asio::awaitable<store::Page<std::shared_ptr<const core::TwinView>>> discover_twins(
     ApiServices& s, const dtif::TwinRegistry& twins, const dtif::TwinDiscoveryQuery& q) {
   auto work = [&twins, &q] { return twins.discover(q); };
-  if (!q.filter) co_return work();
+  if (!q.filter && q.sort == dtif::TwinSort::id && !q.descending) co_return work();
   co_return co_await offload(s, work);
 }
 

@@ -85,8 +85,9 @@ core::Result<void> SystemRegistry::may_change(const core::Principal& caller,
 }
 
 core::Result<store::Page<core::SystemRecord>> SystemRegistry::discover(const DiscoveryQuery& query) const {
-  store::SystemQuery q{kind_,       query.type,  query.status,
-                       query.owner, query.after, std::max(query.limit, kScanBatch)};
+  store::SystemQuery q{kind_,       query.type,      query.status,
+                       query.owner, query.after,     std::max(query.limit, kScanBatch),
+                       query.sort,  query.descending};
   const bool filtered = query.filter.has_value() || query.exclude_down;
   if (!filtered) q.limit = query.limit;
   store::Page<core::SystemRecord> out;
@@ -100,7 +101,7 @@ core::Result<store::Page<core::SystemRecord>> SystemRegistry::discover(const Dis
       // record matches when `$[?@.type == 'payment']` (or any query) selects at least one node.
       if (query.filter && !query.filter->matches(boost::json::array{core::to_json(record)})) continue;
       if (out.items.size() == query.limit) {
-        out.next_after = out.items.back().id;
+        out.next_after = store::system_cursor(out.items.back(), query.sort);
         return out;
       }
       out.items.push_back(std::move(record));

@@ -32,6 +32,8 @@ struct DiscoveryQuery {
   std::optional<query::JsonPath> filter;
   std::string after;
   std::size_t limit = 100;
+  store::SystemSort sort = store::SystemSort::id;
+  bool descending = false;
 };
 
 class SystemRegistry {

@@ -89,6 +89,7 @@ class SqliteStore final : public Store {
   static int schema_version();
 
  private:
+  core::Result<Page<core::SystemRecord>> sorted_systems(const SystemQuery& query);
   // Wraps a twin write's completion so that the twin listener hears of the committed change first.
   Completion<core::TwinRecord> announce_stored(Completion<core::TwinRecord> done);
   Completion<void> announce_removed(std::shared_ptr<std::vector<std::string>> ids, Completion<void> done);

@@ -68,15 +68,25 @@ struct AuditQuery {
   std::size_t limit = 100;
 };
 
-// Registered systems of one kind, by indexed equality, in id order.
+// Orders of system discovery: by the member, then by id.
+enum class SystemSort { id, name, type, status, created, modified };
+std::optional<SystemSort> parse_system_sort(std::string_view member);
+
+// Registered systems of one kind, by indexed equality, in id order (or `sort` order).
 struct SystemQuery {
   core::SystemKind kind = core::SystemKind::third_party;
   std::optional<std::string> type;
   std::optional<core::SystemStatus> status;
   std::optional<std::string> owner;
-  std::string after;  // cursor: the id of the last record of the previous page
+  std::string after;  // cursor: system_cursor() of the last record of the previous page
   std::size_t limit = 100;
+  SystemSort sort = SystemSort::id;
+  bool descending = false;
 };
+
+// The cursor that continues a `sort`-ordered listing after `record`: its id when sorted by id, otherwise the
+// JSON text [sort value, id].
+std::string system_cursor(const core::SystemRecord& record, SystemSort sort);
 
 // Twins, by owning system, in id order.
 struct TwinQuery {

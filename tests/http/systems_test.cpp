@@ -126,6 +126,43 @@ TEST_F(SystemsTest, OnlyTheOwnerOrAnOperatorChangesARegistration) {
   EXPECT_EQ(admin.json().at("owner"), "own-a");
 }
 
+TEST_F(SystemsTest, DiscoverySortsAndPagesInThatOrder) {
+  for (const auto& [id, amount] :
+       std::vector<std::pair<std::string, double>>{{"sort-b", 2}, {"sort-c", 1}, {"sort-a", 3}}) {
+    auto doc = boost::json::parse(registration(id, "sortable", amount, "eu")).as_object();
+    doc["name"] = "name of " + id;
+    ASSERT_EQ(call(port(), "POST", "/v1/third-party-systems", kAdmin, boost::json::serialize(doc)).status,
+              201);
+  }
+  auto ids = [&](const std::string& query) {
+    auto r = call(port(), "GET", "/v1/third-party-systems?type=sortable&" + query, kAdmin);
+    EXPECT_EQ(r.status, 200) << r.body;
+    const auto page = r.json();
+    std::vector<std::string> out;
+    for (const auto& item : page.at("items").as_array()) out.emplace_back(item.at("id").as_string());
+    std::string next =
+        page.as_object().contains("next_cursor") ? std::string(page.at("next_cursor").as_string()) : "";
+    return std::pair(out, next);
+  };
+  auto [first, cursor] = ids("sort=-name&limit=2");
+  EXPECT_EQ(first, (std::vector<std::string>{"sort-c", "sort-b"}));
+  auto [rest, end] = ids("sort=-name&limit=2&cursor=" + cursor);
+  EXPECT_EQ(rest, (std::vector<std::string>{"sort-a"}));
+  EXPECT_TRUE(end.empty());
+  EXPECT_EQ(ids("sort=created").first, (std::vector<std::string>{"sort-b", "sort-c", "sort-a"}));
+  EXPECT_EQ(ids("sort=-id").first, (std::vector<std::string>{"sort-c", "sort-b", "sort-a"}));
+  // With a filter, the order holds across the pages the filter walks.
+  auto [cheap, more] = ids("sort=name&limit=1&filter=%24%5B%3F%40.service_charge.amount%20%3C%203%5D");
+  EXPECT_EQ(cheap, (std::vector<std::string>{"sort-b"}));
+  EXPECT_EQ(
+      ids("sort=name&limit=1&filter=%24%5B%3F%40.service_charge.amount%20%3C%203%5D&cursor=" + more).first,
+      (std::vector<std::string>{"sort-c"}));
+  auto bad = call(port(), "GET", "/v1/third-party-systems?sort=price", kAdmin);
+  ASSERT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json().at("errors").at(0).at("parameter"), "sort");
+  EXPECT_EQ(call(port(), "GET", "/v1/third-party-systems?sort=name&cursor=6162", kAdmin).status, 400);
+}
+
 TEST_F(SystemsTest, ReplaceAndDeleteHonourIfMatch) {
   ASSERT_EQ(call(port(), "POST", "/v1/third-party-systems", kAdmin, registration("cond-svc", "cad", 5, "eu"))
                 .status,

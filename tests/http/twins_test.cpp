@@ -162,6 +162,36 @@ TEST_F(TwinsTest, RemovingASystemRemovesItsTwins) {
       201);
 }
 
+TEST_F(TwinsTest, DiscoverySortsAndPagesInThatOrder) {
+  const auto plant = principal("sort-plant", "twin-system");
+  ASSERT_EQ(call(port(), "POST", "/v1/twin-systems", plant,
+                 system_doc("sort-plant-1",
+                            {lamp("urn:dev:sort:c"), lamp("urn:dev:sort:a"), lamp("urn:dev:sort:b")}))
+                .status,
+            201);
+  auto titles = [&](const std::string& query) {
+    auto r = call(port(), "GET", "/v1/twins?system=sort-plant-1&" + query, plant);
+    EXPECT_EQ(r.status, 200) << r.body;
+    const auto page = r.json();
+    std::vector<std::string> out;
+    for (const auto& t : page.at("items").as_array()) out.emplace_back(t.at("title").as_string());
+    std::string next =
+        page.as_object().contains("next_cursor") ? std::string(page.at("next_cursor").as_string()) : "";
+    return std::pair(out, next);
+  };
+  auto [first, cursor] = titles("sort=-title&limit=2");
+  EXPECT_EQ(first, (std::vector<std::string>{"Lamp urn:dev:sort:c", "Lamp urn:dev:sort:b"}));
+  ASSERT_FALSE(cursor.empty());
+  auto [rest, end] = titles("sort=-title&limit=2&cursor=" + cursor);
+  EXPECT_EQ(rest, (std::vector<std::string>{"Lamp urn:dev:sort:a"}));
+  EXPECT_TRUE(end.empty());
+  EXPECT_EQ(titles("sort=title").first,
+            (std::vector<std::string>{"Lamp urn:dev:sort:a", "Lamp urn:dev:sort:b", "Lamp urn:dev:sort:c"}));
+  auto bad = call(port(), "GET", "/v1/twins?sort=colour", plant);
+  ASSERT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json().at("errors").at(0).at("parameter"), "sort");
+}
+
 TEST_F(TwinsTest, UnknownSystemsAndTwinsAre404) {
   EXPECT_EQ(call(port(), "GET", "/v1/twin-systems/nowhere/twins", kAdmin).status, 404);
   EXPECT_EQ(
