@@ -140,6 +140,17 @@ core::Result<void> check_system_if_match(std::string_view if_match, const core::
   return if_match_failed(if_match, system_etag(r));
 }
 
+std::unexpected<core::Error> unknown_parameter(std::string_view name) {
+  return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
+                       fmt::format("unknown query parameter '{}'; see /openapi.json", name));
+}
+
+core::Result<core::Timestamp> time_param(std::string_view name, std::string_view value) {
+  if (auto t = core::parse_rfc3339(value)) return *t;
+  return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
+                       fmt::format("{} must be an RFC 3339 date-time", name));
+}
+
 core::Result<PageParams> page_params(const std::vector<std::pair<std::string, std::string>>& query,
                                      const ApiServices& services) {
   PageParams p;

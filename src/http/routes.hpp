@@ -80,6 +80,11 @@ auto sort_param(std::string_view value, Parse parse, std::string_view allowed)
   return std::pair(*sort, descending);
 }
 
+// 400 for a query parameter the route does not take.
+std::unexpected<core::Error> unknown_parameter(std::string_view name);
+// An RFC 3339 date-time query parameter; 400 naming it otherwise.
+core::Result<core::Timestamp> time_param(std::string_view name, std::string_view value);
+
 struct PageParams {
   std::string after;
   std::size_t limit = 100;

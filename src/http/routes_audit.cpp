@@ -38,14 +38,11 @@ void add_audit_routes(Router& router, ApiServices& s) {
                   } else if (name == "target_id") {
                     q.target_id = value;
                   } else if (name == "since") {
-                    q.since = core::parse_rfc3339(value);
-                    if (!q.since) {
-                      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "since",
-                                              "since must be an RFC 3339 date-time");
-                    }
+                    auto since = time_param("since", value);
+                    if (!since) co_return std::unexpected(since.error());
+                    q.since = *since;
                   } else if (name != "limit" && name != "cursor") {
-                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                                            fmt::format("unknown query parameter '{}'", name));
+                    co_return unknown_parameter(name);
                   }
                 }
                 auto result = s.store.audit(q);

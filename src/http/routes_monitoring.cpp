@@ -71,14 +71,11 @@ void add_monitoring_routes(Router& router, ApiServices& s, registry::SystemRegis
                 }
                 for (const auto& [name, value] : *params) {
                   if (name == "since") {
-                    q.since = core::parse_rfc3339(value);
-                    if (!q.since) {
-                      co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "since",
-                                              "since must be an RFC 3339 date-time");
-                    }
+                    auto since = time_param("since", value);
+                    if (!since) co_return std::unexpected(since.error());
+                    q.since = *since;
                   } else if (name != "limit" && name != "cursor") {
-                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                                            fmt::format("unknown query parameter '{}'", name));
+                    co_return unknown_parameter(name);
                   }
                 }
                 if (auto record = s.store.system(kind, id); !record)
@@ -104,8 +101,7 @@ void add_monitoring_routes(Router& router, ApiServices& s, registry::SystemRegis
                 std::chrono::seconds window = longest;
                 for (const auto& [name, value] : *params) {
                   if (name != "window") {
-                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                                            fmt::format("unknown query parameter '{}'", name));
+                    co_return unknown_parameter(name);
                   }
                   auto n = integer_param("window", value, 1, longest.count());
                   if (!n) co_return std::unexpected(n.error());

@@ -57,8 +57,7 @@ core::Result<registry::DiscoveryQuery> discovery_query(const Request& req, const
       if (!sort) return std::unexpected(sort.error());
       std::tie(q.sort, q.descending) = *sort;
     } else if (name != "limit" && name != "cursor") {
-      return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                           fmt::format("unknown query parameter '{}'; see /openapi.json", name));
+      return unknown_parameter(name);
     }
   }
   return q;

@@ -80,8 +80,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 if (!params) co_return std::unexpected(params.error());
                 for (const auto& [k, v] : *params) {
                   if (k != "offset" && k != "limit") {
-                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, k,
-                                            fmt::format("unknown query parameter '{}'", k));
+                    co_return unknown_parameter(k);
                   }
                 }
                 auto offset = size_param(*params, "offset", 0, 1'000'000'000);

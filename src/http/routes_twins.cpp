@@ -62,8 +62,7 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
       if (!sort) return std::unexpected(sort.error());
       std::tie(q.sort, q.descending) = *sort;
     } else if (name != "limit" && name != "cursor") {
-      return core::fail_in(Errc::bad_request, core::FieldIn::query, name,
-                           fmt::format("unknown query parameter '{}'; see /openapi.json", name));
+      return unknown_parameter(name);
     }
   }
   return q;
