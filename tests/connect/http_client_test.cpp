@@ -4,9 +4,16 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <future>
+#include <optional>
 #include <thread>
 
+#include "support/server_process.hpp"
 #include "support/upstream_server.hpp"
 
 namespace twinbridge::connect {
@@ -134,6 +141,106 @@ TEST_F(HttpClientTest, HttpsToAPlainHttpPeerFailsTheHandshake) {
   auto r = call({"GET", "https://127.0.0.1:" + std::to_string(upstream.port()) + "/", {}, {}, 300ms, 1024});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().detail, "timed out after 300 ms (TLS handshake)");
+}
+
+}  // namespace
+}  // namespace twinbridge::connect
+
+namespace twinbridge::connect {
+namespace {
+
+// A real TLS peer: Python's http.server wrapped in ssl, with a certificate made by the openssl command for
+// `name` (a DNS name or IP:<address> subjectAltName). Prints its port; killed by the destructor.
+class TlsUpstream {
+ public:
+  TlsUpstream(const std::filesystem::path& dir, const std::string& san) {
+    cert_ = (dir / "cert.pem").string();
+    const auto key = (dir / "key.pem").string();
+    const auto openssl =
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "
+        "/CN=twinbridge-test -addext subjectAltName=" +
+        san + " -keyout " + key + " -out " + cert_ + " 2>/dev/null";
+    if (std::system(openssl.c_str()) != 0) throw std::runtime_error("openssl req failed");
+    const auto script = (dir / "tls_server.py").string();
+    std::ofstream(script) << R"(import http.server, os, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"status":"pass"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/health+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+c.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = c.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], os.getpid(), flush=True)
+s.serve_forever()
+)";
+    pipe_ = ::popen(("exec python3 " + script + " " + cert_ + " " + key).c_str(), "r");
+    if (pipe_ == nullptr || std::fscanf(pipe_, "%hu %d", &port_, &pid_) != 2) {
+      throw std::runtime_error("the TLS upstream did not start");
+    }
+  }
+  ~TlsUpstream() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+    if (pipe_ != nullptr) ::pclose(pipe_);
+  }
+  std::string url(const std::string& host) const {
+    return "https://" + host + ":" + std::to_string(port_) + "/health";
+  }
+  const std::string& cert() const { return cert_; }
+
+ private:
+  std::string cert_;
+  FILE* pipe_ = nullptr;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = 0;
+};
+
+core::Result<HttpResponse> call_with(const HttpClientOptions& options, const std::string& url) {
+  boost::asio::io_context io;
+  HttpClient client(io, options);
+  std::optional<core::Result<HttpResponse>> out;
+  client.send({"GET", url, {}, {}, 5s, 1024}, [&](core::Result<HttpResponse> r) { out = std::move(r); });
+  io.run();
+  return std::move(*out);
+}
+
+TEST(HttpsTest, VerifiesThePeerAgainstTheConfiguredCa) {
+  testing::TempDir dir;
+  TlsUpstream upstream(dir.path(), "IP:127.0.0.1");
+  HttpClientOptions trusted;
+  trusted.ca_file = upstream.cert();
+  auto ok = call_with(trusted, upstream.url("127.0.0.1"));
+  ASSERT_TRUE(ok) << ok.error().detail;
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->body, R"({"status":"pass"})");
+  // The system's trust store does not know the test CA.
+  auto untrusted = call_with(HttpClientOptions{}, upstream.url("127.0.0.1"));
+  ASSERT_FALSE(untrusted);
+  EXPECT_NE(untrusted.error().detail.find("TLS"), std::string::npos) << untrusted.error().detail;
+  EXPECT_NE(untrusted.error().detail.find("(TLS handshake)"), std::string::npos) << untrusted.error().detail;
+}
+
+TEST(HttpsTest, RefusesACertificateForAnotherHost) {
+  testing::TempDir dir;
+  TlsUpstream upstream(dir.path(), "DNS:elsewhere.example");
+  HttpClientOptions trusted;
+  trusted.ca_file = upstream.cert();
+  auto r = call_with(trusted, upstream.url("127.0.0.1"));
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().detail.find("(TLS handshake)"), std::string::npos) << r.error().detail;
+}
+
+TEST(HttpsTest, AnUnreadableCaFileFailsAtStartUp) {
+  boost::asio::io_context io;
+  HttpClientOptions options;
+  options.ca_file = "/nonexistent/ca.pem";
+  EXPECT_ANY_THROW(HttpClient(io, options));
 }
 
 }  // namespace
