@@ -1302,6 +1302,12 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
                               Completion<core::TwinRecord> done) {
   submit<core::TwinRecord>(
       [t = std::move(twin), audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
+        // The owning system may have been deregistered since the caller looked: then the twin has no home.
+        if (!t.system_id.empty()) {
+          if (auto owner = system_version(db, core::SystemKind::twin, t.system_id); !owner) {
+            return std::unexpected(owner.error());
+          }
+        }
         t.version = 1;
         t.created = t.modified = audit.at;
         auto expired =

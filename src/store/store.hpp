@@ -207,7 +207,8 @@ class Store {
   virtual void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                                     core::AuditEntry audit, Completion<core::SystemRecord> done) = 0;
   // Twins: versions and timestamps as for principals. create fails with conflict when any twin (of any
-  // system) has the id. Deleting a twin system (delete_system) deletes its twins.
+  // system) has the id, and with not_found when its twin system does not exist (deregistered meanwhile).
+  // Deleting a twin system (delete_system) deletes its twins.
   virtual void create_twin(core::TwinRecord twin, core::AuditEntry audit,
                            Completion<core::TwinRecord> done) = 0;
   virtual void update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,

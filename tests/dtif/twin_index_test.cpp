@@ -9,6 +9,7 @@
 #include <boost/json/parse.hpp>
 
 #include <filesystem>
+#include <set>
 
 #include "store/sqlite_store.hpp"
 #include "support/server_process.hpp"
@@ -67,7 +68,22 @@ class TwinIndexTest : public ::testing::Test {
     store_->set_twin_listener(&index_);
     store_->start();
   }
+  // Registers the twin system `id` (without twins) once.
+  void system(const std::string& id, std::vector<core::TwinRecord> twins = {}) {
+    if (!systems_.insert(id).second && twins.empty()) return;
+    core::SystemRecord r;
+    r.kind = core::SystemKind::twin;
+    r.id = id;
+    r.type = "factory";
+    r.name = id;
+    r.owner = core::PrincipalId("tester");
+    auto registered = wait_for<core::SystemRecord>([&](auto done) {
+      store_->register_twin_system(r, twins, audit("twin-system.register", id), std::move(done));
+    });
+    ASSERT_TRUE(registered) << registered.error().detail;
+  }
   void create(const core::TwinRecord& t) {
+    system(t.system_id);
     auto r = wait_for<core::TwinRecord>(
         [&](auto done) { store_->create_twin(t, audit("twin.create", t.id), std::move(done)); });
     ASSERT_TRUE(r) << r.error().detail;
@@ -78,6 +94,7 @@ class TwinIndexTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
+  std::set<std::string> systems_;
   TwinIndex index_;
   std::unique_ptr<store::SqliteStore> store_;
 };
@@ -121,17 +138,7 @@ TEST_F(TwinIndexTest, FollowsCommittedWrites) {
 }
 
 TEST_F(TwinIndexTest, FollowsTwinSystemsRegisteredAndDeregistered) {
-  core::SystemRecord system;
-  system.kind = core::SystemKind::twin;
-  system.id = "plant-c";
-  system.type = "factory";
-  system.name = "C";
-  system.owner = core::PrincipalId("tester");
-  std::vector<core::TwinRecord> initial{twin("urn:c:1", "plant-c", "One"), twin("urn:c:2", "plant-c", "Two")};
-  auto registered = wait_for<core::SystemRecord>([&](auto done) {
-    store_->register_twin_system(system, initial, audit("twin-system.register", "plant-c"), std::move(done));
-  });
-  ASSERT_TRUE(registered) << registered.error().detail;
+  system("plant-c", {twin("urn:c:1", "plant-c", "One"), twin("urn:c:2", "plant-c", "Two")});
   create(twin("urn:other", "plant-d", "Elsewhere"));
   TwinIndexQuery q;
   q.system_id = "plant-c";
@@ -146,6 +153,22 @@ TEST_F(TwinIndexTest, FollowsTwinSystemsRegisteredAndDeregistered) {
   ASSERT_TRUE(gone);
   EXPECT_TRUE(find(q).items.empty());
   EXPECT_EQ(ids(find({})), (std::vector<std::string>{"urn:other"}));
+}
+
+TEST_F(TwinIndexTest, ATwinWhoseSystemWasDeregisteredIsRefused) {
+  create(twin("urn:r:1", "plant-r", "First"));
+  ASSERT_TRUE(wait_for<void>([&](auto done) {
+    store_->delete_system(core::SystemKind::twin, "plant-r", std::nullopt,
+                          audit("twin-system.deregister", "plant-r"), std::move(done));
+  }));
+  // A request that checked the system before the deregistration committed, and writes after it.
+  auto late = wait_for<core::TwinRecord>([&](auto done) {
+    store_->create_twin(twin("urn:r:2", "plant-r", "Late"), audit("twin.create", "urn:r:2"), std::move(done));
+  });
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code, core::Errc::not_found);
+  EXPECT_EQ(index_.size(), 0u);
+  EXPECT_FALSE(store_->twin("urn:r:2"));
 }
 
 TEST_F(TwinIndexTest, LoadRebuildsItFromTheStore) {

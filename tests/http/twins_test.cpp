@@ -6,7 +6,9 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
@@ -190,6 +192,39 @@ TEST_F(TwinsTest, DiscoverySortsAndPagesInThatOrder) {
   auto bad = call(port(), "GET", "/v1/twins?sort=colour", plant);
   ASSERT_EQ(bad.status, 400);
   EXPECT_EQ(bad.json().at("errors").at(0).at("parameter"), "sort");
+}
+
+TEST_F(TwinsTest, TwinsAddedWhileTheirSystemIsDeregisteredLeaveNothingBehind) {
+  const auto plant = principal("race-plant", "twin-system");
+  for (int round = 0; round < 5; ++round) {
+    const auto system = "race-" + std::to_string(round);
+    ASSERT_EQ(call(port(), "POST", "/v1/twin-systems", plant, system_doc(system, {})).status, 201);
+    std::vector<std::string> created;
+    std::atomic<int> acknowledged{0};
+    std::thread adder([&] {
+      for (int i = 0; i < 20; ++i) {
+        const auto id = "urn:dev:" + system + ":" + std::to_string(i);
+        auto r = call(port(), "POST", "/v1/twin-systems/" + system + "/twins", plant,
+                      boost::json::serialize(lamp(id)));
+        if (r.status == 201) {
+          created.push_back(id);
+          ++acknowledged;
+        }
+        if (r.status == 404) break;  // the system is gone
+        EXPECT_TRUE(r.status == 201 || r.status == 404) << r.status << " " << r.body;
+      }
+    });
+    // Deregister while twins are being added: after the first few are in.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (acknowledged < 3 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    EXPECT_EQ(call(port(), "DELETE", "/v1/twin-systems/" + system, plant).status, 204);
+    adder.join();
+    // Whatever was acknowledged before the deregistration went with it; nothing was added after it.
+    auto left = call(port(), "GET", "/v1/twins?system=" + system, plant);
+    ASSERT_EQ(left.status, 200);
+    EXPECT_TRUE(left.json().at("items").as_array().empty()) << left.body;
+    for (const auto& id : created) EXPECT_EQ(call(port(), "GET", "/things/" + id, plant).status, 404) << id;
+  }
 }
 
 TEST_F(TwinsTest, UnknownSystemsAndTwinsAre404) {
