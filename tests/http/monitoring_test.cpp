@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <set>
 #include <thread>
 
@@ -262,6 +263,32 @@ TEST_F(MonitoringTest, TwinSystemsAreMonitoredAsWell) {
   EXPECT_EQ(call(port(), "DELETE", "/v1/twin-systems/watched-plant", kAdmin).status, 204);
   EXPECT_EQ(call(port(), "GET", "/v1/twin-systems/watched-plant/status", kAdmin).status, 404);
   EXPECT_EQ(call(port(), "GET", "/v1/twin-systems/watched-plant/status-history", kAdmin).status, 404);
+}
+
+TEST_F(MonitoringTest, StatusAndHistorySurviveARestart) {
+  TempDir data;
+  const std::map<std::string, std::string> env{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}};
+  const std::string path = "/v1/third-party-systems/durable-svc";
+  {
+    ServerProcess first(data.path(), {}, env);
+    ASSERT_EQ(call(first.port(), "POST", "/v1/third-party-systems", kAdmin,
+                   third_party("durable-svc", "", {{"heartbeat_ttl_s", 3600}}))
+                  .status,
+              201);
+    auto beat = call(first.port(), "POST", path + "/heartbeat", kAdmin,
+                     R"({"status":"degraded","note":"warming up"})");
+    ASSERT_EQ(beat.status, 200) << beat.body;  // answered once the change is durable
+    EXPECT_EQ(first.stop(SIGKILL), 128 + SIGKILL);
+  }
+  ServerProcess second(data.path(), {}, env);
+  auto record = call(second.port(), "GET", path, kAdmin).json();
+  EXPECT_EQ(record.at("status").at("state"), "degraded");
+  EXPECT_EQ(record.at("status").at("reason"), "heartbeat: reports degraded: warming up");
+  auto status = call(second.port(), "GET", path + "/status", kAdmin).json();
+  EXPECT_EQ(status.at("state"), "degraded");
+  auto history = call(second.port(), "GET", path + "/status-history", kAdmin).json();
+  ASSERT_EQ(history.at("items").as_array().size(), 1u);
+  EXPECT_EQ(history.at("items").at(0).at("state"), "degraded");
 }
 
 TEST_F(MonitoringTest, BadMonitoringParametersAreRejected) {
