@@ -131,7 +131,7 @@ int run_serve(ConfigLoader& loader) {
       *store, {config.admin_token, jwt, config.auth_failure_burst, config.auth_failure_refill}, clock);
   std::unique_ptr<registry::SystemMonitor> monitor;
   try {
-    monitor = std::make_unique<registry::SystemMonitor>(*store, clock, config.monitor);
+    monitor = std::make_unique<registry::SystemMonitor>(*store, clock, config.monitor, &metrics);
   } catch (const std::exception& e) {
     spdlog::critical("monitor: {} (monitor.ca_file '{}')", e.what(), config.monitor.client.ca_file);
     store->stop();

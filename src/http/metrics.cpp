@@ -62,7 +62,42 @@ Metrics::Metrics()
                                .Help("Writes committed together in one group commit")
                                .Register(*registry_)
                                .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128,
-                                                                                256, 512, 1024})) {}
+                                                                                256, 512, 1024})) {
+  auto& probes = prometheus::BuildCounter()
+                     .Name("twinbridge_monitor_probes_total")
+                     .Help("Health probes of registered systems, by kind and result")
+                     .Register(*registry_);
+  auto& probe_latency = prometheus::BuildHistogram()
+                            .Name("twinbridge_monitor_probe_duration_seconds")
+                            .Help("Time of answered health probes, connect to last byte, by kind")
+                            .Register(*registry_);
+  auto& changes = prometheus::BuildCounter()
+                      .Name("twinbridge_monitor_status_changes_total")
+                      .Help("Durable changes of systems' status, by kind and new status")
+                      .Register(*registry_);
+  for (const auto kind : {core::SystemKind::third_party, core::SystemKind::twin}) {
+    const auto k = static_cast<std::size_t>(kind);
+    const std::string name(core::to_string(kind));
+    probes_[k][0] = &probes.Add({{"kind", name}, {"result", "fail"}});
+    probes_[k][1] = &probes.Add({{"kind", name}, {"result", "pass"}});
+    probe_latency_[k] = &probe_latency.Add({{"kind", name}}, latency_buckets());
+    for (const auto s : {core::SystemStatus::unknown, core::SystemStatus::up, core::SystemStatus::degraded,
+                         core::SystemStatus::down}) {
+      status_changes_[k][static_cast<std::size_t>(s)] =
+          &changes.Add({{"kind", name}, {"to", std::string(core::to_string(s))}});
+    }
+  }
+}
+
+void Metrics::on_probe(core::SystemKind kind, bool passed, std::chrono::microseconds latency) {
+  const auto k = static_cast<std::size_t>(kind);
+  probes_[k][passed ? 1 : 0]->Increment();
+  if (passed) probe_latency_[k]->Observe(seconds(latency));
+}
+
+void Metrics::on_status_change(core::SystemKind kind, core::SystemStatus to) {
+  status_changes_[static_cast<std::size_t>(kind)][static_cast<std::size_t>(to)]->Increment();
+}
 
 void Metrics::observe_request(std::string_view route, Method method, int status,
                               std::chrono::nanoseconds latency) {

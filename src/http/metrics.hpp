@@ -7,6 +7,9 @@
 //   twinbridge_store_read_duration_seconds{operation}              histogram
 //   twinbridge_store_commit_duration_seconds                       histogram
 //   twinbridge_store_commit_writes                                 histogram (writes per group commit)
+//   twinbridge_monitor_probes_total{kind,result}                   counter (health probes, pass or fail)
+//   twinbridge_monitor_probe_duration_seconds{kind}                histogram (answered probes)
+//   twinbridge_monitor_status_changes_total{kind,to}               counter
 // Later parts add their families through registry(). Thread-safe.
 
 #include <prometheus/counter.h>
@@ -22,11 +25,12 @@
 #include <unordered_map>
 
 #include "http/message.hpp"
+#include "registry/system_monitor.hpp"
 #include "store/store.hpp"
 
 namespace twinbridge::http {
 
-class Metrics final : public store::StoreObserver {
+class Metrics final : public store::StoreObserver, public registry::MonitorObserver {
  public:
   Metrics();
 
@@ -39,6 +43,8 @@ class Metrics final : public store::StoreObserver {
 
   void on_read(std::string_view operation, std::chrono::nanoseconds latency) override;
   void on_commit(std::size_t writes, std::chrono::nanoseconds latency) override;
+  void on_probe(core::SystemKind kind, bool passed, std::chrono::microseconds latency) override;
+  void on_status_change(core::SystemKind kind, core::SystemStatus to) override;
 
   std::string render() const;
   prometheus::Registry& registry() { return *registry_; }
@@ -70,6 +76,10 @@ class Metrics final : public store::StoreObserver {
   prometheus::Family<prometheus::Histogram>& store_reads_;
   prometheus::Histogram& store_commit_latency_;
   prometheus::Histogram& store_commit_writes_;
+  // By kind (0 third-party, 1 twin), then result (0 fail, 1 pass) or status (SystemStatus order).
+  prometheus::Counter* probes_[2][2];
+  prometheus::Histogram* probe_latency_[2];
+  prometheus::Counter* status_changes_[2][4];
 
   mutable std::shared_mutex mutex_;
   std::unordered_map<Key, Series, KeyHash> series_;

@@ -112,10 +112,12 @@ boost::json::object to_json(const MonitoredSystem& s) {
           {"checks", {{"probe", std::move(probe)}, {"heartbeat", std::move(heartbeat)}}}};
 }
 
-SystemMonitor::SystemMonitor(store::Store& store, const core::Clock& clock, MonitorSettings settings)
+SystemMonitor::SystemMonitor(store::Store& store, const core::Clock& clock, MonitorSettings settings,
+                             MonitorObserver* observer)
     : store_(store),
       clock_(clock),
       settings_(std::move(settings)),
+      observer_(observer),
       io_(std::make_unique<boost::asio::io_context>(1)),
       client_(std::make_unique<connect::HttpClient>(*io_, settings_.client)),
       timer_(std::make_unique<Timer>(*io_)) {}
@@ -333,6 +335,7 @@ void SystemMonitor::on_tick() {
 }
 
 void SystemMonitor::on_probe_done(const Key& key, std::uint64_t generation, core::ProbeResult result) {
+  if (observer_ != nullptr) observer_->on_probe(key.first, result.ok, result.latency);
   std::lock_guard lock(mutex_);
   --in_flight_;
   auto it = entries_.find(key);
@@ -373,8 +376,9 @@ void SystemMonitor::record(const Key& key, std::optional<core::ProbeSample> samp
         spdlog::warn("monitor: cannot record the status of {} '{}': {}", core::to_string(key.first),
                      key.second, r.error().detail);
       }
-    } else if (change && listener_) {
-      listener_(key.first, key.second, *change);
+    } else if (change) {
+      if (observer_ != nullptr) observer_->on_status_change(key.first, change->to);
+      if (listener_) listener_(key.first, key.second, *change);
     }
     if (done) done(std::move(r));
   });

@@ -53,6 +53,14 @@ struct MonitorSettings {
   connect::HttpClientOptions client;
 };
 
+// Observes probes and durable status changes for metrics; called from the monitor's and the store's threads.
+class MonitorObserver {
+ public:
+  virtual ~MonitorObserver() = default;
+  virtual void on_probe(core::SystemKind kind, bool passed, std::chrono::microseconds latency) = 0;
+  virtual void on_status_change(core::SystemKind kind, core::SystemStatus to) = 0;
+};
+
 // What the monitor knows of one system now.
 struct MonitoredSystem {
   core::SystemKind kind = core::SystemKind::third_party;
@@ -73,7 +81,8 @@ class SystemMonitor {
  public:
   using Listener = std::function<void(core::SystemKind, const std::string& id, const core::StatusChange&)>;
 
-  SystemMonitor(store::Store& store, const core::Clock& clock, MonitorSettings settings);
+  SystemMonitor(store::Store& store, const core::Clock& clock, MonitorSettings settings,
+                MonitorObserver* observer = nullptr);
   ~SystemMonitor();
   SystemMonitor(const SystemMonitor&) = delete;
   SystemMonitor& operator=(const SystemMonitor&) = delete;
@@ -120,6 +129,7 @@ class SystemMonitor {
   store::Store& store_;
   const core::Clock& clock_;
   MonitorSettings settings_;
+  MonitorObserver* observer_;
   Listener listener_;
 
   mutable std::mutex mutex_;

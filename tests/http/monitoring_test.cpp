@@ -152,6 +152,18 @@ TEST_F(MonitoringTest, AHealthEndpointThatGoesDownAndComesBack) {
             report.at("probes").at("failed").to_number<int>());
   EXPECT_TRUE(report.at("latency").at("p99_ms").is_number());
   EXPECT_EQ(report.at("latency").at("met"), true);  // loopback answers well within 1000 ms
+
+  // Operators see the probes and changes in /metrics.
+  const auto metrics = fetch(port(), {"GET", "/metrics"}).body;
+  for (const char* series :
+       {R"(twinbridge_monitor_probes_total{kind="third-party-system",result="fail"})",
+        R"(twinbridge_monitor_probes_total{kind="third-party-system",result="pass"})",
+        R"(twinbridge_monitor_status_changes_total{kind="third-party-system",to="down"} )",
+        R"(twinbridge_monitor_probe_duration_seconds_count{kind="third-party-system"})"}) {
+    EXPECT_NE(metrics.find(series), std::string::npos) << series;
+  }
+  EXPECT_EQ(metrics.find(R"(twinbridge_monitor_status_changes_total{kind="third-party-system",to="down"} 0)"),
+            std::string::npos);
 }
 
 TEST_F(MonitoringTest, AHangingHealthUrlIsABoundedProbeFailure) {
