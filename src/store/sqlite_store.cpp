@@ -268,17 +268,22 @@ Result<std::int64_t> system_version(Connection& db, core::SystemKind kind, const
   return s->integer(0);
 }
 
+// Binds ?1..?6 of a systems statement: kind, id, type, name, owner, body.
+sqlite::Statement& bind_registration(sqlite::Statement& s, const core::SystemRecord& r) {
+  return s.bind(1, core::to_string(r.kind))
+      .bind(2, r.id)
+      .bind(3, r.type)
+      .bind(4, r.name)
+      .bind(5, r.owner.str())
+      .bind(6, json_text(r.body));
+}
+
 Result<void> insert_system(Connection& db, const core::SystemRecord& r) {
   auto s = db.prepare(
       "INSERT INTO systems(kind, id, type, name, owner, body, status, status_reason, status_since, created, "
       "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   if (!s) return std::unexpected(s.error());
-  s->bind(1, core::to_string(r.kind))
-      .bind(2, r.id)
-      .bind(3, r.type)
-      .bind(4, r.name)
-      .bind(5, r.owner.str())
-      .bind(6, json_text(r.body))
+  bind_registration(*s, r)
       .bind(7, core::to_string(r.status))
       .bind(8, r.status_reason)
       .bind(9, core::to_unix_micros(r.status_since))
@@ -301,12 +306,7 @@ Result<void> update_system_row(Connection& db, core::SystemRecord& r) {
       "UPDATE systems SET type = ?3, name = ?4, owner = ?5, body = ?6, created = ?7, modified = ?8, "
       "version = ?9 WHERE kind = ?1 AND id = ?2 RETURNING status, status_reason, status_since");
   if (!s) return std::unexpected(s.error());
-  s->bind(1, core::to_string(r.kind))
-      .bind(2, r.id)
-      .bind(3, r.type)
-      .bind(4, r.name)
-      .bind(5, r.owner.str())
-      .bind(6, json_text(r.body))
+  bind_registration(*s, r)
       .bind(7, core::to_unix_micros(r.created))
       .bind(8, core::to_unix_micros(r.modified))
       .bind(9, r.version);
