@@ -96,7 +96,7 @@ core::Error network_error(const boost::system::error_code& ec, const HttpRequest
   } else {
     what = ec.message();
   }
-  return core::Error(Errc::unavailable, fmt::format("{} ({})", what, stage));
+  return core::Error(Errc::unavailable, fmt::format("{} while {}", what, stage));
 }
 
 // Writes the request and reads the response over a connected stream.
@@ -172,7 +172,7 @@ net::awaitable<core::Result<HttpResponse>> call(HttpClient::Impl& impl, HttpRequ
     auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(endpoints, kUseTuple);
     ec = cec;
     if (!ec) {
-      stage = "TLS handshake";
+      stage = "shaking hands (TLS)";
       auto [hec] = co_await stream.async_handshake(ssl::stream_base::client, kUseTuple);
       ec = hec;
       if (!ec) ec = co_await exchange(stream, req, parser, stage);

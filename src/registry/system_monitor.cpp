@@ -120,7 +120,10 @@ SystemMonitor::SystemMonitor(store::Store& store, const core::Clock& clock, Moni
       observer_(observer),
       io_(std::make_unique<boost::asio::io_context>(1)),
       client_(std::make_unique<connect::HttpClient>(*io_, settings_.client)),
-      timer_(std::make_unique<Timer>(*io_)) {}
+      timer_(std::make_unique<Timer>(*io_)) {
+  // Look often enough for the shortest interval a registration may ask for.
+  settings_.tick = std::min(settings_.tick, settings_.min_interval);
+}
 
 SystemMonitor::~SystemMonitor() {
   stop();

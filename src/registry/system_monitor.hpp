@@ -49,7 +49,7 @@ struct MonitorSettings {
   std::size_t max_concurrent_probes = 64;
   std::size_t history_limit = 1'000;           // status changes kept per system
   std::chrono::seconds sla_window{24 * 3600};  // probe samples kept, and the longest SLA window
-  std::chrono::milliseconds tick{250};         // how often due probes and heartbeat TTLs are looked at
+  std::chrono::milliseconds tick{250};  // how often due probes and TTLs are looked at (at most min_interval)
   connect::HttpClientOptions client;
 };
 

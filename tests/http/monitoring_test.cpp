@@ -89,7 +89,7 @@ TEST_F(MonitoringTest, AHealthEndpointThatGoesDownAndComesBack) {
 
   upstream.stop();  // connections are refused from now on
   auto down = wait_for_state(path, "down");
-  EXPECT_EQ(down.at("reason"), "health probe: connection refused (connecting) (2 failures in a row)");
+  EXPECT_EQ(down.at("reason"), "health probe: connection refused while connecting (2 failures in a row)");
 
   // The status is part of the representation: a cached copy is not "not modified" any more...
   auto revalidate = call(port(), "GET", path, kAdmin, "", {{"If-None-Match", etag_up}});
@@ -180,7 +180,7 @@ TEST_F(MonitoringTest, AHangingHealthUrlIsABoundedProbeFailure) {
             201);
   auto down = wait_for_state(path, "down");
   EXPECT_EQ(down.at("reason"),
-            "health probe: timed out after 200 ms (reading the response) (1 failure in a row)");
+            "health probe: timed out after 200 ms while reading the response (1 failure in a row)");
   EXPECT_EQ(call(port(), "GET", "/healthz", "").status, 200);  // the API is not held up
 }
 
@@ -197,7 +197,7 @@ TEST_F(MonitoringTest, ATenMegabyteHealthAnswerFailsTheProbe) {
   auto down = wait_for_state(path, "down");
   EXPECT_EQ(
       down.at("reason"),
-      "health probe: response body larger than 65536 bytes (reading the response) (1 failure in a row)");
+      "health probe: response body larger than 65536 bytes while reading the response (1 failure in a row)");
 }
 
 TEST_F(MonitoringTest, HealthDocumentsAndSlowAnswersMakeItDegraded) {
