@@ -66,6 +66,16 @@ MonitorPolicy monitor_policy(const boost::json::object& registration, const Moni
   return p;
 }
 
+std::string initial_status_reason(const boost::json::object& registration) {
+  const auto* endpoints = registration.if_contains("endpoints");
+  const bool probed =
+      endpoints != nullptr && endpoints->is_object() && endpoints->get_object().contains("health_url");
+  const auto* monitoring = registration.if_contains("monitoring");
+  const bool beats = monitoring != nullptr && monitoring->is_object() &&
+                     monitoring->get_object().contains("heartbeat_ttl_s");
+  return probed || beats ? "not checked yet" : std::string(kNoChecksReason);
+}
+
 HealthTracker::HealthTracker(MonitorPolicy policy, bool has_probe, SystemStatus status, std::string reason,
                              Timestamp since)
     : policy_(std::move(policy)), since_(since), status_(status), reason_(std::move(reason)) {
@@ -75,7 +85,7 @@ HealthTracker::HealthTracker(MonitorPolicy policy, bool has_probe, SystemStatus 
   heartbeat_.reason = "no heartbeat yet";
   if (!probe_.active && !heartbeat_.active) {
     status_ = SystemStatus::unknown;
-    reason_ = "no health URL and no heartbeat TTL declared";
+    reason_ = kNoChecksReason;
   }
 }
 

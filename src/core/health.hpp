@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/json/object.hpp>
@@ -102,6 +103,10 @@ class HealthTracker {
   SystemStatus status_;
   std::string reason_;
 };
+
+// Why a system just registered is unknown: it has checks that have not run yet, or none at all.
+inline constexpr std::string_view kNoChecksReason = "no health URL and no heartbeat TTL declared";
+std::string initial_status_reason(const boost::json::object& registration);
 
 // One kept probe sample.
 struct ProbeSample {

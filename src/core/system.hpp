@@ -30,7 +30,7 @@ struct SystemRecord {
   PrincipalId owner;         // the principal that registered it; it (or registry:admin) may change it
   boost::json::object body;  // the registration document, without the server-maintained members
   SystemStatus status = SystemStatus::unknown;
-  std::string status_reason = "not probed yet";
+  std::string status_reason = "not checked yet";
   Timestamp status_since{};
   Timestamp created{};
   Timestamp modified{};

@@ -1,5 +1,7 @@
 #include "registry/system_registry.hpp"
 
+#include "core/health.hpp"
+
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
 
@@ -71,6 +73,7 @@ core::Result<core::SystemRecord> SystemRegistry::from_document(const boost::json
   record.body.erase("id");
   record.type = std::string(object->at("type").get_string());
   record.name = std::string(object->at("name").get_string());
+  if (current == nullptr) record.status_reason = core::initial_status_reason(record.body);
   return record;
 }
 

@@ -310,6 +310,7 @@ TEST_F(MonitoringTest, BadMonitoringParametersAreRejected) {
   auto status = call(port(), "GET", path + "/status", kAdmin).json();
   EXPECT_EQ(status.at("state"), "unknown");
   EXPECT_EQ(status.at("reason"), "no health URL and no heartbeat TTL declared");
+  EXPECT_EQ(call(port(), "GET", path, kAdmin).json().at("status").at("reason"), status.at("reason"));
   auto window = call(port(), "GET", path + "/sla?window=0", kAdmin);
   EXPECT_EQ(window.status, 400);
   EXPECT_EQ(window.json().at("errors").at(0).at("parameter"), "window");
