@@ -164,6 +164,7 @@ void SystemMonitor::stop() {
   {
     std::lock_guard lock(mutex_);
     running_ = false;
+    flush_samples();
   }
   if (io_) io_->stop();
   if (thread_.joinable()) thread_.join();
@@ -306,6 +307,7 @@ void SystemMonitor::on_tick() {
   {
     std::lock_guard lock(mutex_);
     if (!running_ || !settings_.enabled) return;
+    flush_samples();
     for (auto& [key, entry] : entries_) {
       if (auto change = entry->tracker.on_tick(at)) {
         entry->since = change->at;
@@ -346,8 +348,31 @@ void SystemMonitor::on_probe_done(const Key& key, std::uint64_t generation, core
   auto& entry = *it->second;
   entry.in_flight = false;
   auto change = entry.tracker.on_probe(result);
-  if (change) entry.since = change->at;
-  record(key, core::ProbeSample{result.at, result.ok, result.latency}, std::move(change));
+  const core::ProbeSample sample{result.at, result.ok, result.latency};
+  if (change) {
+    entry.since = change->at;
+    record(key, sample, std::move(change));
+    return;
+  }
+  // A sample without a change waits for the next tick, which writes all waiting samples in one write.
+  store::SystemCheck check;
+  check.kind = key.first;
+  check.id = key.second;
+  check.probe = sample;
+  check.keep_probes_since =
+      sample.at - std::chrono::duration_cast<std::chrono::microseconds>(settings_.sla_window);
+  check.keep_history = settings_.history_limit;
+  pending_samples_.push_back(std::move(check));
+}
+
+// Called with mutex_ held.
+void SystemMonitor::flush_samples() {
+  if (pending_samples_.empty()) return;
+  std::vector<store::SystemCheck> batch;
+  batch.swap(pending_samples_);
+  store_.record_system_checks(std::move(batch), [](core::Result<void> r) {
+    if (!r) spdlog::warn("monitor: cannot record probe samples: {}", r.error().detail);
+  });
 }
 
 // Called with mutex_ held, so that the writes of one system reach the store in the order of its changes.

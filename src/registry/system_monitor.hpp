@@ -8,7 +8,9 @@
 //
 // Probes run on the monitor's own thread and io_context, never on the API's I/O threads; at most
 // `max_concurrent_probes` are in flight. A system is probed again `interval` after its previous probe
-// started, never while one is in flight. A write racing a deregistration is dropped by the store
+// started, never while one is in flight. A status change is written at once (with its sample); samples
+// without a change are written together on the next tick (one write for all). A write racing a
+// deregistration is dropped by the store
 // (not_found), so a deregistered system never comes back through the monitor.
 //
 // Every node probes every system it knows; when several nodes share a store (scale-out), probing will be
@@ -28,6 +30,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "connect/http_client.hpp"
 #include "core/health.hpp"
@@ -125,6 +128,7 @@ class SystemMonitor {
   void record(const Key& key, std::optional<core::ProbeSample> sample,
               std::optional<core::StatusChange> change, store::Completion<void> done = nullptr);
   MonitoredSystem view(const Key& key, const Entry& entry) const;
+  void flush_samples();
 
   store::Store& store_;
   const core::Clock& clock_;
@@ -136,6 +140,8 @@ class SystemMonitor {
   std::map<Key, std::unique_ptr<Entry>> entries_;
   std::uint64_t next_generation_ = 1;
   std::size_t in_flight_ = 0;
+  std::vector<store::SystemCheck>
+      pending_samples_;  // probe samples without a change, written on the next tick
   bool running_ = false;
 
   std::unique_ptr<boost::asio::io_context> io_;

@@ -67,6 +67,9 @@ class CachedStore final : public Store {
   void record_system_check(SystemCheck check, Completion<void> done) override {
     inner_->record_system_check(std::move(check), std::move(done));
   }
+  void record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) override {
+    inner_->record_system_checks(std::move(checks), std::move(done));
+  }
   void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                             core::AuditEntry audit, Completion<core::SystemRecord> done) override {
     inner_->register_twin_system(std::move(record), std::move(twins), std::move(audit), std::move(done));

@@ -1172,58 +1172,75 @@ Result<std::vector<core::ProbeSample>> SqliteStore::probe_samples(core::SystemKi
   return out;
 }
 
-void SqliteStore::record_system_check(SystemCheck check, Completion<void> done) {
-  submit<void>(
-      [c = std::move(check)](Connection& db) -> Result<void> {
-        const auto kind = core::to_string(c.kind);
-        if (auto v = system_version(db, c.kind, c.id); !v) return std::unexpected(v.error());
-        if (c.probe) {
-          auto s = db.prepare(
-              "INSERT INTO system_probes(kind, system_id, at, ok, latency_us) VALUES (?1, ?2, ?3, ?4, ?5)");
-          if (!s) return std::unexpected(s.error());
-          s->bind(1, kind)
-              .bind(2, c.id)
-              .bind(3, core::to_unix_micros(c.probe->at))
-              .bind(4, std::int64_t{c.probe->ok ? 1 : 0})
-              .bind(5, static_cast<std::int64_t>(c.probe->latency.count()));
-          if (auto ok = s->run(); !ok) return ok;
-        }
-        auto old_probes =
-            db.prepare("DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2 AND at < ?3");
-        if (!old_probes) return std::unexpected(old_probes.error());
-        old_probes->bind(1, kind).bind(2, c.id).bind(3, core::to_unix_micros(c.keep_probes_since));
-        if (auto ok = old_probes->run(); !ok) return ok;
-        if (!c.change) return {};
+namespace {
 
-        // The status members only: version and modified stay, they track the registration.
-        auto status = db.prepare(
-            "UPDATE systems SET status = ?3, status_reason = ?4, status_since = ?5 "
-            "WHERE kind = ?1 AND id = ?2");
-        if (!status) return std::unexpected(status.error());
-        status->bind(1, kind)
-            .bind(2, c.id)
-            .bind(3, core::to_string(c.change->to))
-            .bind(4, c.change->reason)
-            .bind(5, core::to_unix_micros(c.change->at));
-        if (auto ok = status->run(); !ok) return ok;
-        auto entry = db.prepare(
-            "INSERT INTO system_status_history(kind, system_id, at, status, reason) "
-            "VALUES (?1, ?2, ?3, ?4, ?5)");
-        if (!entry) return std::unexpected(entry.error());
-        entry->bind(1, kind)
-            .bind(2, c.id)
-            .bind(3, core::to_unix_micros(c.change->at))
-            .bind(4, core::to_string(c.change->to))
-            .bind(5, c.change->reason);
-        if (auto ok = entry->run(); !ok) return ok;
-        // Everything up to the newest entry beyond the kept ones (none when there are not that many).
-        auto old_history = db.prepare(
-            "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2 AND seq <= "
-            "(SELECT seq FROM system_status_history WHERE kind = ?1 AND system_id = ?2 "
-            "ORDER BY seq DESC LIMIT 1 OFFSET ?3)");
-        if (!old_history) return std::unexpected(old_history.error());
-        old_history->bind(1, kind).bind(2, c.id).bind(3, clamp_count(c.keep_history));
-        return old_history->run();
+// One check of one system (see SystemCheck); not_found when the system does not exist.
+Result<void> apply_system_check(Connection& db, const SystemCheck& c) {
+  const auto kind = core::to_string(c.kind);
+  if (auto v = system_version(db, c.kind, c.id); !v) return std::unexpected(v.error());
+  if (c.probe) {
+    auto s = db.prepare(
+        "INSERT INTO system_probes(kind, system_id, at, ok, latency_us) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, kind)
+        .bind(2, c.id)
+        .bind(3, core::to_unix_micros(c.probe->at))
+        .bind(4, std::int64_t{c.probe->ok ? 1 : 0})
+        .bind(5, static_cast<std::int64_t>(c.probe->latency.count()));
+    if (auto ok = s->run(); !ok) return ok;
+  }
+  auto old_probes = db.prepare("DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2 AND at < ?3");
+  if (!old_probes) return std::unexpected(old_probes.error());
+  old_probes->bind(1, kind).bind(2, c.id).bind(3, core::to_unix_micros(c.keep_probes_since));
+  if (auto ok = old_probes->run(); !ok) return ok;
+  if (!c.change) return {};
+
+  // The status members only: version and modified stay, they track the registration.
+  auto status = db.prepare(
+      "UPDATE systems SET status = ?3, status_reason = ?4, status_since = ?5 "
+      "WHERE kind = ?1 AND id = ?2");
+  if (!status) return std::unexpected(status.error());
+  status->bind(1, kind)
+      .bind(2, c.id)
+      .bind(3, core::to_string(c.change->to))
+      .bind(4, c.change->reason)
+      .bind(5, core::to_unix_micros(c.change->at));
+  if (auto ok = status->run(); !ok) return ok;
+  auto entry = db.prepare(
+      "INSERT INTO system_status_history(kind, system_id, at, status, reason) "
+      "VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!entry) return std::unexpected(entry.error());
+  entry->bind(1, kind)
+      .bind(2, c.id)
+      .bind(3, core::to_unix_micros(c.change->at))
+      .bind(4, core::to_string(c.change->to))
+      .bind(5, c.change->reason);
+  if (auto ok = entry->run(); !ok) return ok;
+  // Everything up to the newest entry beyond the kept ones (none when there are not that many).
+  auto old_history = db.prepare(
+      "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2 AND seq <= "
+      "(SELECT seq FROM system_status_history WHERE kind = ?1 AND system_id = ?2 "
+      "ORDER BY seq DESC LIMIT 1 OFFSET ?3)");
+  if (!old_history) return std::unexpected(old_history.error());
+  old_history->bind(1, kind).bind(2, c.id).bind(3, clamp_count(c.keep_history));
+  return old_history->run();
+}
+
+}  // namespace
+
+void SqliteStore::record_system_check(SystemCheck check, Completion<void> done) {
+  submit<void>([c = std::move(check)](Connection& db) -> Result<void> { return apply_system_check(db, c); },
+               std::move(done));
+}
+
+void SqliteStore::record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) {
+  submit<void>(
+      [checks = std::move(checks)](Connection& db) -> Result<void> {
+        for (const auto& c : checks) {
+          // A system deregistered since its probe started has nothing to record.
+          if (auto ok = apply_system_check(db, c); !ok && ok.error().code != Errc::not_found) return ok;
+        }
+        return {};
       },
       std::move(done));
 }

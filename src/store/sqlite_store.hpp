@@ -75,6 +75,7 @@ class SqliteStore final : public Store {
                                                              core::Timestamp from,
                                                              core::Timestamp to) override;
   void record_system_check(SystemCheck check, Completion<void> done) override;
+  void record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) override;
 
   void create_principal(core::Principal principal, std::optional<ApiKeyRecord> key, core::AuditEntry audit,
                         Completion<core::Principal> done) override;

@@ -223,6 +223,9 @@ class Store {
   // status history records the changes. Fails with not_found, writing nothing, when the system does not exist
   // (a check that raced the system's deletion is dropped).
   virtual void record_system_check(SystemCheck check, Completion<void> done) = 0;
+  // Many checks (of many systems) in one write, as record_system_check each; checks of systems that no longer
+  // exist are skipped. The monitor batches plain probe samples this way.
+  virtual void record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;

@@ -1345,6 +1345,23 @@ TEST_F(SqliteStoreTest, ACheckOfAMissingSystemIsNotFoundAndWritesNothing) {
   EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM systems"), 0);
 }
 
+TEST_F(SqliteStoreTest, ABatchOfChecksSkipsSystemsThatAreGone) {
+  ASSERT_TRUE(register_system(*store_, "alive"));
+  auto alive = status_check("alive", core::SystemStatus::up, "ok", kT0);
+  alive.change.reset();
+  alive.probe = core::ProbeSample{.at = kT0, .ok = true, .latency = 100us};
+  auto ghost = alive;
+  ghost.id = "ghost";
+  auto later = alive;
+  later.probe->at = kT0 + 1s;
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->record_system_checks({alive, ghost, later}, std::move(done));
+  }));
+  EXPECT_EQ(samples_of(*store_, "alive").size(), 2u);
+  EXPECT_TRUE(samples_of(*store_, "ghost").empty());
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_probes"), 2);
+}
+
 TEST_F(SqliteStoreTest, DeletingASystemDeletesItsProbesAndHistory) {
   ASSERT_TRUE(register_system(*store_, "s1"));
   ASSERT_TRUE(register_system(*store_, "s2"));
