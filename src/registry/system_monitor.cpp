@@ -8,6 +8,7 @@
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 #include "core/text.hpp"
@@ -182,7 +183,12 @@ void SystemMonitor::track(const core::SystemRecord& r) {
   auto status = r.status;
   auto reason = r.status_reason;
   auto since = r.status_since;
-  auto next_probe = steady_clock::now();
+  // A system seen for the first time is probed within its first interval, at a random point of it (at most
+  // 10 s in): many registrations at once (or a restart with many systems) spread their probes out.
+  const auto spread = std::min<std::chrono::milliseconds>(policy.interval, std::chrono::seconds(10));
+  auto next_probe =
+      steady_clock::now() + std::chrono::milliseconds(std::uniform_int_distribution<std::int64_t>(
+                                0, std::max<std::int64_t>(0, spread.count() - 1))(random_));
   if (slot) {
     status = slot->tracker.status();
     reason = slot->tracker.reason();

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -139,6 +140,7 @@ class SystemMonitor {
   mutable std::mutex mutex_;
   std::map<Key, std::unique_ptr<Entry>> entries_;
   std::uint64_t next_generation_ = 1;
+  std::minstd_rand random_{std::random_device{}()};  // first-probe spread; under mutex_
   std::size_t in_flight_ = 0;
   std::vector<store::SystemCheck>
       pending_samples_;  // probe samples without a change, written on the next tick
