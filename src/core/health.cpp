@@ -49,6 +49,11 @@ std::string plural(int n, std::string_view word) {
 
 MonitorPolicy monitor_policy(const boost::json::object& registration, const MonitorPolicy& defaults) {
   MonitorPolicy p = defaults;
+  if (const auto* e = registration.if_contains("endpoints"); e != nullptr && e->is_object()) {
+    if (const auto* url = e->get_object().if_contains("health_url"); url != nullptr && url->is_string()) {
+      p.health_url = std::string(url->get_string());
+    }
+  }
   if (const auto* m = registration.if_contains("monitoring"); m != nullptr && m->is_object()) {
     const auto& o = m->get_object();
     if (auto v = number(o, "interval_s")) p.interval = seconds_to_ms(*v);
@@ -67,13 +72,8 @@ MonitorPolicy monitor_policy(const boost::json::object& registration, const Moni
 }
 
 std::string initial_status_reason(const boost::json::object& registration) {
-  const auto* endpoints = registration.if_contains("endpoints");
-  const bool probed =
-      endpoints != nullptr && endpoints->is_object() && endpoints->get_object().contains("health_url");
-  const auto* monitoring = registration.if_contains("monitoring");
-  const bool beats = monitoring != nullptr && monitoring->is_object() &&
-                     monitoring->get_object().contains("heartbeat_ttl_s");
-  return probed || beats ? "not checked yet" : std::string(kNoChecksReason);
+  const auto p = monitor_policy(registration, MonitorPolicy{});
+  return p.health_url || p.heartbeat_ttl ? "not checked yet" : std::string(kNoChecksReason);
 }
 
 HealthTracker::HealthTracker(MonitorPolicy policy, bool has_probe, SystemStatus status, std::string reason,

@@ -29,6 +29,7 @@ namespace twinbridge::core {
 // How one system is watched. Server defaults come from configuration; a registration's `monitoring` member
 // overrides them (see monitor_policy()).
 struct MonitorPolicy {
+  std::optional<std::string> health_url;  // endpoints.health_url: the probe check runs when it is declared
   std::chrono::milliseconds interval{30'000};
   std::chrono::milliseconds timeout{5'000};
   int failure_threshold = 3;

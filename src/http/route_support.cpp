@@ -145,6 +145,17 @@ std::unexpected<core::Error> unknown_parameter(std::string_view name) {
                        fmt::format("unknown query parameter '{}'; see /openapi.json", name));
 }
 
+core::Result<std::int64_t> integer_param(std::string_view name, std::string_view value, std::int64_t min,
+                                         std::int64_t max) {
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || p != value.data() + value.size() || n < min || n > max) {
+    return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
+                         fmt::format("{} must be an integer from {} to {}", name, min, max));
+  }
+  return n;
+}
+
 core::Result<core::Timestamp> time_param(std::string_view name, std::string_view value) {
   if (auto t = core::parse_rfc3339(value)) return *t;
   return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
@@ -157,15 +168,9 @@ core::Result<PageParams> page_params(const std::vector<std::pair<std::string, st
   p.limit = services.settings.default_page_size;
   for (const auto& [name, value] : query) {
     if (name == "limit") {
-      std::size_t n = 0;
-      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-      if (ec != std::errc() || ptr != value.data() + value.size() || n < 1 ||
-          n > services.settings.max_page_size) {
-        return core::fail_in(
-            Errc::bad_request, core::FieldIn::query, "limit",
-            fmt::format("limit must be an integer from 1 to {}", services.settings.max_page_size));
-      }
-      p.limit = n;
+      auto n = integer_param(name, value, 1, static_cast<std::int64_t>(services.settings.max_page_size));
+      if (!n) return std::unexpected(n.error());
+      p.limit = static_cast<std::size_t>(*n);
     } else if (name == "cursor") {
       auto decoded = hex_decode(value);
       if (!decoded) {

@@ -82,6 +82,9 @@ auto sort_param(std::string_view value, Parse parse, std::string_view allowed)
 
 // 400 for a query parameter the route does not take.
 std::unexpected<core::Error> unknown_parameter(std::string_view name);
+// An integer query parameter from min to max; 400 naming it otherwise.
+core::Result<std::int64_t> integer_param(std::string_view name, std::string_view value, std::int64_t min,
+                                         std::int64_t max);
 // An RFC 3339 date-time query parameter; 400 naming it otherwise.
 core::Result<core::Timestamp> time_param(std::string_view name, std::string_view value);
 

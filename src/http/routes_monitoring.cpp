@@ -6,8 +6,6 @@
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
 
-#include <charconv>
-
 #include "core/json_reader.hpp"
 #include "http/routes.hpp"
 
@@ -16,17 +14,6 @@ namespace twinbridge::http {
 using core::Errc;
 
 namespace {
-
-core::Result<std::int64_t> integer_param(std::string_view name, std::string_view value, std::int64_t min,
-                                         std::int64_t max) {
-  std::int64_t n = 0;
-  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
-  if (ec != std::errc() || p != value.data() + value.size() || n < min || n > max) {
-    return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
-                         fmt::format("{} must be an integer from {} to {}", name, min, max));
-  }
-  return n;
-}
 
 core::Result<boost::json::value> optional_json_body(const Request& req, const ApiServices& s) {
   if (req.body.empty()) return boost::json::value(boost::json::object{});

@@ -178,7 +178,7 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
   }
 
   router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
-              [&s, &registry, kind, twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+              [&s, &registry, kind](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto current = s.store.system(registry.kind(), std::string(ctx.param("id")));
                 if (!current) co_return std::unexpected(current.error());
                 if (auto ok = registry.may_change(ctx.caller->principal, *current); !ok) {
@@ -187,26 +187,14 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                 if (auto ok = check_system_if_match(req.if_match, *current); !ok) {
                   co_return std::unexpected(ok.error());
                 }
-                // The twins that go with a twin system, for their thing_deleted notifications.
-                std::vector<std::string> removed;
-                if (twins != nullptr) {
-                  dtif::TwinDiscoveryQuery q;
-                  q.system_id = current->id;
-                  q.limit = 1000;
-                  for (;;) {
-                    const auto page = twins->discover(q);
-                    for (const auto& t : page.items) removed.push_back(t->id());
-                    if (!page.next_after) break;
-                    q.after = *page.next_after;
-                  }
-                }
                 auto audit = audit_entry(ctx, s.clock, kind + ".deregister", kind, current->id);
-                auto done = co_await await_write<void>([&](auto cb) {
+                auto removed = co_await await_write<std::vector<std::string>>([&](auto cb) {
                   s.store.delete_system(registry.kind(), current->id, current->version, audit, std::move(cb));
                 });
-                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
+                if (!removed) co_return std::unexpected(concurrent_change(removed.error(), req));
                 s.monitor.forget(registry.kind(), current->id);
-                for (const auto& id : removed) publish_twin_deleted(s, id);
+                // thing_deleted for exactly the twins the deletion took with it.
+                for (const auto& id : *removed) publish_twin_deleted(s, id);
                 Response r;
                 r.status = 204;
                 co_return r;

@@ -8,8 +8,6 @@
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
 
-#include <charconv>
-
 #include "core/access.hpp"
 #include "core/merge_patch.hpp"
 #include "http/routes.hpp"
@@ -60,13 +58,9 @@ core::Result<std::size_t> size_param(const std::vector<std::pair<std::string, st
                                      std::string_view name, std::size_t fallback, std::size_t max) {
   for (const auto& [k, v] : params) {
     if (k != name) continue;
-    std::size_t n = 0;
-    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || p != v.data() + v.size() || n > max) {
-      return core::fail_in(Errc::bad_request, core::FieldIn::query, std::string(name),
-                           fmt::format("{} must be an integer from 0 to {}", name, max));
-    }
-    return n;
+    auto n = integer_param(name, v, 0, static_cast<std::int64_t>(max));
+    if (!n) return std::unexpected(n.error());
+    return static_cast<std::size_t>(*n);
   }
   return fallback;
 }

@@ -20,8 +20,7 @@ using std::chrono::steady_clock;
 
 struct SystemMonitor::Entry {
   explicit Entry(core::HealthTracker t) : tracker(std::move(t)) {}
-  core::HealthTracker tracker;
-  std::optional<std::string> health_url;
+  core::HealthTracker tracker;  // its policy holds the health URL
   core::Timestamp since{};
   std::uint64_t generation = 0;
   steady_clock::time_point next_probe{};
@@ -42,14 +41,6 @@ double seconds(std::chrono::milliseconds ms) {
 boost::json::value optional_time(const std::optional<core::Timestamp>& t) {
   if (t) return boost::json::value(core::format_rfc3339(*t));
   return nullptr;
-}
-
-std::optional<std::string> health_url(const boost::json::object& registration) {
-  const auto* endpoints = registration.if_contains("endpoints");
-  if (endpoints == nullptr || !endpoints->is_object()) return std::nullopt;
-  const auto* url = endpoints->get_object().if_contains("health_url");
-  if (url == nullptr || !url->is_string()) return std::nullopt;
-  return std::string(url->get_string());
 }
 
 // A probe passes on 2xx. When the body is a health document (application/health+json, or any JSON object
@@ -94,7 +85,7 @@ boost::json::object to_json(const MonitoredSystem& s) {
     return o;
   };
   auto probe = check(s.probe);
-  probe["url"] = s.health_url ? boost::json::value(*s.health_url) : nullptr;
+  probe["url"] = s.policy.health_url ? boost::json::value(*s.policy.health_url) : nullptr;
   probe["latency_ms"] = s.probe.last_latency
                             ? boost::json::value(static_cast<double>(s.probe.last_latency->count()) / 1000.0)
                             : nullptr;
@@ -175,7 +166,6 @@ void SystemMonitor::track(const core::SystemRecord& r) {
   auto policy = core::monitor_policy(r.body, settings_.defaults);
   policy.interval = std::max(policy.interval, settings_.min_interval);
   policy.timeout = std::min(policy.timeout, settings_.max_timeout);
-  auto url = health_url(r.body);
   const Key key{r.kind, r.id};
   const auto now = clock_.now();
   std::lock_guard lock(mutex_);
@@ -193,10 +183,10 @@ void SystemMonitor::track(const core::SystemRecord& r) {
     status = slot->tracker.status();
     reason = slot->tracker.reason();
     since = slot->since;
-    if (slot->health_url == url) next_probe = slot->next_probe;
+    if (slot->tracker.policy().health_url == policy.health_url) next_probe = slot->next_probe;
   }
-  auto entry = std::make_unique<Entry>(core::HealthTracker(policy, url.has_value(), status, reason, now));
-  entry->health_url = std::move(url);
+  auto entry = std::make_unique<Entry>(
+      core::HealthTracker(policy, policy.health_url.has_value(), status, reason, now));
   entry->since = since;
   entry->generation = next_generation_++;
   entry->next_probe = next_probe;
@@ -259,7 +249,6 @@ MonitoredSystem SystemMonitor::view(const Key& key, const Entry& e) const {
   s.status = e.tracker.status();
   s.reason = e.tracker.reason();
   s.since = e.since;
-  s.health_url = e.health_url;
   s.policy = e.tracker.policy();
   s.probe = e.tracker.probe();
   s.heartbeat = e.tracker.heartbeat();
@@ -319,16 +308,16 @@ void SystemMonitor::on_tick() {
         entry->since = change->at;
         record(key, std::nullopt, std::move(change));
       }
-      if (!entry->health_url || entry->in_flight || entry->next_probe > now ||
+      const auto& policy = entry->tracker.policy();
+      if (!policy.health_url || entry->in_flight || entry->next_probe > now ||
           in_flight_ >= settings_.max_concurrent_probes) {
         continue;
       }
       entry->in_flight = true;
       ++in_flight_;
-      const auto& policy = entry->tracker.policy();
       entry->next_probe = now + policy.interval;
       connect::HttpRequest req;
-      req.url = *entry->health_url;
+      req.url = *policy.health_url;
       req.headers = {{"Accept", "application/health+json, application/json;q=0.9, */*;q=0.5"}};
       req.timeout = policy.timeout;
       req.max_response_body = settings_.max_response_body;

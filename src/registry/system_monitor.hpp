@@ -72,8 +72,7 @@ struct MonitoredSystem {
   core::SystemStatus status = core::SystemStatus::unknown;
   std::string reason;
   core::Timestamp since{};
-  std::optional<std::string> health_url;
-  core::MonitorPolicy policy;
+  core::MonitorPolicy policy;  // with the health URL
   core::CheckState probe;
   core::CheckState heartbeat;
   std::optional<core::Timestamp> heartbeat_expires;

@@ -102,7 +102,7 @@ class CachedStore final : public Store {
     inner_->update_system(std::move(record), expected_version, std::move(audit), std::move(done));
   }
   void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
-                     core::AuditEntry audit, Completion<void> done) override {
+                     core::AuditEntry audit, Completion<std::vector<std::string>> done) override {
     inner_->delete_system(kind, std::move(id), expected_version, std::move(audit), std::move(done));
   }
   void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) override;

@@ -1050,28 +1050,25 @@ void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected
 
 void SqliteStore::delete_system(core::SystemKind kind, std::string id,
                                 std::optional<std::int64_t> expected_version, core::AuditEntry audit,
-                                Completion<void> done) {
-  auto removed = std::make_shared<std::vector<std::string>>();
-  submit<void>(
-      [kind, id = std::move(id), expected_version, audit = std::move(audit),
-       removed](Connection& db) -> Result<void> {
+                                Completion<std::vector<std::string>> done) {
+  submit<std::vector<std::string>>(
+      [kind, id = std::move(id), expected_version,
+       audit = std::move(audit)](Connection& db) -> Result<std::vector<std::string>> {
         if (auto ok = expect_version(system_version(db, kind, id), expected_version,
                                      fmt::format("{} '{}'", core::to_string(kind), id));
             !ok) {
           return std::unexpected(ok.error());
         }
-        auto s = db.prepare("DELETE FROM systems WHERE kind = ?1 AND id = ?2");
-        if (!s) return std::unexpected(s.error());
-        s->bind(1, core::to_string(kind)).bind(2, id);
-        if (auto ok = s->run(); !ok) return ok;
-        auto probes = db.prepare("DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2");
-        if (!probes) return std::unexpected(probes.error());
-        probes->bind(1, core::to_string(kind)).bind(2, id);
-        if (auto ok = probes->run(); !ok) return ok;
-        auto history = db.prepare("DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2");
-        if (!history) return std::unexpected(history.error());
-        history->bind(1, core::to_string(kind)).bind(2, id);
-        if (auto ok = history->run(); !ok) return ok;
+        // The system row, then what belongs to it.
+        for (const char* sql : {"DELETE FROM systems WHERE kind = ?1 AND id = ?2",
+                                "DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2",
+                                "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2"}) {
+          auto s = db.prepare(sql);
+          if (!s) return std::unexpected(s.error());
+          s->bind(1, core::to_string(kind)).bind(2, id);
+          if (auto ok = s->run(); !ok) return std::unexpected(ok.error());
+        }
+        std::vector<std::string> removed;
         if (kind == core::SystemKind::twin) {
           auto twins = db.prepare("DELETE FROM twins WHERE system_id = ?1 RETURNING id");
           if (!twins) return std::unexpected(twins.error());
@@ -1080,12 +1077,18 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
             auto row = twins->step();
             if (!row) return std::unexpected(row.error());
             if (!*row) break;
-            removed->emplace_back(twins->text(0));
+            removed.emplace_back(twins->text(0));
           }
         }
-        return insert_audit(db, audit);
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return removed;
       },
-      announce_removed(removed, std::move(done)));
+      [this, done = std::move(done)](Result<std::vector<std::string>> r) mutable {
+        if (r && twin_listener_ != nullptr) {
+          for (const auto& twin : *r) twin_listener_->twin_removed(twin);
+        }
+        done(std::move(r));
+      });
 }
 
 namespace {
@@ -1360,7 +1363,7 @@ void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_versi
 
 void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expected_version,
                               core::AuditEntry audit, Completion<void> done) {
-  auto removed = std::make_shared<std::vector<std::string>>(1, id);
+  auto removed = id;
   submit<void>(
       [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
         if (auto ok = expect_version(twin_version(db, id), expected_version, fmt::format("twin '{}'", id));
@@ -1383,12 +1386,9 @@ Completion<core::TwinRecord> SqliteStore::announce_stored(Completion<core::TwinR
   };
 }
 
-Completion<void> SqliteStore::announce_removed(std::shared_ptr<std::vector<std::string>> ids,
-                                               Completion<void> done) {
-  return [this, ids = std::move(ids), done = std::move(done)](Result<void> r) mutable {
-    if (r && twin_listener_ != nullptr) {
-      for (const auto& id : *ids) twin_listener_->twin_removed(id);
-    }
+Completion<void> SqliteStore::announce_removed(std::string id, Completion<void> done) {
+  return [this, id = std::move(id), done = std::move(done)](Result<void> r) mutable {
+    if (r && twin_listener_ != nullptr) twin_listener_->twin_removed(id);
     done(std::move(r));
   };
 }

@@ -55,7 +55,7 @@ class SqliteStore final : public Store {
   void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
                      Completion<core::SystemRecord> done) override;
   void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
-                     core::AuditEntry audit, Completion<void> done) override;
+                     core::AuditEntry audit, Completion<std::vector<std::string>> done) override;
 
   core::Result<core::TwinRecord> twin(const std::string& id) override;
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override;
@@ -93,7 +93,7 @@ class SqliteStore final : public Store {
   core::Result<Page<core::SystemRecord>> sorted_systems(const SystemQuery& query);
   // Wraps a twin write's completion so that the twin listener hears of the committed change first.
   Completion<core::TwinRecord> announce_stored(Completion<core::TwinRecord> done);
-  Completion<void> announce_removed(std::shared_ptr<std::vector<std::string>> ids, Completion<void> done);
+  Completion<void> announce_removed(std::string id, Completion<void> done);
   struct PendingWrite {
     std::move_only_function<core::Result<void>(sqlite::Connection&)> apply;
     std::move_only_function<void(core::Result<void>)> complete;

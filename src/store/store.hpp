@@ -199,9 +199,11 @@ class Store {
                              Completion<core::SystemRecord> done) = 0;
   virtual void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
                              Completion<core::SystemRecord> done) = 0;
+  // Deleting a twin system deletes its twins too; the completion gets their ids (empty for 3rd-party
+  // systems).
   virtual void delete_system(core::SystemKind kind, std::string id,
                              std::optional<std::int64_t> expected_version, core::AuditEntry audit,
-                             Completion<void> done) = 0;
+                             Completion<std::vector<std::string>> done) = 0;
   // A twin system and its initial twins, in one transaction. conflict when the system id or a twin id is
   // taken (the error's pointer names the twin: /twins/<index>/id).
   virtual void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,

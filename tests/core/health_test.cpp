@@ -43,6 +43,18 @@ TEST(MonitorPolicyTest, RegistrationOverridesDefaults) {
   EXPECT_FALSE(defaults.heartbeat_ttl);
 }
 
+TEST(MonitorPolicyTest, TheHealthUrlDecidesTheProbeAndTheInitialReason) {
+  const auto probed =
+      boost::json::parse(R"({"endpoints": {"base_url": "http://a", "health_url": "http://a/h"}})")
+          .as_object();
+  EXPECT_EQ(monitor_policy(probed, MonitorPolicy{}).health_url, std::optional<std::string>("http://a/h"));
+  EXPECT_EQ(initial_status_reason(probed), "not checked yet");
+  const auto beating = boost::json::parse(R"({"monitoring": {"heartbeat_ttl_s": 5}})").as_object();
+  EXPECT_FALSE(monitor_policy(beating, MonitorPolicy{}).health_url);
+  EXPECT_EQ(initial_status_reason(beating), "not checked yet");
+  EXPECT_EQ(initial_status_reason(boost::json::object{}), kNoChecksReason);
+}
+
 TEST(HealthTrackerTest, WithoutChecksTheStatusIsUnknown) {
   HealthTracker t(policy(), false, SystemStatus::up, "old", kT0);
   EXPECT_EQ(t.status(), SystemStatus::unknown);

@@ -146,18 +146,19 @@ TEST_F(TwinIndexTest, FollowsTwinSystemsRegisteredAndDeregistered) {
   EXPECT_EQ(ids(page), (std::vector<std::string>{"urn:c:1", "urn:c:2"}));
   EXPECT_EQ(page.items[0]->json().at("twinbridge:version"), 1);
 
-  auto gone = wait_for<void>([&](auto done) {
+  auto gone = wait_for<std::vector<std::string>>([&](auto done) {
     store_->delete_system(core::SystemKind::twin, "plant-c", std::nullopt,
                           audit("twin-system.deregister", "plant-c"), std::move(done));
   });
   ASSERT_TRUE(gone);
+  EXPECT_EQ(*gone, (std::vector<std::string>{"urn:c:1", "urn:c:2"}));  // the twins it took with it
   EXPECT_TRUE(find(q).items.empty());
   EXPECT_EQ(ids(find({})), (std::vector<std::string>{"urn:other"}));
 }
 
 TEST_F(TwinIndexTest, ATwinWhoseSystemWasDeregisteredIsRefused) {
   create(twin("urn:r:1", "plant-r", "First"));
-  ASSERT_TRUE(wait_for<void>([&](auto done) {
+  ASSERT_TRUE(wait_for<std::vector<std::string>>([&](auto done) {
     store_->delete_system(core::SystemKind::twin, "plant-r", std::nullopt,
                           audit("twin-system.deregister", "plant-r"), std::move(done));
   }));

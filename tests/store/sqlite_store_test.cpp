@@ -965,7 +965,7 @@ TEST_F(SqliteStoreTest, SystemsAreCreatedReadUpdatedAndDeletedWithVersions) {
   EXPECT_EQ(updated->version, 2);
   EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->name, "renamed");
 
-  auto removed = wait_for<void>([&](Completion<void> done) {
+  auto removed = wait_for<std::vector<std::string>>([&](Completion<std::vector<std::string>> done) {
     store_->delete_system(core::SystemKind::third_party, "s1", 2, make_audit("d", "s1"), std::move(done));
   });
   ASSERT_TRUE(removed);
@@ -1327,7 +1327,7 @@ TEST_F(SqliteStoreTest, ACheckOfAMissingSystemIsNotFoundAndWritesNothing) {
 
   // A check that raced the deregistration of its system is dropped the same way.
   ASSERT_TRUE(register_system(*store_, "gone"));
-  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+  ASSERT_TRUE(wait_for<std::vector<std::string>>([&](Completion<std::vector<std::string>> done) {
     store_->delete_system(core::SystemKind::third_party, "gone", std::nullopt, make_audit("d", "gone"),
                           std::move(done));
   }));
@@ -1370,7 +1370,7 @@ TEST_F(SqliteStoreTest, DeletingASystemDeletesItsProbesAndHistory) {
     check.probe = core::ProbeSample{.at = kT0 + 1s, .ok = true, .latency = 100us};
     ASSERT_TRUE(record(*store_, std::move(check)));
   }
-  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+  ASSERT_TRUE(wait_for<std::vector<std::string>>([&](Completion<std::vector<std::string>> done) {
     store_->delete_system(core::SystemKind::third_party, "s1", 1, make_audit("d", "s1"), std::move(done));
   }));
   EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_probes WHERE system_id = 's1'"), 0);
