@@ -332,6 +332,37 @@ std::vector<Setting> table() {
         c.monitor.client.ca_file = v;
         return {};
       });
+  add("query.max_nodes_visited", "--query-max-nodes-visited", "50000000",
+      "nodes a query (/search/jsonpath, filter=) may visit before it is stopped with 422 query-too-costly",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.query_limits.max_nodes_visited, v, std::uint64_t{1000}, std::uint64_t{1} << 40);
+      });
+  add("query.max_nodes_selected", "--query-max-nodes-selected", "100000",
+      "nodes a /search/jsonpath query may select", [](Config& c, const std::string& v) {
+        return whole(c.api.query_limits.max_nodes_selected, v, std::uint64_t{1}, std::uint64_t{1} << 32);
+      });
+  add("query.max_output_bytes", "--query-max-output-bytes", "33554432",
+      "bytes a /search/jsonpath answer may have", [](Config& c, const std::string& v) {
+        return whole(c.api.query_limits.max_output_bytes, v, std::uint64_t{1024}, std::uint64_t{1} << 34);
+      });
+  add("query.max_regex_steps", "--query-max-regex-steps", "100000000",
+      "steps the match() and search() regular expressions of one query may take together",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.query_limits.max_regex_steps, v, std::uint64_t{1000}, std::uint64_t{1} << 40);
+      });
+  add("query.max_time_ms", "--query-max-time-ms", "10000", "time a query may run before it is stopped",
+      [](Config& c, const std::string& v) { return millis(c.api.query_limits.max_time, v); });
+  add("query.workers", "--query-workers", "0",
+      "threads that run queries and other long work off the I/O threads; 0 means one per CPU core",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.query_workers, v, std::size_t{0}, std::size_t{256});
+      });
+  add("query.max_queued_per_principal", "--query-max-queued-per-principal", "16",
+      "queries one principal may have waiting for a worker (429 beyond); one principal never runs on every "
+      "worker at once",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.max_queued_queries, v, std::size_t{1}, std::size_t{10'000});
+      });
   return t;
 }
 

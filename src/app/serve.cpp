@@ -4,13 +4,14 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <unistd.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <fstream>
-#include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "app/commands.hpp"
@@ -25,6 +26,7 @@ namespace twinbridge::app {
 namespace {
 
 constexpr const char* kBootstrapKeyFile = "operator.key";
+constexpr std::chrono::seconds kStopWatchdog{10};
 
 // On the first start without TWINBRIDGE_ADMIN_TOKEN there is nobody who could create a principal. twinbridge
 // then creates the operator principal "operator" with an API key and writes the key to <data>/operator.key
@@ -100,7 +102,7 @@ int run_serve(ConfigLoader& loader) {
   store_options.max_batch = config.store_max_batch;
   auto sqlite = store::SqliteStore::open(store_options, &metrics);
   if (!sqlite) {
-    spdlog::critical("store: {}", sqlite.error().detail);
+    spdlog::critical("store: {} ({})", sqlite.error().detail, sqlite.error().log_detail);
     spdlog::shutdown();
     return 1;
   }
@@ -112,7 +114,7 @@ int run_serve(ConfigLoader& loader) {
   store->set_twin_listener(&twin_index);
   store->start();
   if (auto indexed = twin_index.load(*store); !indexed) {
-    spdlog::critical("loading the twins: {}", indexed.error().detail);
+    spdlog::critical("loading the twins: {} {}", indexed.error().detail, indexed.error().log_detail);
     store->stop();
     spdlog::shutdown();
     return 1;
@@ -184,34 +186,55 @@ int run_serve(ConfigLoader& loader) {
              url, how, url);
   std::fflush(stdout);
 
+  // Stopping, in one order (see src/http/server.hpp): the signal makes the server drain (stop accepting,
+  // finish in-flight requests within the grace period, close the rest); when it has drained, the work guards
+  // are released, so that each I/O thread's run() returns once every pending
+  // operation has completed (store writes and worker-pool jobs hold work of their own until they resume
+  // their request). Then the threads are joined, the server destroyed while its io_contexts still exist, and
+  // the io_contexts last. Should an operation never complete, a watchdog stops the loops after
+  // kStopWatchdog; the io_contexts (and with them the coroutines that hold the server) are then left to the
+  // end of the process instead of being destroyed under pending operations.
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
+  for (auto& c : contexts) guards.push_back(boost::asio::make_work_guard(*c));
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::mutex stop_mutex;
+  std::condition_variable stop_cv;
+  bool loops_done = false;
+  std::atomic<bool> forced{false};
+  std::thread watchdog;
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("received signal {}; draining in-flight requests (grace {} ms)", signal,
                  config.shutdown_grace.count());
     api.begin_shutdown();
-    server.shutdown(config.shutdown_grace, [&contexts] {
-      for (auto& c : contexts) c->stop();
+    server.shutdown(config.shutdown_grace, [&] {
+      guards.clear();
+      watchdog = std::thread([&] {
+        std::unique_lock lock(stop_mutex);
+        if (!stop_cv.wait_for(lock, kStopWatchdog, [&] { return loops_done; })) {
+          spdlog::error("operations still pending {} s after the drain; stopping the event loops",
+                        kStopWatchdog.count());
+          forced = true;
+          for (auto& c : contexts) c->stop();
+        }
+      });
     });
   });
 
-  // The access log is written every 200 ms from the first I/O thread (and at exit, by its destructor).
-  boost::asio::steady_timer access_log_flush(io);
-  std::function<void()> schedule_flush = [&] {
-    access_log_flush.expires_after(std::chrono::milliseconds(200));
-    access_log_flush.async_wait([&](const boost::system::error_code& ec) {
-      access_log.flush();
-      if (!ec) schedule_flush();
-    });
-  };
-  schedule_flush();
-
-  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
-  for (auto& c : contexts) guards.push_back(boost::asio::make_work_guard(*c));
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&c = *contexts[i]] { c.run(); });
   io.run();
   for (auto& t : pool) t.join();
+  {
+    std::lock_guard lock(stop_mutex);
+    loops_done = true;
+  }
+  stop_cv.notify_all();
+  if (watchdog.joinable()) watchdog.join();
+  if (forced) {
+    // Pending operations still reference the server and the io_contexts: never destroy them.
+    for (auto& c : contexts) static_cast<void>(c.release());
+  }
 
   monitor->stop();
   store->stop();

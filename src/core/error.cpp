@@ -28,6 +28,8 @@ std::string_view to_string(Errc code) {
       return "unsupported_media_type";
     case Errc::validation_failed:
       return "validation_failed";
+    case Errc::too_costly:
+      return "too_costly";
     case Errc::rate_limited:
       return "rate_limited";
     case Errc::header_too_large:

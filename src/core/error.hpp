@@ -24,6 +24,7 @@ enum class Errc {
   payload_too_large,       // body over the configured limit (413)
   unsupported_media_type,  // wrong Content-Type (415)
   validation_failed,       // well-formed JSON that breaks the schema (422)
+  too_costly,              // a valid query that exceeds its budget (422, query-too-costly)
   rate_limited,            // too many requests (429)
   header_too_large,        // request head over the configured limit (431)
   internal,                // a bug or an unexpected store failure (500)
@@ -47,6 +48,9 @@ struct Error {
   std::string detail;              // a human-readable sentence specific to this occurrence
   std::vector<FieldError> fields;  // for validation errors: every bad field found
   int retry_after_seconds = 0;     // for rate_limited and unavailable, when known
+  // What only the server's log may say (a database's own message names tables, columns and constraints):
+  // never sent to a client. The HTTP layer logs it with the request id.
+  std::string log_detail;
 
   Error() = default;
   Error(Errc c, std::string d) : code(c), detail(std::move(d)) {}

@@ -50,30 +50,20 @@ void TwinIndex::twin_removed(const std::string& id) {
 
 namespace {
 
-// Calls take(view) for each entry from `it` while `in_range(it)`, until take returns false, fetching the
-// memory of the views ahead (see TwinView::prefetch_outer).
-template <class It, class InRange, class Take>
-void scan(It it, It end, InRange in_range, Take&& take) {
-  constexpr int kOuter = 8;
-  constexpr int kInner = 4;
-  auto more = [&](It i) { return i != end && in_range(i); };
-  It outer = it;
-  It inner = it;
-  for (int i = 0; i < kOuter && more(outer); ++i, ++outer) {
-    outer->second->prefetch_outer();
-    if (i < kInner) ++inner;
+// Calls take(view) for each view of `views` in order until take returns false (then returns false), fetching
+// the memory of the views ahead (see TwinView::prefetch_outer).
+template <class Take>
+bool scan(const std::vector<std::shared_ptr<const core::TwinView>>& views, Take&& take) {
+  constexpr std::size_t kOuter = 8;
+  constexpr std::size_t kInner = 4;
+  const std::size_t n = views.size();
+  for (std::size_t i = 0; i < std::min(kOuter, n); ++i) views[i]->prefetch_outer();
+  for (std::size_t i = 0; i < n; ++i) {
+    if (i + kOuter < n) views[i + kOuter]->prefetch_outer();
+    if (i + kInner < n) views[i + kInner]->prefetch_inner();
+    if (!take(views[i])) return false;
   }
-  for (; more(it); ++it) {
-    if (more(outer)) {
-      outer->second->prefetch_outer();
-      ++outer;
-    }
-    if (more(inner)) {
-      inner->second->prefetch_inner();
-      ++inner;
-    }
-    if (!take(it->second)) return;
-  }
+  return true;
 }
 
 }  // namespace
@@ -167,11 +157,12 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinInd
   store::Page<std::shared_ptr<const core::TwinView>> out;
   std::size_t skip = q.offset;
   std::optional<query::JsonPath::Matcher> matcher;
-  if (q.filter != nullptr) matcher.emplace(*q.filter);
-  // Returns false when the page is full and one more match exists.
+  if (q.filter != nullptr) matcher.emplace(*q.filter, q.budget);
+  // Returns false when the page is full and one more match exists, or the budget ran out.
   auto take = [&](const std::shared_ptr<const core::TwinView>& v) {
+    if (q.budget != nullptr && !q.budget->visit()) return false;
     if (v->expires() && *v->expires() <= q.alive_at) return true;
-    if (matcher && !(*matcher)(v->wrapped())) return true;
+    if (matcher && !(*matcher)(v->wrapped())) return q.budget == nullptr || q.budget->ok();
     if (skip > 0) {
       --skip;
       return true;
@@ -183,15 +174,30 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinInd
     out.items.push_back(v);
     return true;
   };
-  std::shared_lock lock(mutex_);
-  if (q.system_id) {
-    const std::string_view system = *q.system_id;
-    scan(
-        by_system_.upper_bound({system, q.after}), by_system_.end(),
-        [&](auto it) { return it->first.first == system; }, take);
-  } else {
-    scan(
-        by_id_.upper_bound(q.after), by_id_.end(), [](auto) { return true; }, take);
+  // The index is read in chunks under its shared lock; the views (immutable) are examined without it, so that
+  // a long filter never holds up the store's writer, which takes the lock to apply each committed write.
+  constexpr std::size_t kChunk = 256;
+  std::vector<std::shared_ptr<const core::TwinView>> chunk;
+  chunk.reserve(kChunk);
+  std::string after = q.after;
+  for (;;) {
+    chunk.clear();
+    {
+      std::shared_lock lock(mutex_);
+      if (q.system_id) {
+        const std::string_view system = *q.system_id;
+        for (auto it = by_system_.upper_bound({system, after});
+             it != by_system_.end() && it->first.first == system && chunk.size() < kChunk; ++it) {
+          chunk.push_back(it->second);
+        }
+      } else {
+        for (auto it = by_id_.upper_bound(after); it != by_id_.end() && chunk.size() < kChunk; ++it) {
+          chunk.push_back(it->second);
+        }
+      }
+    }
+    if (chunk.empty() || !scan(chunk, take) || chunk.size() < kChunk) break;
+    after = chunk.back()->id();
   }
   return out;
 }

@@ -10,7 +10,9 @@
 //
 // Memory: one TwinView per twin (about three times the TD's JSON text) plus two map nodes.
 // Thread-safety: queries share a lock; changes take it exclusively; answers hold shared_ptrs to immutable
-// views, so they stay valid after the lock is released.
+// views, so they stay valid after the lock is released. A query holds the lock only to collect the next few
+// hundred views; filters run on them without it, so however long a query runs (bounded by its budget), the
+// store's writer waits for the lock at most one short collection.
 
 #include <map>
 #include <memory>
@@ -19,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "core/twin.hpp"
 #include "query/jsonpath.hpp"
@@ -38,6 +41,9 @@ struct TwinIndexQuery {
   std::size_t limit = 100;
   // A twin matches when the query, applied to a one-element array holding its TD, selects a node.
   const query::JsonPath* filter = nullptr;
+  // What the filter may cost (null: unlimited). Each twin examined is a node visited; once the budget is
+  // exhausted the scan stops and the page is incomplete: the caller checks budget->ok().
+  query::QueryBudget* budget = nullptr;
   // Another order than ascending id gathers every match, sorts it and pages with the cursor
   // [sort value, id] (JSON text).
   TwinSort sort = TwinSort::id;

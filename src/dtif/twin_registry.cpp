@@ -133,6 +133,7 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinRegistry::discover(
   q.offset = query.offset;
   q.limit = query.limit;
   q.filter = query.filter ? &*query.filter : nullptr;
+  q.budget = query.budget;
   q.sort = query.sort;
   q.descending = query.descending;
   return index_.find(q);

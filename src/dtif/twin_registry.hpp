@@ -28,6 +28,8 @@ struct TwinDiscoveryQuery {
   std::size_t offset = 0;
   // A twin matches when the query, applied to a one-element array holding its TD, selects at least one node.
   std::optional<query::JsonPath> filter;
+  // What the filter and the scan may cost (null: unlimited); see TwinIndexQuery::budget.
+  query::QueryBudget* budget = nullptr;
   std::string after;
   std::size_t limit = 100;
   TwinSort sort = TwinSort::id;
@@ -51,6 +53,9 @@ class TwinRegistry {
                                                         const core::PrincipalId& owner) const;
 
   store::Page<std::shared_ptr<const core::TwinView>> discover(const TwinDiscoveryQuery& query) const;
+
+  // Twins in the index, expired ones not yet removed included.
+  std::size_t count() const { return index_.size(); }
 
   // The twin with this id; not_found when there is none or its registration expired.
   core::Result<core::TwinRecord> find(const std::string& id) const;

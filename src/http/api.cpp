@@ -41,8 +41,12 @@ std::string Api::request_id_for(const Request& request) {
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
          AccessLog* access_log)
-    : workers_(std::max(1u, std::thread::hardware_concurrency())),
-      services_{store, authenticator, metrics, clock, events_, system_events_, monitor, workers_, settings},
+    : workers_({.threads = settings.query_workers != 0 ? settings.query_workers
+                                                       : std::max(1u, std::thread::hardware_concurrency()),
+                .max_running_per_key = 0,
+                .max_queued_per_key = settings.max_queued_queries}),
+      services_{store,          authenticator, metrics,  clock,   events_,
+                system_events_, monitor,       workers_, memory_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
       twins_(store, twin_index, clock),
@@ -62,11 +66,16 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
       });
 }
 
+Api::~Api() {
+  workers_.stop();
+}
+
 boost::asio::awaitable<Response> Api::handle(Request request) {
   RequestContext ctx;
   ctx.received = std::chrono::steady_clock::now();
   ctx.request_id = request_id_for(request);
   ctx.route = kUnmatchedRoute;
+  ctx.client_gone = request.client_gone;
 
   Response response;
   std::vector<Method> allowed;
@@ -106,6 +115,10 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
     } else {
       try {
         auto result = co_await route.handler(ctx, request);
+        if (!result && !result.error().log_detail.empty()) {
+          spdlog::error("request {}: {} {}: {}", ctx.request_id, to_string(route.method), route.pattern,
+                        result.error().log_detail);
+        }
         response =
             result ? std::move(*result) : problem_response(result.error(), request.path, ctx.request_id);
       } catch (const std::exception& e) {

@@ -7,12 +7,13 @@
 // Built once at start-up; handle() is safe to call concurrently from every I/O thread.
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <memory>
 #include <string>
 
+#include "core/fair_pool.hpp"
+#include "core/memory.hpp"
 #include "core/time.hpp"
 #include "dtif/twin_registry.hpp"
 #include "http/access_log.hpp"
@@ -20,6 +21,7 @@
 #include "http/event_hub.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
+#include "query/budget.hpp"
 #include "registry/system_monitor.hpp"
 #include "registry/system_registry.hpp"
 #include "sif/schemas.hpp"
@@ -32,6 +34,10 @@ struct ApiSettings {
   std::size_t default_page_size = 100;
   std::size_t max_page_size = 1000;
   bool access_log = true;
+  // Every query of a client runs under these (query/budget.hpp).
+  query::QueryLimits query_limits;
+  std::size_t query_workers = 0;        // 0: one per core
+  std::size_t max_queued_queries = 16;  // per principal, waiting for a worker
 };
 
 // What route handlers may use. Owned by Api; handlers get it by reference at registration.
@@ -43,9 +49,11 @@ struct ApiServices {
   EventHub& events;         // /events: the WoT directory's notifications
   EventHub& system_events;  // /v1/system-events: changes of systems' status
   registry::SystemMonitor& monitor;
-  // Long CPU-bound work (JSONPath filters over every TD) runs here, not on the I/O thread that received the
-  // request: see offload() in routes.hpp.
-  boost::asio::thread_pool& workers;
+  // Long CPU-bound work (JSONPath filters over every TD, large answers) runs here, not on the I/O thread
+  // that received the request, shared fairly between principals: see offload() in routes.hpp.
+  core::FairPool& workers;
+  // Large jobs on the workers hand their freed memory back to the system through this (core/memory.hpp).
+  core::MemoryReleaser& memory;
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
 };
@@ -56,6 +64,10 @@ class Api {
   Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
       registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
       AccessLog* access_log);
+  // Stops the worker pool first: a job still running may use any member.
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
 
   boost::asio::awaitable<Response> handle(Request request);
 
@@ -74,7 +86,8 @@ class Api {
 
   EventHub events_;
   EventHub system_events_;
-  boost::asio::thread_pool workers_;
+  core::FairPool workers_;
+  core::MemoryReleaser memory_;
   ApiServices services_;
   registry::SystemRegistry third_party_systems_;
   registry::SystemRegistry twin_systems_;

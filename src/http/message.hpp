@@ -4,6 +4,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -36,6 +37,9 @@ struct Request {
   std::string request_id;  // X-Request-Id as sent by the client (may be empty)
   std::string last_event_id;
   std::string remote_address;
+  // Set (from the connection's thread) when the client goes away before the answer is written: long work
+  // for the request (a query) stops. Null when nobody watches the connection.
+  std::shared_ptr<std::atomic<bool>> client_gone;
 };
 
 // A response body that goes on after the head (Server-Sent Events): the session writes the head, then every
@@ -77,6 +81,7 @@ struct RequestContext {
   std::optional<Caller> caller;
   std::vector<std::pair<std::string, std::string>> path_params;
   std::chrono::steady_clock::time_point received;
+  std::shared_ptr<const std::atomic<bool>> client_gone;  // see Request::client_gone
   std::string_view
       route;  // the matched route pattern (owned by the router) or a constant, for logs and metrics
 

@@ -57,12 +57,23 @@ Metrics::Metrics()
                                 .Help("Latency of one group commit (transaction with fsync)")
                                 .Register(*registry_)
                                 .Add({}, latency_buckets())),
-      store_commit_writes_(prometheus::BuildHistogram()
-                               .Name("twinbridge_store_commit_writes")
-                               .Help("Writes committed together in one group commit")
-                               .Register(*registry_)
-                               .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128,
-                                                                                256, 512, 1024})) {
+      store_commit_writes_(
+          prometheus::BuildHistogram()
+              .Name("twinbridge_store_commit_writes")
+              .Help("Writes committed together in one group commit")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024})),
+      queries_stopped_(prometheus::BuildCounter()
+                           .Name("twinbridge_queries_stopped_total")
+                           .Help("Queries stopped before their answer: over a limit of their budget, or "
+                                 "because the client went away (limit=\"cancelled\")")
+                           .Register(*registry_)) {
+  auto& jobs = prometheus::BuildGauge()
+                   .Name("twinbridge_query_jobs")
+                   .Help("Jobs of the query worker pool, running and queued")
+                   .Register(*registry_);
+  query_jobs_running_ = &jobs.Add({{"state", "running"}});
+  query_jobs_queued_ = &jobs.Add({{"state", "queued"}});
   auto& probes = prometheus::BuildCounter()
                      .Name("twinbridge_monitor_probes_total")
                      .Help("Health probes of registered systems, by kind and result")
@@ -97,6 +108,15 @@ void Metrics::on_probe(core::SystemKind kind, bool passed, std::chrono::microsec
 
 void Metrics::on_status_change(core::SystemKind kind, core::SystemStatus to) {
   status_changes_[static_cast<std::size_t>(kind)][static_cast<std::size_t>(to)]->Increment();
+}
+
+void Metrics::query_stopped(query::BudgetLimit limit) {
+  queries_stopped_.Add({{"limit", std::string(query::to_string(limit))}}).Increment();
+}
+
+void Metrics::query_jobs(std::size_t running, std::size_t queued) {
+  query_jobs_running_->Set(static_cast<double>(running));
+  query_jobs_queued_->Set(static_cast<double>(queued));
 }
 
 void Metrics::observe_request(std::string_view route, Method method, int status,

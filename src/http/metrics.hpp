@@ -10,6 +10,10 @@
 //   twinbridge_monitor_probes_total{kind,result}                   counter (health probes, pass or fail)
 //   twinbridge_monitor_probe_duration_seconds{kind}                histogram (answered probes)
 //   twinbridge_monitor_status_changes_total{kind,to}               counter
+//   twinbridge_query_jobs{state}                                   gauge (jobs of the worker pool: running,
+//                                                                  queued; set when /metrics is read)
+//   twinbridge_queries_stopped_total{limit}                        counter (queries over their budget, or
+//                                                                  whose client went away: limit="cancelled")
 // Later parts add their families through registry(). Thread-safe.
 
 #include <prometheus/counter.h>
@@ -25,6 +29,7 @@
 #include <unordered_map>
 
 #include "http/message.hpp"
+#include "query/budget.hpp"
 #include "registry/system_monitor.hpp"
 #include "store/store.hpp"
 
@@ -45,6 +50,8 @@ class Metrics final : public store::StoreObserver, public registry::MonitorObser
   void on_commit(std::size_t writes, std::chrono::nanoseconds latency) override;
   void on_probe(core::SystemKind kind, bool passed, std::chrono::microseconds latency) override;
   void on_status_change(core::SystemKind kind, core::SystemStatus to) override;
+  void query_stopped(query::BudgetLimit limit);
+  void query_jobs(std::size_t running, std::size_t queued);
 
   std::string render() const;
   prometheus::Registry& registry() { return *registry_; }
@@ -80,6 +87,9 @@ class Metrics final : public store::StoreObserver, public registry::MonitorObser
   prometheus::Counter* probes_[2][2];
   prometheus::Histogram* probe_latency_[2];
   prometheus::Counter* status_changes_[2][4];
+  prometheus::Family<prometheus::Counter>& queries_stopped_;
+  prometheus::Gauge* query_jobs_running_;
+  prometheus::Gauge* query_jobs_queued_;
 
   mutable std::shared_mutex mutex_;
   std::unordered_map<Key, Series, KeyHash> series_;

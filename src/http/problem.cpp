@@ -41,6 +41,8 @@ ProblemInfo info(Errc code) {
       return {415, "urn:twinbridge:problem:unsupported-media-type", "Unsupported media type"};
     case Errc::validation_failed:
       return {422, "urn:twinbridge:problem:validation-failed", "Validation failed"};
+    case Errc::too_costly:
+      return {422, "urn:twinbridge:problem:query-too-costly", "Query too costly"};
     case Errc::rate_limited:
       return {429, "urn:twinbridge:problem:rate-limited", "Too many requests"};
     case Errc::header_too_large:

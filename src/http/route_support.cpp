@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 #include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 
 #include <charconv>
 
@@ -236,6 +237,31 @@ core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock
   a.detail = std::move(detail);
   a.detail["credential"] = ctx.caller ? ctx.caller->credential : std::string();
   return a;
+}
+
+std::optional<std::string> serialize_nodelist(const std::vector<const boost::json::value*>& nodes,
+                                              query::QueryBudget& budget) {
+  std::string out = "[";
+  boost::json::serializer serializer;
+  char chunk[16 * 1024];
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (i > 0) out += ',';
+    serializer.reset(nodes[i]);
+    while (!serializer.done()) {
+      const auto piece = serializer.read(chunk, sizeof chunk);
+      if (!budget.output(piece.size() + 1)) return std::nullopt;
+      out.append(piece.data(), piece.size());
+    }
+  }
+  out += ']';
+  return out;
+}
+
+query::QueryBudget query_budget(const ApiServices& services, const RequestContext& ctx) {
+  query::QueryBudget budget(services.settings.query_limits, ctx.client_gone);
+  budget.on_exhausted(
+      [&metrics = services.metrics](query::BudgetLimit limit) { metrics.query_stopped(limit); });
+  return budget;
 }
 
 }  // namespace twinbridge::http

@@ -8,6 +8,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/value.hpp>
 
+#include <boost/asio/executor_work_guard.hpp>
+
 #include <optional>
 #include <string>
 
@@ -131,34 +133,82 @@ core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock
                              std::string target_type, std::string target_id, boost::json::object detail = {});
 
 // Runs work() on the API's worker pool and resumes the coroutine on its own executor with the result. For
-// work that takes milliseconds (a JSONPath filter over every twin): it does not hold up the other
-// connections of the I/O thread, and when one thread's connections all ask for it, both cores share the
-// work. `work` must be a named local of the awaiting coroutine (GCC 12 destroys non-trivial temporaries of a
-// co_await expression twice).
+// work that takes milliseconds or more (a JSONPath filter over every twin, a large answer): it does not hold
+// up the other connections of the I/O thread, and the pool shares its workers fairly between principals
+// (core/fair_pool.hpp): when the caller already has settings.max_queued_queries jobs waiting, the answer is
+// 429 without running work. The executor's io_context counts the job as outstanding work until it resumes,
+// so a graceful stop waits for it. `work` must be a named local of the awaiting coroutine (GCC 12 destroys
+// non-trivial temporaries of a co_await expression twice).
+// The JSON array of a query's nodelist, serialized while charging every byte to budget.output(); nullopt once
+// the budget is exhausted (the answer would have been too large), having built at most one chunk more.
+std::optional<std::string> serialize_nodelist(const std::vector<const boost::json::value*>& nodes,
+                                              query::QueryBudget& budget);
+
+// The budget of one query of the caller (query/budget.hpp): the configured limits, stopped when the client
+// goes away.
+query::QueryBudget query_budget(const ApiServices& services, const RequestContext& ctx);
+
+template <class T>
+struct AsResult {
+  using type = core::Result<T>;
+};
+template <class T>
+struct AsResult<core::Result<T>> {
+  using type = core::Result<T>;
+};
+
 template <class F>
-boost::asio::awaitable<std::invoke_result_t<F&>> offload(ApiServices& services, F& work) {
-  using R = std::invoke_result_t<F&>;
+boost::asio::awaitable<typename AsResult<std::invoke_result_t<F&>>::type> offload(ApiServices& services,
+                                                                                  const RequestContext& ctx,
+                                                                                  F& work) {
+  using R = typename AsResult<std::invoke_result_t<F&>>::type;
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(R)>(
-      [&services, &work](auto handler) {
-        auto executor = boost::asio::get_associated_executor(handler);
-        boost::asio::post(services.workers, [&work, handler = std::move(handler), executor]() mutable {
-          auto result = work();
-          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
+      [&services, &ctx, &work](auto handler) {
+        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+        auto job = [&work, handler = std::move(handler),
+                    guard = std::move(guard)](core::JobFate fate) mutable {
+          R result = core::fail(core::Errc::internal, "the work failed unexpectedly");
+          if (fate == core::JobFate::run) {
+            try {
+              result = work();
+            } catch (const std::exception&) {
+              // a bug: answered 500 below
+            }
+          } else if (fate == core::JobFate::queue_full) {
+            core::Error busy(core::Errc::rate_limited,
+                             "too many of your queries are waiting for a worker; wait for their answers");
+            busy.retry_after_seconds = 1;
+            result = std::unexpected(std::move(busy));
+          } else {
+            result = core::fail(core::Errc::unavailable, "twinbridge is shutting down");
+          }
+          auto executor = guard.get_executor();
+          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
+                                       guard = std::move(guard)]() mutable {
+            guard.reset();
             std::move(handler)(std::move(result));
           });
-        });
+        };
+        services.workers.post(ctx.caller ? ctx.caller->principal.id.str() : std::string("anonymous"),
+                              std::move(job));
       },
       boost::asio::use_awaitable);
 }
 
 // Awaits a store write started by `start(completion)`; the coroutine resumes on its own executor.
+// `completion` must be called exactly once (the store's contract).
 template <class T, class Start>
 boost::asio::awaitable<core::Result<T>> await_write(Start start) {
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(core::Result<T>)>(
       [&start](auto handler) mutable {
-        auto executor = boost::asio::get_associated_executor(handler);
-        start([handler = std::move(handler), executor](core::Result<T> result) mutable {
-          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result)]() mutable {
+        // The io_context counts the write as outstanding work until the coroutine resumes: a graceful stop
+        // waits for it.
+        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+        start([handler = std::move(handler), guard = std::move(guard)](core::Result<T> result) mutable {
+          auto executor = guard.get_executor();
+          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
+                                       guard = std::move(guard)]() mutable {
+            guard.reset();
             std::move(handler)(std::move(result));
           });
         });

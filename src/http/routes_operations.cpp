@@ -43,6 +43,7 @@ void add_operations_routes(Router& router, ApiServices& services) {
               [&services](RequestContext&, const Request&) -> HandlerResult {
                 Response r;
                 r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+                services.metrics.query_jobs(services.workers.running(), services.workers.queued());
                 r.body = services.metrics.render();
                 co_return r;
               }});

@@ -119,14 +119,17 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
        }});
 
   router.add({Method::get, base, Auth::required, core::Permission::registry_read,
-              [&s, &registry](RequestContext&, const Request& req) -> HandlerResult {
+              [&s, &registry](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto q = discovery_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                // A filter reads and examines every record of the kind: on the worker pool.
+                // A filter reads and examines every record of the kind: on the worker pool, under the
+                // caller's query budget.
+                auto budget = query_budget(s, ctx);
+                q->budget = &budget;
                 auto work = [&registry, &q] { return registry.discover(*q); };
                 core::Result<store::Page<core::SystemRecord>> page;
                 if (q->filter) {
-                  page = co_await offload(s, work);
+                  page = co_await offload(s, ctx, work);
                 } else {
                   page = work();
                 }

@@ -6,6 +6,7 @@
 // invalid TDs and queries (as problem details).
 
 #include <fmt/format.h>
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/object.hpp>
 
 #include "core/access.hpp"
@@ -191,7 +192,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
 
   router.add(
       {Method::get, "/search/jsonpath", Auth::required, core::Permission::registry_read,
-       [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
+       [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
          auto params = parse_query(req.query);
          if (!params) co_return std::unexpected(params.error());
          std::optional<std::string> text;
@@ -205,32 +206,48 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
          auto path = query::JsonPath::parse(*text);
          if (!path)
            co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "query", path.error().detail);
-         // The query runs over the array of every registered, unexpired TD, as the Recommendation says; on
-         // the worker pool.
-         auto search = [&twins, &path]() -> core::Result<boost::json::array> {
-           boost::json::array all;
+         // The query runs over the array of every registered, unexpired TD, as the Recommendation says: on
+         // the worker pool, under the caller's query budget, and the answer is serialized there too, as far
+         // as the budget's output bytes allow.
+         auto budget = query_budget(s, ctx);
+         auto run = [&twins, &path, &budget]() -> core::Result<std::string> {
+           if (const auto n = twins.count(); n > kMaxSearchTwins) {
+             return core::fail(Errc::unavailable,
+                               fmt::format("the directory holds {} TDs, more than the {} /search/jsonpath "
+                                           "searches; narrow the search with /v1/twins?system=...&filter=...",
+                                           n, kMaxSearchTwins));
+           }
+           // The copies of the TDs live in one arena, freed in a few large blocks when the search ends.
+           boost::json::monotonic_resource arena;
+           boost::json::array all(&arena);
            dtif::TwinDiscoveryQuery q;
            q.limit = 1000;
+           q.budget = &budget;
            for (;;) {
              const auto page = twins.discover(q);
              for (const auto& t : page.items) all.push_back(t->json());
-             if (all.size() > kMaxSearchTwins) {
-               return core::fail(Errc::unavailable,
-                                 fmt::format("the directory holds more than {} TDs; narrow the search with "
-                                             "/v1/twins?system=...&filter=...",
-                                             kMaxSearchTwins));
-             }
+             if (!budget.ok()) return std::unexpected(budget.error("query"));
              if (!page.next_after) break;
              q.after = *page.next_after;
            }
            const boost::json::value root(std::move(all));
-           boost::json::array out;
-           for (const auto* v : path->select(root)) out.push_back(*v);
-           return out;
+           const auto selected = path->select(root, budget);
+           if (!budget.ok()) return std::unexpected(budget.error("query"));
+           auto out = serialize_nodelist(selected, budget);
+           if (!out) return std::unexpected(budget.error("query"));
+           return std::move(*out);
          };
-         auto selected = co_await offload(s, search);
-         if (!selected) co_return std::unexpected(selected.error());
-         co_return json_response(200, *selected);
+         auto search = [&s, &run]() {
+           auto result = run();
+           s.memory.release();  // what the search allocated goes back to the system (at most once a second)
+           return result;
+         };
+         auto body = co_await offload(s, ctx, search);
+         if (!body) co_return std::unexpected(body.error());
+         Response r;
+         r.content_type = "application/json";
+         r.body = std::move(*body);
+         co_return r;
        }});
 }
 

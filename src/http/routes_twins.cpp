@@ -68,24 +68,54 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
   return q;
 }
 
-Response twin_list(const Request& req, const store::Page<std::shared_ptr<const core::TwinView>>& page) {
-  // Serialized straight from the shared views, without copying them into a response document.
-  std::string items = "[";
+// A page of twins as the JSON array of their TDs, serialized straight from the shared views (no copy into
+// a response document).
+struct TwinPage {
+  std::string items;
+  std::optional<std::string> next_after;
+};
+
+// Charges every TD to the budget's output bytes: a page of large TDs over the limit is refused (a smaller
+// `limit` answers it).
+core::Result<TwinPage> serialize_page(const store::Page<std::shared_ptr<const core::TwinView>>& page,
+                                      query::QueryBudget& budget) {
+  TwinPage out{"[", page.next_after};
   for (const auto& t : page.items) {
-    if (items.size() > 1) items += ',';
-    items += boost::json::serialize(t->json());
+    if (out.items.size() > 1) out.items += ',';
+    out.items += boost::json::serialize(t->json());
+    if (!budget.output(out.items.size() - budget.output_bytes()))
+      return std::unexpected(budget.error("limit"));
   }
-  items += ']';
-  return list_response(req, std::move(items), page.next_after);
+  out.items += ']';
+  return out;
 }
 
-// Discovery with a filter or another order than id examines every twin: on the worker pool. By system or
-// id alone it is a short walk.
-boost::asio::awaitable<store::Page<std::shared_ptr<const core::TwinView>>> discover_twins(
-    ApiServices& s, const dtif::TwinRegistry& twins, const dtif::TwinDiscoveryQuery& q) {
-  auto work = [&twins, &q] { return twins.discover(q); };
-  if (!q.filter && q.sort == dtif::TwinSort::id && !q.descending) co_return work();
-  co_return co_await offload(s, work);
+// A page whose TDs take more memory than this is serialized on the query workers, not on the I/O thread.
+constexpr std::size_t kInlinePageBytes = 256 * 1024;
+
+// Discovery under the caller's query budget. With a filter or another order than id it examines every
+// twin: on the worker pool, which also serializes the page. By system or id alone it is a short walk, and
+// only a large page is serialized on the worker pool.
+boost::asio::awaitable<core::Result<TwinPage>> discover_twins(ApiServices& s, const RequestContext& ctx,
+                                                              const dtif::TwinRegistry& twins,
+                                                              dtif::TwinDiscoveryQuery& q) {
+  auto budget = query_budget(s, ctx);
+  q.budget = &budget;
+  if (!q.filter && q.sort == dtif::TwinSort::id && !q.descending) {
+    const auto page = twins.discover(q);
+    if (!budget.ok()) co_return std::unexpected(budget.error("filter"));
+    std::size_t bytes = 0;
+    for (const auto& t : page.items) bytes += t->bytes();
+    if (bytes <= kInlinePageBytes) co_return serialize_page(page, budget);
+    auto serialize = [&page, &budget] { return serialize_page(page, budget); };
+    co_return co_await offload(s, ctx, serialize);
+  }
+  auto work = [&twins, &q, &budget]() -> core::Result<TwinPage> {
+    auto page = twins.discover(q);
+    if (!budget.ok()) return std::unexpected(budget.error("filter"));
+    return serialize_page(page, budget);
+  };
+  co_return co_await offload(s, ctx, work);
 }
 
 }  // namespace
@@ -104,8 +134,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
                 q->system_id = system_id;
-                auto page = co_await discover_twins(s, twins, *q);
-                co_return twin_list(req, page);
+                auto page = co_await discover_twins(s, ctx, twins, *q);
+                if (!page) co_return std::unexpected(page.error());
+                co_return list_response(req, std::move(page->items), page->next_after);
               }});
 
   router.add({Method::post, list, Auth::required, core::Permission::registry_write,
@@ -169,11 +200,12 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::get, "/v1/twins", Auth::required, core::Permission::registry_read,
-              [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto q = twin_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                auto page = co_await discover_twins(s, twins, *q);
-                co_return twin_list(req, page);
+                auto page = co_await discover_twins(s, ctx, twins, *q);
+                if (!page) co_return std::unexpected(page.error());
+                co_return list_response(req, std::move(page->items), page->next_after);
               }});
 
   router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,

@@ -14,7 +14,10 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <mutex>
 #include <unordered_map>
 
@@ -69,6 +72,25 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 };
 
 namespace {
+
+// Whether the peer has closed its side: readable with nothing to read, or an error.
+bool peer_closed(tcp::socket& socket) {
+  char byte = 0;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+// Sets `gone` when the client closes the connection while its request is being handled. Readable with data (a
+// pipelined request) ends the watch without a verdict. Ended by cancelling the socket's operations. The
+// reactor reports readiness as edges: the watch is armed first, then the socket is looked at once, so that a
+// close that arrived before the watch began is seen too.
+void watch_client(const std::shared_ptr<Connection>& conn, const std::shared_ptr<std::atomic<bool>>& gone) {
+  conn->stream.socket().async_wait(tcp::socket::wait_read, [conn, gone](const beast::error_code& ec) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec || peer_closed(conn->stream.socket())) gone->store(true);
+  });
+  if (peer_closed(conn->stream.socket())) gone->store(true);
+}
 
 Request to_request(bhttp::request<bhttp::string_body>& msg, const std::string& remote) {
   Request r;
@@ -259,8 +281,14 @@ awaitable<void> HttpServer::Impl::serve(std::shared_ptr<Connection> conn, std::u
       const unsigned version = msg.version();
       bool keep_alive = msg.keep_alive();
       Request req = to_request(msg, remote);
+      req.client_gone = std::make_shared<std::atomic<bool>>(false);
+      watch_client(conn, req.client_gone);
       stream.expires_never();
       Response response = co_await api.handle(std::move(req));
+      {
+        beast::error_code ignored;
+        stream.socket().cancel(ignored);  // ends the watch
+      }
       if (response.stream) {
         co_await write_stream(*conn, std::move(response), version);
         break;

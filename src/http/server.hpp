@@ -2,7 +2,9 @@
 // The HTTP/1.1 server, thread per core: the app runs one single-threaded io_context per core; the server
 // opens one acceptor per io_context on the same port (SO_REUSEPORT, so the kernel spreads connections) and
 // serves each connection with one coroutine on the io_context that accepted it, so a connection never needs a
-// lock or a strand and threads never wake each other. The only part of twinbridge that includes Beast.
+// lock or a strand. Threads meet only where a request's work leaves its I/O thread: store writes (the store's
+// writer thread) and long work (the API's worker pool) post their completion back to the request's I/O
+// thread, and shutdown posts to every loop. The only part of twinbridge that includes Beast.
 //
 // Limits (ServerLimits): request head size (431), body size (413, checked from Content-Length before the body
 // is read), a deadline for a whole request once its first byte arrived (slow clients are cut off), an idle
@@ -12,6 +14,16 @@
 //
 // shutdown(): stops accepting, closes idle connections, lets every in-flight request finish and answer (with
 // Connection: close), then calls `drained`; connections still busy after the grace period are closed.
+//
+// While a request is handled, the session watches its connection: when the client closes it, the request's
+// `client_gone` flag is set, and long work for it (a query under a QueryBudget) stops. A client that
+// half-closes its side after sending a request counts as gone.
+//
+// Lifetime, in one order (src/app/serve.cpp does it): shutdown(); when `drained` runs, release whatever keeps
+// the io_contexts running, so that each run() returns once every operation of the server's coroutines has
+// completed; join the threads; destroy the HttpServer while its io_contexts still exist; destroy the
+// io_contexts last. The coroutines hold the server's state, so destroying an io_context with operations still
+// pending would destroy that state inside the io_context's own destructor: never do that.
 
 #include <boost/asio/io_context.hpp>
 

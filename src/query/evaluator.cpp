@@ -84,10 +84,11 @@ std::partial_ordering compare_numbers(const json::value& a, const json::value& b
 }
 
 // RFC 9535 section 2.3.5.2.2 equality: numbers by value, arrays element-wise, objects by member set.
-// Iterative, so two deep values cannot exhaust the stack.
-bool values_equal(const json::value& first, const json::value& second) {
+// Iterative, so two deep values cannot exhaust the stack; each pair compared is a node visited.
+bool values_equal(const json::value& first, const json::value& second, QueryBudget& budget) {
   std::vector<std::pair<const json::value*, const json::value*>> pending{{&first, &second}};
   while (!pending.empty()) {
+    if (!budget.visit()) return false;
     const auto [a, b] = pending.back();
     pending.pop_back();
     if (is_number(*a) && is_number(*b)) {
@@ -138,25 +139,25 @@ bool less_than(const json::value* a, const json::value* b) {
   return false;
 }
 
-bool equal(const json::value* a, const json::value* b) {
+bool equal(const json::value* a, const json::value* b, QueryBudget& budget) {
   if (a == nullptr || b == nullptr) return a == b;  // Nothing equals only Nothing
-  return values_equal(*a, *b);
+  return values_equal(*a, *b, budget);
 }
 
-bool compare(CompareOp op, const json::value* a, const json::value* b) {
+bool compare(CompareOp op, const json::value* a, const json::value* b, QueryBudget& budget) {
   switch (op) {
     case CompareOp::eq:
-      return equal(a, b);
+      return equal(a, b, budget);
     case CompareOp::ne:
-      return !equal(a, b);
+      return !equal(a, b, budget);
     case CompareOp::lt:
       return less_than(a, b);
     case CompareOp::le:
-      return less_than(a, b) || equal(a, b);
+      return less_than(a, b) || equal(a, b, budget);
     case CompareOp::gt:
       return less_than(b, a);
     case CompareOp::ge:
-      return less_than(b, a) || equal(a, b);
+      return less_than(b, a) || equal(a, b, budget);
   }
   return false;
 }
@@ -271,12 +272,14 @@ void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit,
   pending.push_back({start, 0});
   std::size_t produced = 0;
   const std::size_t last = query.segments.size() - 1;
-  while (!pending.empty()) {
+  const bool outermost = depth_ == 1;  // the nodes of the query itself, not of a filter's subquery
+  while (!pending.empty() && alive()) {
     const Pending item = pending.back();
     pending.pop_back();
     children.clear();
     if (item.segment == last) {
       apply_segment(query.segments[item.segment], item.node, limit - produced, children);
+      if (outermost && !budget_->select(children.size())) return;
       for (const NodeRef& child : children) {
         out.push_back(child);
         if (++produced == limit) return;
@@ -293,27 +296,28 @@ void Evaluator::apply_segment(const Segment& segment, NodeRef node, std::size_t 
   if (!segment.descendant) {
     for (const Selector& selector : segment.selectors) {
       apply_selector(selector, node, limit, out);
-      if (out.size() >= limit) return;
+      if (out.size() >= limit || !alive()) return;
     }
     return;
   }
   // The node, then its descendants in document order, each before its own descendants.
-  std::vector<NodeRef> visit{node};
+  std::vector<NodeRef> to_visit{node};
   std::vector<NodeRef> children;
-  while (!visit.empty()) {
-    const NodeRef current = visit.back();
-    visit.pop_back();
+  while (!to_visit.empty()) {
+    const NodeRef current = to_visit.back();
+    to_visit.pop_back();
     for (const Selector& selector : segment.selectors) {
       apply_selector(selector, current, limit, out);
-      if (out.size() >= limit) return;
+      if (out.size() >= limit || !alive()) return;
     }
     children.clear();
     for_each_child(*current.value, [&](const json::value& child, std::string_view name, std::size_t index) {
       children.push_back(current.value->is_array() ? element(current, index, child)
                                                    : member(current, name, child));
-      return true;
+      return visit();
     });
-    visit.insert(visit.end(), children.rbegin(), children.rend());
+    if (!alive()) return;
+    to_visit.insert(to_visit.end(), children.rbegin(), children.rend());
   }
 }
 
@@ -322,7 +326,7 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
   const json::value& value = *node.value;
   switch (selector.kind) {
     case SelectorKind::name:
-      if (value.is_object()) {
+      if (value.is_object() && visit()) {
         const json::object& object = value.get_object();
         const auto it = object.find(selector.name);
         if (it != object.end()) out.push_back(member(node, view(it->key()), it->value()));
@@ -331,7 +335,7 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
     case SelectorKind::wildcard:
       for_each_child(value, [&](const json::value& child, std::string_view name, std::size_t index) {
         out.push_back(value.is_array() ? element(node, index, child) : member(node, name, child));
-        return out.size() < limit;
+        return visit() && out.size() < limit;
       });
       return;
     case SelectorKind::index:
@@ -339,7 +343,7 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
         const json::array& array = value.get_array();
         const auto size = static_cast<std::int64_t>(array.size());
         const std::int64_t index = selector.index < 0 ? size + selector.index : selector.index;
-        if (index >= 0 && index < size) {
+        if (index >= 0 && index < size && visit()) {
           out.push_back(
               element(node, static_cast<std::size_t>(index), array[static_cast<std::size_t>(index)]));
         }
@@ -353,7 +357,7 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
       const auto normalize = [size](std::int64_t i) { return i >= 0 ? i : size + i; };
       const auto take = [&](std::int64_t i) {
         out.push_back(element(node, static_cast<std::size_t>(i), array[static_cast<std::size_t>(i)]));
-        return out.size() < limit;
+        return visit() && out.size() < limit;
       };
       if (step > 0) {
         const std::int64_t lower =
@@ -376,9 +380,10 @@ void Evaluator::apply_selector(const Selector& selector, NodeRef node, std::size
     }
     case SelectorKind::filter:
       for_each_child(value, [&](const json::value& child, std::string_view name, std::size_t index) {
-        if (!test(*selector.filter, {&child, kNoPath})) return true;
+        if (!visit()) return false;
+        if (!test(*selector.filter, {&child, kNoPath})) return alive();
         out.push_back(value.is_array() ? element(node, index, child) : member(node, name, child));
-        return out.size() < limit;
+        return alive() && out.size() < limit;
       });
       return;
   }
@@ -423,7 +428,7 @@ bool Evaluator::test(const Expr& expr, NodeRef current) {
     case ExprKind::comparison: {
       const Value left = evaluate_value(expr.operands[0], current);
       const Value right = evaluate_value(expr.operands[1], current);
-      return compare(expr.op, left.get(), right.get());
+      return compare(expr.op, left.get(), right.get(), *budget_);
     }
     case ExprKind::function:
       return call_logical(expr, current);
@@ -490,7 +495,8 @@ bool Evaluator::call_logical(const Expr& call, NodeRef current) {
   }
   if (regex == nullptr) return false;
   const std::string_view subject_text = view(text->get_string());
-  return call.function == FunctionKind::match ? regex->full_match(subject_text) : regex->search(subject_text);
+  return call.function == FunctionKind::match ? regex->full_match(subject_text, budget_)
+                                              : regex->search(subject_text, budget_);
 }
 
 const IRegexp* Evaluator::regex_for(std::string_view pattern) {
@@ -499,6 +505,8 @@ const IRegexp* Evaluator::regex_for(std::string_view pattern) {
   if (it == regex_cache_.end()) {
     if (regex_cache_.size() >= kRegexCacheSize) regex_cache_.erase(regex_cache_.begin());
     auto compiled = IRegexp::compile(pattern);
+    // Compiling costs about one step per instruction of the program (at most IRegexp::kMaxProgramSize).
+    if (!budget_->regex(compiled ? compiled->program_size() : pattern.size())) return nullptr;
     regex_cache_.emplace_back(std::string(pattern),
                               compiled ? std::optional<IRegexp>(std::move(*compiled)) : std::nullopt);
     it = regex_cache_.end() - 1;

@@ -3,6 +3,9 @@
 //
 // One Evaluator serves one evaluation: it owns the scratch state of that run (the arena of normalized-path
 // steps and a cache of regular expressions compiled from document strings) and is used by one thread.
+// Every unit of work is charged to the evaluation's QueryBudget (budget.hpp): each node reached, each node
+// selected by the outermost query, each pair compared, each step of a regular expression; once the budget is
+// exhausted every loop stops, and what was selected is incomplete (the caller checks the budget).
 // Segments are walked depth-first with an explicit stack, so a deep document cannot overflow the call stack;
 // recursion only follows the nesting of filter expressions, which the parser bounds.
 
@@ -18,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "query/budget.hpp"
 #include "query/syntax.hpp"
 
 namespace twinbridge::query {
@@ -34,8 +38,15 @@ inline constexpr std::uint32_t kRootPath = 0;
 
 class Evaluator {
  public:
-  explicit Evaluator(const boost::json::value& root) : root_(&root) {}
-  Evaluator() : root_(nullptr) {}  // reset() before use
+  // `budget` (null: unlimited) must outlive the evaluator, or be replaced with set_budget() first.
+  explicit Evaluator(const boost::json::value& root, QueryBudget* budget = nullptr)
+      : root_(&root), budget_(budget != nullptr ? budget : &unlimited_) {}
+  Evaluator() : root_(nullptr), budget_(&unlimited_) {}  // reset() before use
+
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  void set_budget(QueryBudget* budget) { budget_ = budget != nullptr ? budget : &unlimited_; }
 
   // Evaluates against another document from now on, keeping the scratch memory (and the compiled regular
   // expressions) of earlier runs: many documents, one query, few allocations.
@@ -101,7 +112,12 @@ class Evaluator {
     std::vector<NodeRef> children;
   };
 
+  bool visit(std::uint64_t nodes = 1) { return budget_->visit(nodes); }
+  bool alive() const { return budget_->ok(); }
+
   const boost::json::value* root_;
+  QueryBudget unlimited_ = QueryBudget::unlimited();
+  QueryBudget* budget_;
   std::deque<Scratch> scratch_;
   std::size_t depth_ = 0;
   std::vector<PathStep> steps_;  // path id n (n >= 1) is steps_[n - 1]; kRootPath is '$'

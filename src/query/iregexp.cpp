@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "query/budget.hpp"
 #include "query/unicode_category.hpp"
 #include "query/utf8.hpp"
 
@@ -487,7 +488,7 @@ class ThreadSet {
 
 }  // namespace
 
-bool IRegexp::run(std::string_view text, bool whole) const {
+bool IRegexp::run(std::string_view text, bool whole, QueryBudget* budget) const {
   const std::size_t n = program_.size();
   ThreadSet current(n);
   ThreadSet next(n);
@@ -530,6 +531,7 @@ bool IRegexp::run(std::string_view text, bool whole) const {
     if (!whole && current.accepting) return true;
     if (pos == text.size()) return current.accepting;
     if (whole && current.empty()) return false;
+    if (budget != nullptr && !budget->regex(current.size() + 1)) return false;
     const char32_t c = utf8::decode(text, pos);
     next.clear();
     for (std::uint32_t i = 0; i < current.size(); ++i) {

@@ -12,7 +12,10 @@
 // mappings to ECMAScript and PCRE in its section 5 and as the JSONPath compliance test suite expects: an
 // unescaped '^' or '$' outside a class asserts the start or the end of the text instead of matching itself.
 //
-// An IRegexp is immutable once compiled; any number of threads may match with the same one at once.
+// An IRegexp is immutable once compiled; any number of threads may match with the same one at once. A match
+// may run under a QueryBudget: each thread of the simulation at each position of the text is a step, and the
+// match stops (answering false) once the budget is exhausted, so a large program over a long text costs what
+// the budget allows and no more.
 
 #include <cstddef>
 #include <cstdint>
@@ -21,6 +24,8 @@
 #include <vector>
 
 namespace twinbridge::query {
+
+class QueryBudget;
 
 class IRegexp {
  public:
@@ -35,10 +40,16 @@ class IRegexp {
 
   static std::expected<IRegexp, Failure> compile(std::string_view pattern);
 
-  // RFC 9535 match(): the whole of text matches the pattern.
-  bool full_match(std::string_view text) const { return run(text, true); }
+  // RFC 9535 match(): the whole of text matches the pattern. With a budget (may be null), false also when
+  // the budget ran out.
+  bool full_match(std::string_view text, QueryBudget* budget = nullptr) const {
+    return run(text, true, budget);
+  }
   // RFC 9535 search(): some substring of text matches the pattern.
-  bool search(std::string_view text) const { return run(text, false); }
+  bool search(std::string_view text, QueryBudget* budget = nullptr) const { return run(text, false, budget); }
+
+  // Instructions of the compiled program: the cost of one step over one code point, at most.
+  std::size_t program_size() const { return program_.size(); }
 
  private:
   friend class IRegexpCompiler;
@@ -62,7 +73,7 @@ class IRegexp {
     std::uint32_t y = 0;
   };
 
-  bool run(std::string_view text, bool whole) const;
+  bool run(std::string_view text, bool whole, QueryBudget* budget) const;
   bool in_class(std::uint32_t index, char32_t c) const;
 
   std::vector<Instruction> program_;

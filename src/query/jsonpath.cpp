@@ -20,7 +20,13 @@ core::Result<JsonPath> JsonPath::parse(std::string_view query) {
 }
 
 std::vector<const boost::json::value*> JsonPath::select(const boost::json::value& root) const {
-  Evaluator evaluator(root);
+  auto budget = QueryBudget::unlimited();
+  return select(root, budget);
+}
+
+std::vector<const boost::json::value*> JsonPath::select(const boost::json::value& root,
+                                                        QueryBudget& budget) const {
+  Evaluator evaluator(root, &budget);
   std::vector<NodeRef> nodes;
   evaluator.select(*query_, evaluator.root(false), std::numeric_limits<std::size_t>::max(), nodes);
   std::vector<const boost::json::value*> values;
@@ -39,8 +45,10 @@ std::vector<Node> JsonPath::select_nodes(const boost::json::value& root) const {
   return result;
 }
 
-JsonPath::Matcher::Matcher(const JsonPath& path)
-    : query_(path.query_), evaluator_(std::make_unique<Evaluator>()) {}
+JsonPath::Matcher::Matcher(const JsonPath& path, QueryBudget* budget)
+    : query_(path.query_), evaluator_(std::make_unique<Evaluator>()) {
+  evaluator_->set_budget(budget);
+}
 
 JsonPath::Matcher::~Matcher() = default;
 
@@ -52,7 +60,12 @@ bool JsonPath::Matcher::operator()(const boost::json::value& root) {
 }
 
 bool JsonPath::matches(const boost::json::value& root) const {
-  Evaluator evaluator(root);
+  auto budget = QueryBudget::unlimited();
+  return matches(root, budget);
+}
+
+bool JsonPath::matches(const boost::json::value& root, QueryBudget& budget) const {
+  Evaluator evaluator(root, &budget);
   std::vector<NodeRef> nodes;
   evaluator.select(*query_, evaluator.root(false), 1, nodes);
   return !nodes.empty();

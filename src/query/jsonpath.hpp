@@ -12,6 +12,10 @@
 // match/search patterns are RFC 9485 I-Regexps (see iregexp.hpp). Bounds: a query is at most kMaxQueryLength
 // bytes and nests brackets and parentheses at most kMaxNesting deep (parser.hpp); indices are within
 // +-(2^53-1).
+//
+// Evaluation may run under a QueryBudget (budget.hpp): a query from a client always does. The overloads that
+// take one stop as soon as it is exhausted and return what they found so far; the caller checks budget.ok()
+// and answers budget.error() instead.
 
 #include <boost/json/fwd.hpp>
 
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "query/budget.hpp"
 
 namespace twinbridge::query {
 
@@ -43,17 +48,20 @@ class JsonPath {
 
   // The nodelist the query selects from root, in RFC 9535 order: values only.
   std::vector<const boost::json::value*> select(const boost::json::value& root) const;
+  std::vector<const boost::json::value*> select(const boost::json::value& root, QueryBudget& budget) const;
 
   // The same nodelist with the normalized path of each node.
   std::vector<Node> select_nodes(const boost::json::value& root) const;
 
   // Whether the query selects at least one node; stops at the first one found.
   bool matches(const boost::json::value& root) const;
+  bool matches(const boost::json::value& root, QueryBudget& budget) const;
 
   // matches() for many documents in a row (one thread): keeps the evaluation's scratch memory between them.
+  // With a budget (may be null; it must outlive the matcher), every document's evaluation is charged to it.
   class Matcher {
    public:
-    explicit Matcher(const JsonPath& path);
+    explicit Matcher(const JsonPath& path, QueryBudget* budget = nullptr);
     ~Matcher();
     Matcher(const Matcher&) = delete;
     Matcher& operator=(const Matcher&) = delete;

@@ -102,7 +102,16 @@ core::Result<store::Page<core::SystemRecord>> SystemRegistry::discover(const Dis
       if (query.exclude_down && record.status == core::SystemStatus::down) continue;
       // The filter sees the record inside a one-element array, as if applied to the whole collection: a
       // record matches when `$[?@.type == 'payment']` (or any query) selects at least one node.
-      if (query.filter && !query.filter->matches(boost::json::array{core::to_json(record)})) continue;
+      if (query.budget != nullptr && !query.budget->visit())
+        return std::unexpected(query.budget->error("filter"));
+      if (query.filter) {
+        const boost::json::value wrapped = boost::json::array{core::to_json(record)};
+        const bool matched = query.budget != nullptr ? query.filter->matches(wrapped, *query.budget)
+                                                     : query.filter->matches(wrapped);
+        if (query.budget != nullptr && !query.budget->ok())
+          return std::unexpected(query.budget->error("filter"));
+        if (!matched) continue;
+      }
       if (out.items.size() == query.limit) {
         out.next_after = store::system_cursor(out.items.back(), query.sort);
         return out;

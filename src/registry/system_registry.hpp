@@ -30,6 +30,9 @@ struct DiscoveryQuery {
   // A record matches when the query, applied to a one-element array holding the record, selects at least one
   // node (so `$[?@.service_charge.amount < 0.05]` reads as a filter over the collection).
   std::optional<query::JsonPath> filter;
+  // What the filter may cost (null: unlimited); each record examined is a node visited. Once it is exhausted,
+  // discover() answers budget->error("filter").
+  query::QueryBudget* budget = nullptr;
   std::string after;
   std::size_t limit = 100;
   store::SystemSort sort = store::SystemSort::id;

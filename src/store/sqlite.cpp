@@ -15,7 +15,14 @@ core::Error error_from(sqlite3* db, int rc, std::string_view context) {
       primary == SQLITE_FULL || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY) {
     code = Errc::unavailable;
   }
-  return core::Error(code, fmt::format("{}: {}", context, message));
+  // SQLite's message (and the context, which may quote it) goes to the log only: clients learn what kind of
+  // failure it was, and find the rest in the log under the request id of their problem document.
+  core::Error e(code, code == Errc::conflict ? "the store refused a conflicting change"
+                      : code == Errc::unavailable
+                          ? "the store is unavailable; retry later"
+                          : "the store failed; the cause is logged with this request's id");
+  e.log_detail = fmt::format("{}: {}", context, message);
+  return e;
 }
 
 Statement::~Statement() {

@@ -73,7 +73,8 @@ class Connection {
 };
 
 // Maps an SQLite result code to a store error: constraint violations become conflict, busy/locked/IO become
-// unavailable, everything else internal.
+// unavailable, everything else internal. SQLite's own message goes to Error::log_detail only (the server's
+// log); `detail`, which clients see, says what kind of failure it was.
 core::Error error_from(sqlite3* db, int rc, std::string_view context);
 
 }  // namespace twinbridge::store::sqlite

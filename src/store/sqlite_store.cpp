@@ -605,7 +605,10 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
     if (txn) txn = db.exec("COMMIT");
     if (!txn && sqlite3_get_autocommit(db.handle()) == 0) (void)db.exec("ROLLBACK");
   }
-  if (!txn) spdlog::error("store: commit of {} writes failed: {}", batch.size(), txn.error().detail);
+  if (!txn) {
+    spdlog::error("store: commit of {} writes failed: {} {}", batch.size(), txn.error().detail,
+                  txn.error().log_detail);
+  }
   if (observer_ != nullptr) observer_->on_commit(batch.size(), std::chrono::steady_clock::now() - start);
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!txn) {

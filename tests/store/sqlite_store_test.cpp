@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,6 +24,7 @@
 
 #include "core/access.hpp"
 #include "core/credentials.hpp"
+#include "store/sqlite.hpp"
 #include "support/store_writes.hpp"
 
 namespace twinbridge::store {
@@ -1438,6 +1440,36 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   EXPECT_EQ(history_of(*store_, "s1").size(), 1u);
   EXPECT_EQ(samples_of(*store_, "s1").size(), 1u);
   EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->status, core::SystemStatus::up);
+}
+
+}  // namespace
+}  // namespace twinbridge::store
+
+namespace twinbridge::store {
+namespace {
+
+// SQLite's own messages name tables, columns and constraints: they belong in the log, never in a problem
+// document a client reads.
+TEST(SqliteErrors, SqliteMessagesGoToTheLogDetailOnly) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("tb-sqlite-errors-{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  auto db = sqlite::Connection::open((dir / "x.db").string(), false, "FULL");
+  ASSERT_TRUE(db.has_value()) << db.error().detail;
+  ASSERT_TRUE((*db)->exec("CREATE TABLE secret_table (secret_column TEXT PRIMARY KEY)").has_value());
+  ASSERT_TRUE((*db)->exec("INSERT INTO secret_table VALUES ('a')").has_value());
+  const auto duplicate = (*db)->exec("INSERT INTO secret_table VALUES ('a')");
+  ASSERT_FALSE(duplicate.has_value());
+  EXPECT_EQ(duplicate.error().code, core::Errc::conflict);
+  EXPECT_EQ(duplicate.error().detail.find("secret"), std::string::npos) << duplicate.error().detail;
+  EXPECT_NE(duplicate.error().log_detail.find("secret_table.secret_column"), std::string::npos)
+      << duplicate.error().log_detail;
+  const auto broken = (*db)->exec("SELECT nonsense FROM nowhere_table");
+  ASSERT_FALSE(broken.has_value());
+  EXPECT_EQ(broken.error().code, core::Errc::internal);
+  EXPECT_EQ(broken.error().detail.find("nowhere_table"), std::string::npos) << broken.error().detail;
+  EXPECT_NE(broken.error().log_detail.find("nowhere_table"), std::string::npos);
+  db->reset();
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
