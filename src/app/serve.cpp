@@ -158,6 +158,9 @@ int run_serve(ConfigLoader& loader) {
     context_ptrs.push_back(contexts.back().get());
   }
   auto& io = *contexts.front();
+  // SIGINT/SIGTERM are caught from here on, before the server says it listens: a signal that arrives before
+  // the wait below is set up waits for it.
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   http::HttpServer server(context_ptrs, api, metrics, config.limits);
   auto bound = server.listen(config.listen_host, config.listen_port);
   if (!bound) {
@@ -196,7 +199,6 @@ int run_serve(ConfigLoader& loader) {
   // end of the process instead of being destroyed under pending operations.
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards;
   for (auto& c : contexts) guards.push_back(boost::asio::make_work_guard(*c));
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   std::mutex stop_mutex;
   std::condition_variable stop_cv;
   bool loops_done = false;
