@@ -332,7 +332,7 @@ std::vector<Setting> table() {
         c.monitor.client.ca_file = v;
         return {};
       });
-  add("query.max_nodes_visited", "--query-max-nodes-visited", "50000000",
+  add("query.max_nodes_visited", "--query-max-nodes-visited", "10000000",
       "nodes a query (/search/jsonpath, filter=) may visit before it is stopped with 422 query-too-costly",
       [](Config& c, const std::string& v) {
         return whole(c.api.query_limits.max_nodes_visited, v, std::uint64_t{1000}, std::uint64_t{1} << 40);

@@ -239,7 +239,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
          };
          auto search = [&s, &run]() {
            auto result = run();
-           s.memory.release();  // what the search allocated goes back to the system (at most once a second)
+           s.memory.release();  // what the search allocated goes back to the system
            return result;
          };
          auto body = co_await offload(s, ctx, search);

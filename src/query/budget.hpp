@@ -24,7 +24,9 @@ namespace twinbridge::query {
 
 // The limits of one query; the defaults are those of the server's configuration (query.* settings).
 struct QueryLimits {
-  std::uint64_t max_nodes_visited = 50'000'000;
+  // Every node reached may be held in memory until its segment is done (16 bytes each): this also bounds the
+  // memory of one query's intermediate nodelists.
+  std::uint64_t max_nodes_visited = 10'000'000;
   std::uint64_t max_nodes_selected = 100'000;
   std::uint64_t max_output_bytes = 32ULL * 1024 * 1024;
   std::uint64_t max_regex_steps = 100'000'000;
@@ -85,6 +87,10 @@ class QueryBudget {
 
   std::uint64_t nodes_visited() const { return visited_; }
   std::uint64_t nodes_selected() const { return selected_; }
+  // Nodes that may still be selected before the budget is exhausted.
+  std::uint64_t selectable() const {
+    return selected_ >= limits_.max_nodes_selected ? 0 : limits_.max_nodes_selected - selected_;
+  }
   std::uint64_t output_bytes() const { return output_; }
   std::uint64_t regex_steps() const { return regex_; }
   const QueryLimits& limits() const { return limits_; }

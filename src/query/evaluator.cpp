@@ -278,7 +278,12 @@ void Evaluator::select(const PathQuery& query, NodeRef start, std::size_t limit,
     pending.pop_back();
     children.clear();
     if (item.segment == last) {
-      apply_segment(query.segments[item.segment], item.node, limit - produced, children);
+      // The outermost query never needs more nodes than its budget may still select (and one more, which
+      // exhausts it): a huge union stops after that many instead of materializing all of its nodes first.
+      std::size_t wanted = limit - produced;
+      if (outermost && budget_->selectable() < wanted)
+        wanted = static_cast<std::size_t>(budget_->selectable()) + 1;
+      apply_segment(query.segments[item.segment], item.node, wanted, children);
       if (outermost && !budget_->select(children.size())) return;
       for (const NodeRef& child : children) {
         out.push_back(child);
