@@ -30,10 +30,23 @@ using ApiKeyId = Id<struct ApiKeyTag>;
 
 inline constexpr std::size_t kMaxIdBytes = 256;
 
-// Ids are 1..256 bytes of printable ASCII without space and without the characters that would need escaping
-// in a URL path segment or break a query (/ ? # [ ] % " < > \ ^ ` { | }). URNs (urn:dev:ops:lamp-1) are valid
-// ids. `pointer` is the JSON pointer reported when the id is bad.
-Result<void> validate_id(std::string_view id, std::string_view pointer);
+// Which ids a rule is for.
+enum class IdKind {
+  token,  // principals, systems, API keys: printable ASCII that needs no escaping in a URL path
+  iri,    // twins: Thing Description ids, IRIs that may hold non-ASCII letters (urn:dev:café-1)
+};
+
+// The one rule for every id that arrives from outside (request bodies, path parameters). Every id is 1..256
+// bytes of well-formed UTF-8 in Unicode Normalization Form C, without control characters (C0, DEL, C1),
+// format characters (bidi controls, zero-width characters, BOM), private-use characters, unassigned code
+// points and noncharacters, or space and line/paragraph separators: two ids that look alike are the same
+// bytes. A token id is moreover ASCII without the characters that would need escaping in a URL path segment
+// or break a query (/ ? # [ ] % " < > \ ^ ` { | }); URNs (urn:dev:ops:lamp-1) are valid tokens. Whether a
+// twin id is an absolute URI is the Thing Description validator's rule. Errors: validation_failed naming
+// `field` (a JSON pointer, or the parameter or header name for `in`), with what is wrong and where; for an id
+// that is not NFC, its NFC form.
+Result<void> validate_id(std::string_view id, std::string_view field, IdKind kind = IdKind::token,
+                         FieldIn in = FieldIn::body);
 
 // A new random, time-ordered id (UUID version 7, RFC 9562): sorts by creation time, which keeps index pages
 // local.

@@ -73,10 +73,10 @@ core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::va
     t.system_id = system_id;
     t.owner = owner;
   }
-  if (t.id.size() > core::kMaxIdBytes) {
-    return core::fail_at(
-        Errc::validation_failed, id_pointer,
-        fmt::format("is {} bytes long; twin ids are at most {}", t.id.size(), core::kMaxIdBytes));
+  if (current == nullptr) {
+    // A new twin's id follows the id rule (a stored one may predate a rule: it stays as it is).
+    if (auto ok = core::validate_id(t.id, id_pointer, core::IdKind::iri); !ok)
+      return std::unexpected(ok.error());
   }
   td->id = t.id;
   // A change without a "registration" keeps the lifetime asked for before; each change restarts it.

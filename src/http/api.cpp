@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/credentials.hpp"
+#include "core/utf8.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
 
@@ -21,6 +22,24 @@ bool acceptable_request_id(std::string_view id) {
   bool ok = !id.empty() && id.size() <= 128;
   for (char c : id) ok = ok && c > 0x20 && c < 0x7f;
   return ok;
+}
+
+// The headers that routes read or echo must hold well-formed UTF-8 (RFC 9110 leaves bytes above 0x7F opaque;
+// twinbridge refuses those that are not UTF-8 rather than carry them into details, logs or data).
+core::Result<void> check_header_text(const Request& request) {
+  const std::pair<std::string_view, const std::string*> headers[] = {
+      {"X-Request-Id", &request.request_id},   {"Last-Event-ID", &request.last_event_id},
+      {"If-Match", &request.if_match},         {"If-None-Match", &request.if_none_match},
+      {"Content-Type", &request.content_type}, {"Accept", &request.accept},
+  };
+  for (const auto& [name, value] : headers) {
+    if (const auto bad = core::invalid_utf8_offset(*value); bad != std::string_view::npos) {
+      return core::fail_in(
+          core::Errc::bad_request, core::FieldIn::header, std::string(name),
+          fmt::format("{} is not valid UTF-8: {}", name, core::describe_invalid_utf8(*value, bad)));
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -80,7 +99,9 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
   Response response;
   std::vector<Method> allowed;
   auto match = router_.match(request.method, request.path, &allowed);
-  if (!match) {
+  if (auto headers = check_header_text(request); !headers) {
+    response = problem_response(headers.error(), request.path, ctx.request_id);
+  } else if (!match) {
     response = problem_response(match.error(), request.path, ctx.request_id);
     if (!allowed.empty()) {
       std::string allow;
@@ -156,6 +177,16 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
     }
   }
   response.header("X-Request-Id", ctx.request_id);
+  // The last line of defence: whatever a route built from stored or echoed text, no response carries
+  // ill-formed UTF-8 (every body twinbridge serves is JSON or text). Input is refused before it gets here, so
+  // this is a bug or a row from an older binary: logged, and answered with U+FFFD in place of the bad bytes.
+  if (!response.stream) {
+    if (const auto bad = core::invalid_utf8_offset(response.body); bad != std::string_view::npos) {
+      spdlog::error("request {}: the response of {} held ill-formed UTF-8 at byte {}; answered with U+FFFD",
+                    ctx.request_id, ctx.route, bad);
+      response.body = core::to_valid_utf8(response.body);
+    }
+  }
   const auto latency = std::chrono::steady_clock::now() - ctx.received;
   const std::string_view route_key = ctx.route;  // stable address: the router's pattern or kUnmatchedRoute
   services_.metrics.observe_request(route_key, request.method, response.status, latency);
@@ -165,8 +196,9 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
         {"level", response.status >= 500 ? "error" : "info"},
         {"event", "request"},
         {"request_id", ctx.request_id},
-        {"method", request.method_text},
-        {"path", request.path},
+        {"method", core::is_valid_utf8(request.method_text) ? request.method_text
+                                                            : core::to_valid_utf8(request.method_text)},
+        {"path", core::is_valid_utf8(request.path) ? request.path : core::to_valid_utf8(request.path)},
         {"route", route_key},
         {"status", response.status},
         {"latency_us", std::chrono::duration_cast<std::chrono::microseconds>(latency).count()},

@@ -5,6 +5,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "core/utf8.hpp"
+
 namespace twinbridge::http {
 
 Subscription::Subscription(boost::asio::any_io_executor executor, std::set<std::string> types, bool diff,
@@ -59,6 +61,9 @@ void Subscription::deliver(const std::shared_ptr<const DirectoryEvent>& event) {
 }
 
 void EventHub::publish(std::string type, std::string data, std::string diff_data) {
+  // Like every response (Api::finish), an event never carries ill-formed UTF-8, whatever its record held.
+  if (!core::is_valid_utf8(data)) data = core::to_valid_utf8(data);
+  if (!core::is_valid_utf8(diff_data)) diff_data = core::to_valid_utf8(diff_data);
   std::vector<std::shared_ptr<Subscription>> live;
   std::shared_ptr<const DirectoryEvent> event;
   {

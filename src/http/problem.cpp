@@ -3,6 +3,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include "core/utf8.hpp"
+
 namespace twinbridge::http {
 
 using core::Errc;
@@ -64,7 +66,7 @@ std::string_view field_key(core::FieldIn in) {
     case core::FieldIn::header:
       return "header";
     case core::FieldIn::path:
-      return "path_parameter";
+      return "parameter";  // with "in": "path"
   }
   return "pointer";
 }
@@ -80,14 +82,22 @@ std::string_view problem_type(Errc code) {
 
 Response problem_response(const core::Error& error, std::string_view instance, std::string_view request_id) {
   const auto i = info(error.code);
-  boost::json::object body{
-      {"type", i.type},       {"title", i.title},
-      {"status", i.status},   {"detail", error.detail.empty() ? i.title : std::string_view(error.detail)},
-      {"instance", instance}, {"request_id", request_id}};
+  // Details echo what the client sent (an id, a header, the path): never answered as ill-formed UTF-8.
+  const auto text = [](std::string_view s) {
+    return core::is_valid_utf8(s) ? std::string(s) : core::to_valid_utf8(s);
+  };
+  boost::json::object body{{"type", i.type},
+                           {"title", i.title},
+                           {"status", i.status},
+                           {"detail", error.detail.empty() ? std::string(i.title) : text(error.detail)},
+                           {"instance", text(instance)},
+                           {"request_id", text(request_id)}};
   if (!error.fields.empty()) {
     boost::json::array errors;
     for (const auto& f : error.fields) {
-      errors.push_back(boost::json::object{{field_key(f.in), f.pointer}, {"detail", f.detail}});
+      boost::json::object field{{field_key(f.in), text(f.pointer)}, {"detail", text(f.detail)}};
+      if (f.in == core::FieldIn::path) field["in"] = "path";
+      errors.push_back(std::move(field));
     }
     body["errors"] = std::move(errors);
   }

@@ -2,7 +2,8 @@
 // RFC 9457 problem details: the one place where an error becomes an HTTP status and body. Every problem has a
 // stable `type` URI (urn:twinbridge:problem:<slug>), `title`, `status`, `detail`, `instance` (the request
 // path) and `request_id`; validation problems list every bad field in `errors` with its JSON `pointer` (body)
-// or `parameter` / `header` name.
+// or `parameter` / `header` name (a path parameter is a `parameter` with "in": "path"). Every text of the
+// problem is well-formed UTF-8: what echoes the client's input is repaired with U+FFFD if it is not.
 
 #include <string_view>
 

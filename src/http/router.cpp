@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "core/utf8.hpp"
+
 namespace twinbridge::http {
 
 namespace {
@@ -116,6 +118,18 @@ core::Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::
       return core::fail_in(core::Errc::bad_request, core::FieldIn::query, std::string(part.substr(0, eq)),
                            "the query parameter has an invalid percent-encoding");
     }
+    // Every query parameter is text: UTF-8 once decoded, or refused here for every route.
+    if (const auto bad = core::invalid_utf8_offset(*name); bad != std::string_view::npos) {
+      return core::fail_in(core::Errc::bad_request, core::FieldIn::query, std::string(part.substr(0, eq)),
+                           fmt::format("the name of the query parameter is not valid UTF-8 once "
+                                       "percent-decoded: {}",
+                                       core::describe_invalid_utf8(*name, bad)));
+    }
+    if (const auto bad = core::invalid_utf8_offset(*value); bad != std::string_view::npos) {
+      return core::fail_in(core::Errc::bad_request, core::FieldIn::query, *name,
+                           fmt::format("{} is not valid UTF-8 once percent-decoded: {}", *name,
+                                       core::describe_invalid_utf8(*value, bad)));
+    }
     out.emplace_back(std::move(*name), std::move(*value));
   }
   return out;
@@ -180,7 +194,16 @@ core::Result<RouteMatch> Router::match(Method method, std::string_view path,
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const auto& p = (*best_segments)[i];
     if (is_param(p)) {
-      m.params.emplace_back(p.substr(1, p.size() - 2), std::move(segments[i]));
+      auto name = p.substr(1, p.size() - 2);
+      // Path parameters are ids, which are text: UTF-8 once decoded, or refused here for every route. (The
+      // rest of the id rule, core::validate_id, applies where an id is created, so that a twin registered
+      // before a rule was added stays addressable.)
+      if (const auto bad = core::invalid_utf8_offset(segments[i]); bad != std::string_view::npos) {
+        return core::fail_in(core::Errc::bad_request, core::FieldIn::path, name,
+                             fmt::format("path parameter {} is not valid UTF-8 once percent-decoded: {}",
+                                         name, core::describe_invalid_utf8(segments[i], bad)));
+      }
+      m.params.emplace_back(std::move(name), std::move(segments[i]));
     }
   }
   return m;

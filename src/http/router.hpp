@@ -46,7 +46,7 @@ class Router {
 
   // The route for method+path. Errors: not_found (no pattern matches the path), method_not_allowed (a pattern
   // matches, the method does not; `allowed` lists the methods that would), bad_request (bad
-  // percent-encoding).
+  // percent-encoding; a path parameter that is not valid UTF-8 once decoded, naming the parameter).
   core::Result<RouteMatch> match(Method method, std::string_view path,
                                  std::vector<Method>* allowed = nullptr) const;
 
@@ -64,7 +64,8 @@ std::optional<std::string> percent_decode(std::string_view in, bool plus_is_spac
 // '@').
 std::string percent_encode_segment(std::string_view in);
 
-// The query parameters of `query` ("a=1&b=2"), decoded. Errors: bad_request with the parameter name.
+// The query parameters of `query` ("a=1&b=2"), decoded. Errors: bad_request with the parameter name, for a
+// bad percent-encoding or a name or value that is not valid UTF-8 once decoded.
 core::Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 
 Method parse_method(std::string_view text);

@@ -21,12 +21,9 @@ void add_audit_routes(Router& router, ApiServices& s) {
                 store::AuditQuery q;
                 q.limit = page->limit;
                 if (!page->after.empty()) {
-                  try {
-                    q.after_seq = std::stoll(page->after);
-                  } catch (const std::exception&) {
-                    co_return core::fail_in(Errc::bad_request, core::FieldIn::query, "cursor",
-                                            "cursor is not one that this server handed out");
-                  }
+                  auto seq = integer_param("cursor", page->after, 0, INT64_MAX);
+                  if (!seq) co_return std::unexpected(seq.error());
+                  q.after_seq = *seq;
                 }
                 for (const auto& [name, value] : *query) {
                   if (name == "actor") {

@@ -143,6 +143,12 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 if (!current && current.error().code != Errc::not_found)
                   co_return std::unexpected(current.error());
                 if (!current) {
+                  // The id of a new twin comes from the path here: its problems name the path parameter.
+                  if (auto ok = core::validate_id(id, "id", core::IdKind::iri, core::FieldIn::path); !ok) {
+                    auto e = std::move(ok.error());
+                    e.code = Errc::bad_request;
+                    co_return std::unexpected(std::move(e));
+                  }
                   auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
                   if (!twin) co_return invalid_td(twin.error());
                   const boost::json::object detail{{"via", "/things"}, {"title", twin->title}};

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "core/utf8.hpp"
 #include "store/sqlite.hpp"
 
 namespace twinbridge::store {
@@ -168,10 +169,28 @@ std::string json_text(const boost::json::value& v) {
   return boost::json::serialize(v);
 }
 
-boost::json::value parse_json_column(std::string_view text) {
+// Rows written by an older binary may hold ill-formed UTF-8 (one decoded an id from the request path without
+// checking it). Nothing ill-formed is served: text is repaired with U+FFFD, and the repair logged with
+// `what`.
+std::string text_column(const sqlite::Statement& s, int column, std::string_view what) {
+  const auto text = s.text(column);
+  if (core::is_valid_utf8(text)) return std::string(text);
+  auto repaired = core::to_valid_utf8(text);
+  spdlog::error("store: {} is not valid UTF-8; served as '{}' (U+FFFD in place of the bad bytes)", what,
+                repaired);
+  return repaired;
+}
+
+boost::json::value parse_json_column(std::string_view text, std::string_view what = "a JSON column") {
   boost::system::error_code ec;
   auto v = boost::json::parse(text, ec);
-  return ec ? boost::json::value() : v;
+  if (!ec) return v;
+  if (core::is_valid_utf8(text)) return {};
+  // Boost.JSON refuses ill-formed UTF-8; the repair replaces bytes inside strings only (ASCII is kept).
+  v = boost::json::parse(core::to_valid_utf8(text), ec);
+  if (ec) return {};
+  spdlog::error("store: {} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what);
+  return v;
 }
 
 core::Principal read_principal(const sqlite::Statement& s, int first = 0) {
@@ -325,13 +344,15 @@ core::AuditEntry read_audit(const sqlite::Statement& s) {
   core::AuditEntry e;
   e.seq = s.integer(0);
   e.at = core::from_unix_micros(s.integer(1));
-  e.actor = std::string(s.text(2));
-  e.actor_kind = std::string(s.text(3));
-  e.action = std::string(s.text(4));
-  e.target_type = std::string(s.text(5));
-  e.target_id = std::string(s.text(6));
-  e.request_id = std::string(s.text(7));
-  if (auto d = parse_json_column(s.text(8)); d.is_object()) e.detail = std::move(d.get_object());
+  const auto what = [&](std::string_view column) { return fmt::format("audit entry {}: {}", e.seq, column); };
+  e.actor = text_column(s, 2, what("actor"));
+  e.actor_kind = text_column(s, 3, what("actor_kind"));
+  e.action = text_column(s, 4, what("action"));
+  e.target_type = text_column(s, 5, what("target_type"));
+  e.target_id = text_column(s, 6, what("target_id"));
+  e.request_id = text_column(s, 7, what("request_id"));
+  if (auto d = parse_json_column(s.text(8), what("detail")); d.is_object())
+    e.detail = std::move(d.get_object());
   return e;
 }
 
@@ -340,8 +361,10 @@ core::TwinRecord read_twin(const sqlite::Statement& s) {
   t.id = std::string(s.text(0));
   t.system_id = std::string(s.text(1));
   t.owner = core::PrincipalId(std::string(s.text(2)));
-  t.title = std::string(s.text(3));
-  if (auto doc = parse_json_column(s.text(4)); doc.is_object()) t.document = std::move(doc.get_object());
+  t.title = text_column(s, 3, fmt::format("the title of twin '{}'", t.id));
+  if (auto doc = parse_json_column(s.text(4), fmt::format("the document of twin '{}'", t.id));
+      doc.is_object())
+    t.document = std::move(doc.get_object());
   t.created = core::from_unix_micros(s.integer(5));
   t.modified = core::from_unix_micros(s.integer(6));
   t.version = s.integer(7);
@@ -1288,9 +1311,36 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
       .bind(3, static_cast<std::int64_t>(limit + 1))
       .bind(4, alive_at)
       .bind(5, static_cast<std::int64_t>(std::min<std::size_t>(q.offset, INT64_MAX)));
-  return read_page<core::TwinRecord>(
-      *s, limit, [](const sqlite::Statement& st) { return read_twin(st); },
-      [](const core::TwinRecord& item) { return item.id; });
+  // A twin whose id is not valid UTF-8 (stored by an older binary) is skipped: its id cannot be served, and a
+  // repaired id would name no twin (or two). Logged with the statement that removes it.
+  // When a row is skipped and the statement's limit + 1 rows are read, the page ends at the last row read.
+  Page<core::TwinRecord> page;
+  std::size_t rows = 0;
+  std::string last_id;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    ++rows;
+    if (page.items.size() == limit) {
+      page.next_after = page.items.back().id;
+      break;
+    }
+    const auto id = s->text(0);
+    last_id = std::string(id);
+    if (!core::is_valid_utf8(id)) {
+      std::string hex;
+      for (unsigned char c : id) hex += fmt::format("{:02X}", c);
+      spdlog::error(
+          "store: twin with id X'{}' is skipped: its id is not valid UTF-8 (stored by an older "
+          "twinbridge); remove it with: DELETE FROM twins WHERE id = CAST(X'{}' AS TEXT)",
+          hex, hex);
+      continue;
+    }
+    page.items.push_back(read_twin(*s));
+  }
+  if (!page.next_after && rows == limit + 1) page.next_after = last_id;
+  return page;
 }
 
 void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,

@@ -117,7 +117,7 @@ TEST(PrincipalCreateTest, RefusesAnInvalidId) {
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error().code, Errc::validation_failed);
   ASSERT_EQ(pointers_of(p.error()), std::vector<std::string>{"/id"});
-  EXPECT_TRUE(contains(p.error().fields[0].detail, "character ' ' at offset 1"))
+  EXPECT_TRUE(contains(p.error().fields[0].detail, "space character U+0020 at offset 1"))
       << p.error().fields[0].detail;
 }
 
@@ -466,7 +466,7 @@ TEST(ValidateIdTest, NamesAControlCharacterAndItsOffset) {
 }
 
 TEST(ValidateIdTest, RefusesCharactersThatNeedEscapingInAPath) {
-  for (char c : std::string_view("/?#[]%\"<>\\^`{|} ")) {
+  for (char c : std::string_view("/?#[]%\"<>\\^`{|}")) {
     const std::string id = std::string("ab") + c;
     const auto r = validate_id(id, "/id");
     ASSERT_FALSE(r.has_value()) << id;
@@ -483,13 +483,13 @@ TEST(ValidateIdTest, RefusesSlashAndSpace) {
   const auto space = validate_id(" a", "/x");
   ASSERT_FALSE(space.has_value());
   EXPECT_EQ(pointers_of(space.error()), std::vector<std::string>{"/x"});
-  EXPECT_TRUE(contains(space.error().detail, "character ' ' at offset 0")) << space.error().detail;
+  EXPECT_TRUE(contains(space.error().detail, "space character U+0020 at offset 0")) << space.error().detail;
 }
 
 TEST(ValidateIdTest, RefusesNonAscii) {
   const auto r = validate_id("caf\xc3\xa9", "/id");
   ASSERT_FALSE(r.has_value());
-  EXPECT_TRUE(contains(r.error().detail, "non-ASCII byte at offset 3")) << r.error().detail;
+  EXPECT_TRUE(contains(r.error().detail, "non-ASCII character U+00E9 at offset 3")) << r.error().detail;
 }
 
 TEST(ValidateIdTest, AcceptsUrnsAndOtherPrintableAscii) {

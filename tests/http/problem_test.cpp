@@ -62,5 +62,29 @@ TEST(ProblemTest, RetryAfterAndAuthenticateHeaders) {
   EXPECT_EQ(u.headers[0].first, "WWW-Authenticate");
 }
 
+TEST(ProblemTest, APathParameterIsAParameterInThePath) {
+  core::Error e(core::Errc::bad_request, "bad id");
+  e.fields.push_back({"id", "is not valid UTF-8", core::FieldIn::path});
+  const auto body = boost::json::parse(problem_response(e, "/things/x", "r1").body).as_object();
+  const auto& field = body.at("errors").as_array().at(0).as_object();
+  EXPECT_EQ(field.at("parameter"), "id");
+  EXPECT_EQ(field.at("in"), "path");
+}
+
+TEST(ProblemTest, WhatEchoesTheRequestIsRepairedToUtf8) {
+  core::Error e(core::Errc::not_found, "twin 'urn:probe:\xFF\xFE' does not exist");
+  e.fields.push_back({"\xC0\xAF", "got '\xED\xA0\x80'", core::FieldIn::query});
+  const auto r = problem_response(e, "/things/urn:probe:\xFF\xFE", "req-\xFF");
+  boost::system::error_code ec;
+  const auto body = boost::json::parse(r.body, ec);  // Boost.JSON refuses ill-formed UTF-8
+  ASSERT_FALSE(ec) << r.body;
+  const std::string fffd = "\xEF\xBF\xBD";
+  EXPECT_EQ(body.at("detail").as_string(), "twin 'urn:probe:" + fffd + fffd + "' does not exist");
+  EXPECT_EQ(body.at("instance").as_string(), "/things/urn:probe:" + fffd + fffd);
+  EXPECT_EQ(body.at("request_id").as_string(), "req-" + fffd);
+  EXPECT_EQ(body.at("errors").at(0).at("parameter").as_string(), fffd + fffd);
+  EXPECT_EQ(body.at("errors").at(0).at("detail").as_string(), "got '" + fffd + fffd + fffd + "'");
+}
+
 }  // namespace
 }  // namespace twinbridge::http

@@ -81,5 +81,40 @@ TEST(RouterTest, ParsesQueryStrings) {
   EXPECT_EQ(bad.error().fields[0].in, core::FieldIn::query);
 }
 
+TEST(RouterTest, APathParameterThatIsNotUtf8IsRefusedNamingIt) {
+  auto r = sample();
+  for (const std::string_view path : {"/v1/principals/%FF%FE", "/v1/principals/\xFF", "/v1/principals/%C0%AF",
+                                      "/v1/principals/%ED%A0%80", "/v1/principals/%E2%82"}) {
+    auto m = r.match(Method::get, path);
+    ASSERT_FALSE(m) << path;
+    EXPECT_EQ(m.error().code, core::Errc::bad_request);
+    ASSERT_EQ(m.error().fields.size(), 1u);
+    EXPECT_EQ(m.error().fields[0].in, core::FieldIn::path);
+    EXPECT_EQ(m.error().fields[0].pointer, "id");
+  }
+  auto key = r.match(Method::delete_, "/v1/principals/p1/api-keys/%FF");
+  ASSERT_FALSE(key);
+  EXPECT_EQ(key.error().fields[0].pointer, "key");
+  // Well-formed UTF-8 passes, percent-encoded or not.
+  auto ok = r.match(Method::get, "/v1/principals/caf%C3%A9");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->params[0].second, "caf\xC3\xA9");
+}
+
+TEST(RouterTest, AQueryParameterThatIsNotUtf8IsRefusedNamingIt) {
+  auto value = parse_query("a=1&actor=%C0%AF");
+  ASSERT_FALSE(value);
+  EXPECT_EQ(value.error().code, core::Errc::bad_request);
+  EXPECT_EQ(value.error().fields[0].in, core::FieldIn::query);
+  EXPECT_EQ(value.error().fields[0].pointer, "actor");
+  auto raw = parse_query("system=\xFF");
+  ASSERT_FALSE(raw);
+  EXPECT_EQ(raw.error().fields[0].pointer, "system");
+  auto name = parse_query("%FF=1");
+  ASSERT_FALSE(name);
+  EXPECT_EQ(name.error().fields[0].pointer, "%FF");  // as sent: the decoded name is not text
+  EXPECT_TRUE(parse_query("title=caf%C3%A9&x=%E2%82%AC"));
+}
+
 }  // namespace
 }  // namespace twinbridge::http

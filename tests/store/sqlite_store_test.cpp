@@ -1442,6 +1442,70 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   EXPECT_EQ(store_->system(core::SystemKind::third_party, "s1")->status, core::SystemStatus::up);
 }
 
+// Rows written by an older binary that did not check UTF-8 (issue 7: a twin id percent-decoded from the
+// path).
+
+// A twin row as an older binary wrote it; `id`, `title` and `document` are SQL expressions.
+std::string insert_twin_sql(const std::string& id, const std::string& title, const std::string& document) {
+  return fmt::format(
+      "INSERT INTO twins(id, system_id, owner, title, document, created, modified, version) VALUES ({}, '', "
+      "'p', {}, {}, 0, 0, 1);",
+      id, title, document);
+}
+
+std::string twin_sql(const std::string& id) {
+  return insert_twin_sql(fmt::format("'{}'", id), "'T'",
+                         fmt::format("'{{\"id\":\"{}\",\"title\":\"T\"}}'", id));
+}
+
+TEST_F(SqliteStoreTest, ATwinWhoseIdIsNotUtf8IsSkippedWithoutEndingThePageEarly) {
+  // urn:b:<FF FE> sorts between urn:b:1 and urn:c:1; pages of two must still reach every valid twin.
+  exec_sql(options().path, "BEGIN;" + twin_sql("urn:a:1") + twin_sql("urn:b:1") +
+                               insert_twin_sql("CAST(X'75726E3A623AFFFE' AS TEXT)", "'T'",
+                                               "CAST(X'7B226964223A2275726E3A623AFFFE227D' AS TEXT)") +
+                               insert_twin_sql("CAST(X'75726E3A623AC0AF' AS TEXT)", "'T'", "'{}'") +
+                               twin_sql("urn:c:1") + twin_sql("urn:d:1") + "COMMIT;");
+  for (const std::size_t limit : {1u, 2u, 3u, 100u}) {
+    std::vector<std::string> ids;
+    TwinQuery q;
+    q.limit = limit;
+    for (int guard = 0; guard < 20; ++guard) {
+      auto page = store_->twins(q);
+      ASSERT_TRUE(page) << page.error().detail;
+      for (const auto& t : page->items) ids.push_back(t.id);
+      if (!page->next_after) break;
+      q.after = *page->next_after;
+    }
+    EXPECT_EQ(ids, (std::vector<std::string>{"urn:a:1", "urn:b:1", "urn:c:1", "urn:d:1"}))
+        << "limit " << limit;
+  }
+}
+
+TEST_F(SqliteStoreTest, IllFormedTextInATwinIsServedWithReplacementCharacters) {
+  exec_sql(
+      options().path,
+      insert_twin_sql("'urn:t:1'", "CAST(X'4C616D70FF' AS TEXT)",
+                      "CAST(X'7B226964223A2275726E3A743A31222C227469746C65223A224C616D70FF227D' AS TEXT)"));
+  auto twin = store_->twin("urn:t:1");
+  ASSERT_TRUE(twin) << twin.error().detail;
+  EXPECT_EQ(twin->title, "Lamp\xEF\xBF\xBD");
+  ASSERT_TRUE(twin->document.contains("title")) << "the document must not be lost";
+  EXPECT_EQ(twin->document.at("title"), "Lamp\xEF\xBF\xBD");
+  EXPECT_EQ(twin->document.at("id"), "urn:t:1");
+}
+
+TEST_F(SqliteStoreTest, AnAuditEntryWithIllFormedTextIsKeptAndRepaired) {
+  exec_sql(options().path,
+           "INSERT INTO audit(at, actor, actor_kind, action, target_type, target_id, request_id, detail) "
+           "VALUES (1, 'op', 'operator', 'twin.create', 'twin', CAST(X'75726E3A703AFFFE' AS TEXT), 'r1', "
+           "CAST(X'7B226964223A2275726E3A703AFFFE227D' AS TEXT))");
+  const auto entries = all_audit();
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(entries[0].target_id, "urn:p:\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(entries[0].detail.at("id"), "urn:p:\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(entries[0].action, "twin.create");
+}
+
 }  // namespace
 }  // namespace twinbridge::store
 
