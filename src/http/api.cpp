@@ -41,7 +41,8 @@ std::string Api::request_id_for(const Request& request) {
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
          AccessLog* access_log)
-    : workers_(std::max(1u, std::thread::hardware_concurrency())),
+    : store_(store),
+      workers_(std::max(1u, std::thread::hardware_concurrency())),
       services_{store, authenticator, metrics, clock, events_, system_events_, monitor, workers_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
@@ -60,6 +61,21 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
       [this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
         publish_status_event(services_, kind, id, change);
       });
+  auto& streams = prometheus::BuildGauge()
+                      .Name("twinbridge_sse_streams")
+                      .Help(
+                          "Server-Sent Events streams open now, by hub (directory: /events; system: "
+                          "/v1/system-events)")
+                      .Register(metrics.registry());
+  events_.set_gauge(&streams.Add({{"hub", "directory"}}));
+  system_events_.set_gauge(&streams.Add({{"hub", "system"}}));
+  store_.set_principal_listener(&stream_guard_);
+}
+
+Api::~Api() {
+  store_.set_principal_listener(nullptr);
+  events_.set_gauge(nullptr);
+  system_events_.set_gauge(nullptr);
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {
