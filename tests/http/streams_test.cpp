@@ -180,7 +180,8 @@ TEST_F(StreamsTest, AnExpiringApiKeyEndsItsStreamOnAQuietHub) {
   // Every test of this suite ends the streams it opened from the server's side.
   ASSERT_TRUE(wait_for_streams("system", 0)) << open_streams("system");
   const int before = 0;
-  const auto expires = core::format_rfc3339(core::SystemClock().now() + 2s);
+  // Long enough for a loaded machine to open the streams first.
+  const auto expires = core::format_rfc3339(core::SystemClock().now() + 4s);
   const auto key = reader("sse-expiring", R"(,"api_key":{"expires":")" + expires + "\"}");
   std::vector<std::unique_ptr<Connection>> streams;
   for (int i = 0; i < 3; ++i) streams.push_back(open_events(port(), "/v1/system-events", key.token));
@@ -195,7 +196,7 @@ TEST_F(StreamsTest, AJwtStreamEndsAtTheTokensExpiry) {
   reader("sse-jwt");
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(core::SystemClock().now().time_since_epoch()).count();
-  const auto token = hs256_token({{"sub", "sse-jwt"}, {"aud", "twinbridge"}, {"iat", now}, {"exp", now + 2}});
+  const auto token = hs256_token({{"sub", "sse-jwt"}, {"aud", "twinbridge"}, {"iat", now}, {"exp", now + 4}});
   ASSERT_EQ(call(port(), "GET", "/v1/principals/me", token).status, 200);
   auto events = open_events(port(), "/events", token);
   expect_closed(*events, "credential_expired");
