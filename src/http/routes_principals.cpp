@@ -1,8 +1,8 @@
 // /v1/principals: who may call twinbridge. Operators (principals:write) create, change and delete principals
 // and their API keys; a principal may read itself and manage its own keys (key rotation without an operator).
 // Ownership passes only on purpose: a principal that owns registrations is deleted only after an operator
-// transferred them (/v1/principals/{id}/transfer) or deleted them, and a deleted principal's id is never reused
-// (the store keeps it).
+// transferred them (/v1/principals/{id}/transfer) or deleted them, and a deleted principal's id is never
+// reused (the store keeps it).
 
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
