@@ -1,5 +1,7 @@
 #include "core/access.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace twinbridge::core {
@@ -24,7 +26,9 @@ const std::vector<RoleInfo>& roles() {
        "request changes of twins (DTS, metaverse to physical)",
        {P::twins_read, P::twins_control}},
       {"twin-publisher",
-       "publish physical changes of the caller's own twins (DTS, physical to metaverse)",
+       "publish the twins the caller holds: their Thing Descriptions (DTSR, WoT directory) and their "
+       "physical "
+       "changes (DTS, physical to metaverse)",
        {P::twins_publish}},
       {"service-user", "use registered 3rd-party services (TPSAA, SDC)", {P::services_use}},
   };
@@ -92,6 +96,58 @@ std::string_view to_string(Permission permission) {
       return "services:use";
   }
   return "unknown";
+}
+
+PrincipalKind registrant_kind(SystemKind kind) {
+  return kind == SystemKind::twin ? PrincipalKind::twin_system : PrincipalKind::third_party_system;
+}
+
+Result<void> may_own_system(const Principal& principal, SystemKind kind) {
+  if (principal.kind == registrant_kind(kind) || has_permission(principal, P::registry_admin)) return {};
+  return fail(
+      Errc::forbidden,
+      fmt::format("{} registrations belong to principals of kind {} (or operators with registry:admin); "
+                  "principal '{}' is of kind {}",
+                  to_string(kind), to_string(registrant_kind(kind)), principal.id.str(),
+                  to_string(principal.kind)));
+}
+
+Result<void> may_register_system(const Principal& caller, SystemKind kind) {
+  if (!has_permission(caller, P::registry_write)) {
+    return fail(Errc::forbidden,
+                fmt::format("principal '{}' lacks the permission registry:write", caller.id.str()));
+  }
+  return may_own_system(caller, kind);
+}
+
+Result<void> may_change_system(const Principal& caller, const SystemRecord& record) {
+  if (has_permission(caller, P::registry_admin)) return {};
+  if (caller.id == record.owner && has_permission(caller, P::registry_write)) return {};
+  return fail(Errc::forbidden,
+              fmt::format("{} '{}' belongs to principal '{}'; only it (with registry:write) or an operator "
+                          "(registry:admin) may change it",
+                          to_string(record.kind), record.id, record.owner.str()));
+}
+
+Result<void> may_publish_twins(const Principal& caller, const PrincipalId& holder, std::string_view what) {
+  if (!has_permission(caller, P::twins_publish)) {
+    return fail(Errc::forbidden,
+                fmt::format("principal '{}' lacks the permission twins:publish", caller.id.str()));
+  }
+  if (has_permission(caller, P::registry_admin)) return {};
+  if (caller.kind != PrincipalKind::twin_system) {
+    return fail(Errc::forbidden,
+                fmt::format("twins are published by principals of kind twin-system (or operators with "
+                            "registry:admin); principal '{}' is of kind {}",
+                            caller.id.str(), to_string(caller.kind)));
+  }
+  if (caller.id != holder) {
+    return fail(Errc::forbidden,
+                fmt::format("{} is held by principal '{}'; only it or an operator (registry:admin) may "
+                            "publish its twins",
+                            what, holder.str()));
+  }
+  return {};
 }
 
 }  // namespace twinbridge::core

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "core/access.hpp"
 #include "core/json_reader.hpp"
 #include "core/thing_description.hpp"
 
@@ -113,6 +114,26 @@ core::Result<std::vector<core::TwinRecord>> TwinRegistry::from_list(const boost:
   }
   if (auto ok = core::validation_result(std::move(errors)); !ok) return std::unexpected(ok.error());
   return out;
+}
+
+core::Result<void> TwinRegistry::may_publish(const core::Principal& caller,
+                                             const core::SystemRecord& system) const {
+  return core::may_publish_twins(caller, system.owner, fmt::format("twin system '{}'", system.id));
+}
+
+core::Result<void> TwinRegistry::may_publish(const core::Principal& caller,
+                                             const core::TwinRecord& twin) const {
+  if (twin.system_id.empty()) {
+    return core::may_publish_twins(caller, twin.owner, fmt::format("directory twin '{}'", twin.id));
+  }
+  // The twin system decides: its owner holds its twins (whoever added them).
+  auto system = store_.system(core::SystemKind::twin, twin.system_id);
+  if (!system) return std::unexpected(system.error());
+  return may_publish(caller, *system);
+}
+
+core::Result<void> TwinRegistry::may_publish_directory_twin(const core::Principal& caller) const {
+  return core::may_publish_twins(caller, caller.id, "a new directory twin");
 }
 
 core::Result<core::TwinRecord> TwinRegistry::find(const std::string& id) const {

@@ -52,6 +52,16 @@ class TwinRegistry {
                                                         const std::string& system_id,
                                                         const core::PrincipalId& owner) const;
 
+  // Who may publish twins (core::may_publish_twins): forbidden unless `caller` has twins:publish and holds
+  // them (is of kind twin-system and owns their twin system, or for a directory twin published it), or has
+  // registry:admin.
+  // - twins of the twin system `system` (its initial list, or one added, replaced or removed under it);
+  core::Result<void> may_publish(const core::Principal& caller, const core::SystemRecord& system) const;
+  // - the stored twin `twin` (of a twin system, or a directory twin);
+  core::Result<void> may_publish(const core::Principal& caller, const core::TwinRecord& twin) const;
+  // - a new directory twin (a TD written to /things that belongs to no twin system): the caller will hold it.
+  core::Result<void> may_publish_directory_twin(const core::Principal& caller) const;
+
   store::Page<std::shared_ptr<const core::TwinView>> discover(const TwinDiscoveryQuery& query) const;
 
   // Twins in the index, expired ones not yet removed included.

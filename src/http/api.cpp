@@ -60,7 +60,8 @@ std::string Api::request_id_for(const Request& request) {
 Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
          registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
          AccessLog* access_log)
-    : workers_({.threads = settings.query_workers != 0 ? settings.query_workers
+    : store_(store),
+      workers_({.threads = settings.query_workers != 0 ? settings.query_workers
                                                        : std::max(1u, std::thread::hardware_concurrency()),
                 .max_running_per_key = 0,
                 .max_queued_per_key = settings.max_queued_queries}),
@@ -83,10 +84,22 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
       [this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
         publish_status_event(services_, kind, id, change);
       });
+  auto& streams = prometheus::BuildGauge()
+                      .Name("twinbridge_sse_streams")
+                      .Help(
+                          "Server-Sent Events streams open now, by hub (directory: /events; system: "
+                          "/v1/system-events)")
+                      .Register(metrics.registry());
+  events_.set_gauge(&streams.Add({{"hub", "directory"}}));
+  system_events_.set_gauge(&streams.Add({{"hub", "system"}}));
+  store_.set_principal_listener(&stream_guard_);
 }
 
 Api::~Api() {
   workers_.stop();
+  store_.set_principal_listener(nullptr);
+  events_.set_gauge(nullptr);
+  system_events_.set_gauge(nullptr);
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

@@ -60,11 +60,12 @@ struct ApiServices {
 
 class Api {
  public:
-  // Sets the monitor's listener: call before monitor.start().
+  // Sets the monitor's listener: call before monitor.start(). Sets the store's principal listener (so that
+  // streams end when their credential loses its rights) until destroyed: destroy it when no store write runs.
   Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
       registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
       AccessLog* access_log);
-  // Stops the worker pool first: a job still running may use any member.
+  // Stops the worker pool first (a job still running may use any member), then unsets the listeners.
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
@@ -84,8 +85,25 @@ class Api {
   void finish(const Request& request, const RequestContext& ctx, Response& response);
   std::string request_id_for(const Request& request);
 
+  // The one place that hears of changes of principals and their keys (store::PrincipalListener) and ends
+  // the streams whose credential lost its rights, in every hub.
+  class StreamGuard final : public store::PrincipalListener {
+   public:
+    StreamGuard(EventHub& events, EventHub& system_events) : events_(events), system_events_(system_events) {}
+    void principal_changed(const store::PrincipalChange& change) override {
+      events_.close_streams(change);
+      system_events_.close_streams(change);
+    }
+
+   private:
+    EventHub& events_;
+    EventHub& system_events_;
+  };
+
   EventHub events_;
   EventHub system_events_;
+  StreamGuard stream_guard_{events_, system_events_};
+  store::Store& store_;
   core::FairPool workers_;
   // Every search hands its memory back at its end (a trim costs about a millisecond; a search far more), so
   // that the last search of a burst leaves nothing behind either.

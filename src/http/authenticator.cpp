@@ -58,7 +58,7 @@ core::Result<Caller> Authenticator::check(std::string_view authorization) {
   }
 
   if (!admin_token_hash_.empty() && core::constant_time_equal(core::sha256_hex(token), admin_token_hash_)) {
-    return Caller{admin_token_principal(), "admin-token"};
+    return Caller{admin_token_principal(), "admin-token", std::nullopt};
   }
 
   if (auto key_id = core::api_key_id_of(token)) {
@@ -75,7 +75,7 @@ core::Result<Caller> Authenticator::check(std::string_view authorization) {
       return core::fail(Errc::unauthenticated,
                         fmt::format("principal '{}' is disabled", cred.principal.id.str()));
     }
-    return Caller{std::move(cred.principal), "api-key:" + cred.key.id.str()};
+    return Caller{std::move(cred.principal), "api-key:" + cred.key.id.str(), cred.key.expires};
   }
 
   if (std::count(token.begin(), token.end(), '.') == 2) {
@@ -99,7 +99,8 @@ core::Result<Caller> Authenticator::check(std::string_view authorization) {
       return core::fail(Errc::unauthenticated,
                         fmt::format("principal '{}' is disabled", principal->id.str()));
     }
-    return Caller{std::move(*principal), "jwt:" + claims->key_id};
+    return Caller{std::move(*principal), "jwt:" + claims->key_id,
+                  core::Timestamp(std::chrono::seconds(claims->expires_at))};
   }
   return core::fail(Errc::unauthenticated, "the bearer token is not valid");
 }

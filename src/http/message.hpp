@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/principal.hpp"
+#include "core/time.hpp"
 
 namespace twinbridge::http {
 
@@ -70,7 +71,8 @@ struct Response {
 // kAdminTokenPrincipal (an id no stored principal can have: the "twinbridge:" prefix is reserved).
 struct Caller {
   core::Principal principal;
-  std::string credential;  // "admin-token", "api-key:<key id>" or "jwt:<kid>"
+  std::string credential;                  // "admin-token", "api-key:<key id>" or "jwt:<kid>"
+  std::optional<core::Timestamp> expires;  // when the credential expires (API key expiry, JWT exp), if ever
 };
 
 inline constexpr std::string_view kAdminTokenPrincipal = "twinbridge:admin-token";

@@ -77,9 +77,12 @@ boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& s, const Req
 
 namespace {
 
-// A Server-Sent Events stream of `hub`, of `type` (every type when empty). ?diff=true asks for the detailed
-// payloads; Last-Event-ID resumes after that event while the hub still keeps it.
-HandlerResult stream_events(EventHub& hub, std::string type, const Request& req) {
+// A Server-Sent Events stream of `hub`, of `type` (every type when empty), that belongs to the caller's
+// credential: it ends with a stream_closed event when the credential expires or loses the permission
+// `needs` (see EventHub). ?diff=true asks for the detailed payloads; Last-Event-ID resumes after that event
+// while the hub still keeps it.
+HandlerResult stream_events(ApiServices& s, EventHub& hub, std::string type, const RequestContext& ctx,
+                            const Request& req, core::Permission needs) {
   auto params = parse_query(req.query);
   if (!params) co_return std::unexpected(params.error());
   bool diff = false;
@@ -108,7 +111,14 @@ HandlerResult stream_events(EventHub& hub, std::string type, const Request& req)
   if (!type.empty()) types.insert(std::move(type));
   Response r;
   r.content_type = "text/event-stream";
-  r.stream = hub.subscribe(executor, std::move(types), diff, last);
+  StreamOwner owner{ctx.caller->principal.id, ctx.caller->credential, needs, std::nullopt};
+  if (ctx.caller->expires) {
+    // On the steady clock, so that the stream's timer ends it on time whatever the wall clock does.
+    owner.expires = std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::max(*ctx.caller->expires - s.clock.now(), std::chrono::microseconds(0)));
+  }
+  r.stream = hub.subscribe(executor, std::move(types), diff, last, std::move(owner));
   co_return r;
 }
 
@@ -130,13 +140,15 @@ void add_event_routes(Router& router, ApiServices& s) {
   for (const std::string type : {"", "thing_created", "thing_updated", "thing_deleted"}) {
     router.add({Method::get, type.empty() ? "/events" : "/events/" + type, Auth::required,
                 core::Permission::registry_read,
-                [&s, type](RequestContext&, const Request& req) -> HandlerResult {
-                  co_return co_await stream_events(s.events, type, req);
+                [&s, type](RequestContext& ctx, const Request& req) -> HandlerResult {
+                  co_return co_await stream_events(s, s.events, type, ctx, req,
+                                                   core::Permission::registry_read);
                 }});
   }
   router.add({Method::get, "/v1/system-events", Auth::required, core::Permission::registry_read,
-              [&s](RequestContext&, const Request& req) -> HandlerResult {
-                co_return co_await stream_events(s.system_events, "", req);
+              [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
+                co_return co_await stream_events(s, s.system_events, "", ctx, req,
+                                                 core::Permission::registry_read);
               }});
 }
 

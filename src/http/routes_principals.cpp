@@ -1,5 +1,8 @@
 // /v1/principals: who may call twinbridge. Operators (principals:write) create, change and delete principals
 // and their API keys; a principal may read itself and manage its own keys (key rotation without an operator).
+// Ownership passes only on purpose: a principal that owns registrations is deleted only after an operator
+// transferred them (/v1/principals/{id}/transfer) or deleted them, and a deleted principal's id is never
+// reused (the store keeps it).
 
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
@@ -226,11 +229,84 @@ void add_principal_routes(Router& router, ApiServices& s) {
                 auto audit = audit_entry(ctx, s.clock, "principal.delete", "principal", id.str());
                 auto done = co_await await_write<void>(
                     [&](auto cb) { s.store.delete_principal(id, expected, audit, std::move(cb)); });
-                if (!done) co_return std::unexpected(done.error());
+                if (!done) {
+                  auto e = done.error();
+                  if (e.code == Errc::conflict) {  // it owns registrations (the store names them)
+                    e.detail += fmt::format(
+                        "; transfer them to another principal (POST /v1/principals/{}/transfer with "
+                        "{{\"to\": \"<principal id>\"}}) or delete them (DELETE on each), then delete the "
+                        "principal",
+                        id.str());
+                  }
+                  co_return std::unexpected(std::move(e));
+                }
                 Response r;
                 r.status = 204;
                 co_return r;
               }});
+
+  // Ownership passes only on purpose: an operator moves everything a principal owns (its systems with their
+  // twins, its directory twins) to another principal that may own them, in one audited transaction.
+  router.add(
+      {Method::post, "/v1/principals/{id}/transfer", Auth::required, core::Permission::principals_write,
+       [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
+         if (auto ok = require(ctx, core::Permission::registry_admin); !ok)
+           co_return std::unexpected(ok.error());
+         const core::PrincipalId from(std::string(ctx.param("id")));
+         auto body = json_body(req, s);
+         if (!body) co_return std::unexpected(body.error());
+         std::vector<core::FieldError> errors;
+         core::ObjectReader reader(*body, "", errors);
+         auto to_text = reader.string("to", true, core::kMaxIdBytes);
+         reader.reject_unknown();
+         if (auto ok = core::validation_result(std::move(errors)); !ok) co_return std::unexpected(ok.error());
+         const core::PrincipalId to(std::move(*to_text));
+         if (auto p = s.store.principal(from); !p) co_return std::unexpected(p.error());
+         auto target = s.store.principal(to);
+         if (!target) {
+           if (target.error().code != Errc::not_found) co_return std::unexpected(target.error());
+           co_return core::fail_at(Errc::validation_failed, "/to",
+                                   fmt::format("principal '{}' does not exist", to.str()));
+         }
+         // The receiver must be one that could have registered them (core::may_own_system).
+         for (const auto kind : {core::SystemKind::third_party, core::SystemKind::twin}) {
+           store::SystemQuery q;
+           q.kind = kind;
+           q.owner = from.str();
+           q.limit = 1;
+           auto some = s.store.systems(q);
+           if (!some) co_return std::unexpected(some.error());
+           bool owns = !some->items.empty();
+           if (kind == core::SystemKind::twin && !owns) {
+             auto owned = s.store.owned_by(from);
+             if (!owned) co_return std::unexpected(owned.error());
+             owns = owned->twin_count > 0;  // directory twins are held by twin-system principals
+           }
+           if (!owns) continue;
+           if (auto ok = core::may_own_system(*target, kind); !ok) {
+             co_return core::fail_at(
+                 Errc::validation_failed, "/to",
+                 fmt::format("cannot receive the registrations of '{}': {}", from.str(), ok.error().detail));
+           }
+         }
+         auto audit = audit_entry(ctx, s.clock, "principal.transfer", "principal", from.str(),
+                                  boost::json::object{{"to", to.str()}});
+         auto moved = co_await await_write<store::OwnedRegistrations>(
+             [&](auto done) { s.store.transfer_registrations(from, to, audit, std::move(done)); });
+         if (!moved) co_return std::unexpected(moved.error());
+         boost::json::array systems;
+         for (const auto& [kind, id] : moved->systems) {
+           systems.push_back(boost::json::object{{"kind", core::to_string(kind)}, {"id", id}});
+         }
+         boost::json::array twins;
+         for (const auto& id : moved->twins) twins.emplace_back(id);
+         co_return json_response(200, boost::json::object{{"from", from.str()},
+                                                          {"to", to.str()},
+                                                          {"system_count", moved->system_count},
+                                                          {"twin_count", moved->twin_count},
+                                                          {"systems", std::move(systems)},
+                                                          {"twins", std::move(twins)}});
+       }});
 
   router.add({Method::get, "/v1/principals/{id}/api-keys", Auth::required, std::nullopt,
               [&s](RequestContext& ctx, const Request& req) -> HandlerResult {

@@ -82,6 +82,8 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
   router.add(
       {Method::post, base, Auth::required, core::Permission::registry_write,
        [&s, &registry, kind, base, twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+         if (auto ok = registry.may_register(ctx.caller->principal); !ok)
+           co_return std::unexpected(ok.error());
          auto body = json_body(req, s);
          if (!body) co_return std::unexpected(body.error());
          auto record = registry.from_document(*body, nullptr, ctx.caller->principal.id);
@@ -90,6 +92,10 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
          // A twin system may bring its initial list of twins; they are stored with it, in one transaction.
          std::vector<core::TwinRecord> initial;
          if (const auto* list = record->body.if_contains("twins"); list != nullptr && twins != nullptr) {
+           // Publishing twins is its own right (twins:publish), beside registering the system.
+           if (auto ok = twins->may_publish(ctx.caller->principal, *record); !ok) {
+             co_return std::unexpected(ok.error());
+           }
            auto parsed = twins->from_list(*list, record->id, ctx.caller->principal.id);
            if (!parsed) co_return std::unexpected(parsed.error());
            initial = std::move(*parsed);

@@ -40,17 +40,13 @@ Response no_content() {
   return r;
 }
 
-// `found`, when the caller may change it (it registered it, or has registry:admin) and If-Match holds.
-core::Result<core::TwinRecord> changeable(core::Result<core::TwinRecord> found, const RequestContext& ctx,
+// `found`, when the caller may publish it (dtif::TwinRegistry::may_publish: the holder of the twin, with
+// twins:publish, or registry:admin) and If-Match holds.
+core::Result<core::TwinRecord> changeable(const dtif::TwinRegistry& twins,
+                                          core::Result<core::TwinRecord> found, const RequestContext& ctx,
                                           const Request& req) {
   if (!found) return found;
-  const auto& caller = ctx.caller->principal;
-  if (caller.id != found->owner && !core::has_permission(caller, core::Permission::registry_admin)) {
-    return core::fail(Errc::forbidden,
-                      fmt::format("twin '{}' was registered by principal '{}'; only it or an "
-                                  "operator (registry:admin) may change it",
-                                  found->id, found->owner.str()));
-  }
+  if (auto ok = twins.may_publish(ctx.caller->principal, *found); !ok) return std::unexpected(ok.error());
   if (auto ok = check_if_match(req.if_match, found->version); !ok) return std::unexpected(ok.error());
   return found;
 }
@@ -99,7 +95,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 co_return r;
               }});
 
-  router.add({Method::post, "/things", Auth::required, core::Permission::registry_write,
+  router.add({Method::post, "/things", Auth::required, core::Permission::twins_publish,
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
@@ -108,6 +104,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                       Errc::bad_request, "/id",
                       "POST /things registers anonymous TDs; use PUT /things/{id} for a TD with "
                       "an id");
+                }
+                // A TD written here belongs to no twin system: a directory twin, held by its publisher.
+                if (auto ok = twins.may_publish_directory_twin(ctx.caller->principal); !ok) {
+                  co_return std::unexpected(ok.error());
                 }
                 auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
                 if (!twin) co_return invalid_td(twin.error());
@@ -127,7 +127,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 co_return td_response(*twin);
               }});
 
-  router.add({Method::put, "/things/{id}", Auth::required, core::Permission::registry_write,
+  router.add({Method::put, "/things/{id}", Auth::required, core::Permission::twins_publish,
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 const std::string id(ctx.param("id"));
                 auto body = td_body(req, s);
@@ -143,6 +143,9 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 if (!current && current.error().code != Errc::not_found)
                   co_return std::unexpected(current.error());
                 if (!current) {
+                  if (auto ok = twins.may_publish_directory_twin(ctx.caller->principal); !ok) {
+                    co_return std::unexpected(ok.error());
+                  }
                   // The id of a new twin comes from the path here: its problems name the path parameter.
                   if (auto ok = core::validate_id(id, "id", core::IdKind::iri, core::FieldIn::path); !ok) {
                     auto e = std::move(ok.error());
@@ -159,7 +162,7 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                   r.header("Location", "/things/" + percent_encode_segment(id));
                   co_return r;
                 }
-                current = changeable(std::move(current), ctx, req);
+                current = changeable(twins, std::move(current), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
                 auto twin = twins.from_document(*body, "", &*current, current->system_id, current->owner);
                 if (!twin) co_return invalid_td(twin.error());
@@ -170,11 +173,11 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 co_return no_content();
               }});
 
-  router.add({Method::patch, "/things/{id}", Auth::required, core::Permission::registry_write,
+  router.add({Method::patch, "/things/{id}", Auth::required, core::Permission::twins_publish,
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto patch = json_body(req, s, "application/merge-patch+json");
                 if (!patch) co_return std::unexpected(patch.error());
-                auto current = changeable(twins.find(std::string(ctx.param("id"))), ctx, req);
+                auto current = changeable(twins, twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
                 auto merged = core::merge_patch(current->document, *patch);
                 auto twin = twins.from_document(merged, "", &*current, current->system_id, current->owner);
@@ -186,9 +189,9 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 co_return no_content();
               }});
 
-  router.add({Method::delete_, "/things/{id}", Auth::required, core::Permission::registry_write,
+  router.add({Method::delete_, "/things/{id}", Auth::required, core::Permission::twins_publish,
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto current = changeable(twins.find(std::string(ctx.param("id"))), ctx, req);
+                auto current = changeable(twins, twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
                 const boost::json::object detail{{"via", "/things"}};
                 auto done = co_await remove_twin(s, ctx, req, *current, detail);

@@ -33,12 +33,14 @@ core::Result<core::TwinRecord> twin_of(const dtif::TwinRegistry& twins, const st
   return twin;
 }
 
-// The twin system named in the path, when the caller may change it (its owner, or registry:admin).
+// The twin system named in the path, when the caller may publish its twins (twins:publish and its owner, or
+// registry:admin).
 core::Result<core::SystemRecord> changeable_system(ApiServices& s, const registry::SystemRegistry& systems,
+                                                   const dtif::TwinRegistry& twins,
                                                    const RequestContext& ctx) {
   auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
   if (!system) return system;
-  if (auto ok = systems.may_change(ctx.caller->principal, *system); !ok) return std::unexpected(ok.error());
+  if (auto ok = twins.may_publish(ctx.caller->principal, *system); !ok) return std::unexpected(ok.error());
   return system;
 }
 
@@ -139,13 +141,14 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 co_return list_response(req, std::move(page->items), page->next_after);
               }});
 
-  router.add({Method::post, list, Auth::required, core::Permission::registry_write,
+  router.add({Method::post, list, Auth::required, core::Permission::twins_publish,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, ctx);
+                auto system = changeable_system(s, systems, twins, ctx);
                 if (!system) co_return std::unexpected(system.error());
                 auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
-                auto twin = twins.from_document(*body, "", nullptr, system->id, ctx.caller->principal.id);
+                // The system's owner holds its twins, whoever adds them (an operator may).
+                auto twin = twins.from_document(*body, "", nullptr, system->id, system->owner);
                 if (!twin) co_return std::unexpected(twin.error());
                 const boost::json::object detail{{"system", system->id}, {"title", twin->title}};
                 auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
@@ -164,9 +167,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 co_return twin_response(200, *twin);
               }});
 
-  router.add({Method::put, item, Auth::required, core::Permission::registry_write,
+  router.add({Method::put, item, Auth::required, core::Permission::twins_publish,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, ctx);
+                auto system = changeable_system(s, systems, twins, ctx);
                 if (!system) co_return std::unexpected(system.error());
                 auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
@@ -183,9 +186,9 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 co_return twin_response(200, *stored);
               }});
 
-  router.add({Method::delete_, item, Auth::required, core::Permission::registry_write,
+  router.add({Method::delete_, item, Auth::required, core::Permission::twins_publish,
               [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, ctx);
+                auto system = changeable_system(s, systems, twins, ctx);
                 if (!system) co_return std::unexpected(system.error());
                 auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());

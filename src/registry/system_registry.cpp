@@ -77,14 +77,13 @@ core::Result<core::SystemRecord> SystemRegistry::from_document(const boost::json
   return record;
 }
 
+core::Result<void> SystemRegistry::may_register(const core::Principal& caller) const {
+  return core::may_register_system(caller, kind_);
+}
+
 core::Result<void> SystemRegistry::may_change(const core::Principal& caller,
                                               const core::SystemRecord& record) const {
-  if (caller.id == record.owner || core::has_permission(caller, core::Permission::registry_admin)) return {};
-  return core::fail(
-      Errc::forbidden,
-      fmt::format("{} '{}' belongs to principal '{}'; only it or an operator (registry:admin) may "
-                  "change it",
-                  core::to_string(kind_), record.id, record.owner.str()));
+  return core::may_change_system(caller, record);
 }
 
 core::Result<store::Page<core::SystemRecord>> SystemRegistry::discover(const DiscoveryQuery& query) const {

@@ -1,9 +1,10 @@
 #pragma once
 // SystemRegistry: registration and discovery of one kind of system (FGMV-29 8.2.1 TPSR + 8.2.2 TPSD for
 // 3rd-party systems; the same class serves 8.3.1 DTSR + 8.3.2 DTSD with the twin-system schema). It validates
-// registration documents against the kind's published JSON Schema, decides who may change a record (its
-// owner, or a principal with registry:admin), and answers discovery queries: indexed equality on type, status
-// and owner in the store, then an optional RFC 9535 JSONPath filter over each record, with cursor pagination.
+// registration documents against the kind's published JSON Schema, decides who may register a system of its
+// kind and who may change a record (the rules of core/access.hpp), and answers discovery queries: indexed
+// equality on type, status and owner in the store, then an optional RFC 9535 JSONPath filter over each
+// record, with cursor pagination.
 //
 // Writes are not done here: the caller (src/http) awaits the store write with the record this class built, so
 // that the write carries the caller's audit entry. Thread-safe (immutable after construction).
@@ -55,7 +56,11 @@ class SystemRegistry {
                                                  const core::SystemRecord* current,
                                                  const core::PrincipalId& owner) const;
 
-  // forbidden unless `caller` owns `record` or has registry:admin.
+  // forbidden unless `caller` may register a system of this kind: registry:write and a principal of the
+  // kind's registrant kind (third-party-system, twin-system), or registry:admin.
+  core::Result<void> may_register(const core::Principal& caller) const;
+
+  // forbidden unless `caller` owns `record` (with registry:write) or has registry:admin.
   core::Result<void> may_change(const core::Principal& caller, const core::SystemRecord& record) const;
 
   core::Result<store::Page<core::SystemRecord>> discover(const DiscoveryQuery& query) const;

@@ -28,6 +28,9 @@ class CachedStore final : public Store {
   CachedStore(std::unique_ptr<Store> inner, std::size_t capacity = 100'000);
 
   void set_twin_listener(TwinListener* listener) override { inner_->set_twin_listener(listener); }
+  void set_principal_listener(PrincipalListener* listener) override {
+    inner_->set_principal_listener(listener);
+  }
   void start() override { inner_->start(); }
   void stop() override { inner_->stop(); }
   core::Result<void> ping() override { return inner_->ping(); }
@@ -42,6 +45,9 @@ class CachedStore final : public Store {
   }
   core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override {
     return inner_->audit(query);
+  }
+  core::Result<OwnedRegistrations> owned_by(const core::PrincipalId& principal) override {
+    return inner_->owned_by(principal);
   }
   core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) override {
     return inner_->system(kind, id);
@@ -100,6 +106,10 @@ class CachedStore final : public Store {
   void update_system(core::SystemRecord record, std::int64_t expected_version, core::AuditEntry audit,
                      Completion<core::SystemRecord> done) override {
     inner_->update_system(std::move(record), expected_version, std::move(audit), std::move(done));
+  }
+  void transfer_registrations(core::PrincipalId from, core::PrincipalId to, core::AuditEntry audit,
+                              Completion<OwnedRegistrations> done) override {
+    inner_->transfer_registrations(std::move(from), std::move(to), std::move(audit), std::move(done));
   }
   void delete_system(core::SystemKind kind, std::string id, std::optional<std::int64_t> expected_version,
                      core::AuditEntry audit, Completion<std::vector<std::string>> done) override {

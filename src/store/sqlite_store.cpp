@@ -123,6 +123,19 @@ CREATE TABLE system_status_history (
 );
 CREATE INDEX system_status_history_by_system ON system_status_history(kind, system_id, seq);
 )sql"},
+    // The ids of deleted principals are never reused; those deleted before this version are known from the
+    // audit log.
+    Migration{5, "principal tombstones, twins by owner", R"sql(
+CREATE TABLE principal_tombstones (
+  id TEXT PRIMARY KEY,
+  deleted INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO principal_tombstones(id, deleted)
+  SELECT target_id, MAX(at) FROM audit
+  WHERE target_type = 'principal' AND action = 'principal.delete' AND target_id NOT IN (SELECT id FROM principals)
+  GROUP BY target_id;
+CREATE INDEX twins_by_owner ON twins(owner, system_id, id);
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -287,6 +300,72 @@ Result<std::int64_t> system_version(Connection& db, core::SystemKind kind, const
   return s->integer(0);
 }
 
+// When `id` belonged to a deleted principal: the time it was deleted.
+Result<std::optional<core::Timestamp>> tombstone(Connection& db, const std::string& id) {
+  auto s = db.prepare("SELECT deleted FROM principal_tombstones WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<core::Timestamp>();
+  return std::optional<core::Timestamp>(core::from_unix_micros(s->integer(0)));
+}
+
+// conflict when `owner`, the owner of a new registration, is a deleted principal: a registration that raced
+// its owner's deletion must not outlive it unowned.
+Result<void> expect_live_owner(Connection& db, const core::PrincipalId& owner) {
+  auto dead = tombstone(db, owner.str());
+  if (!dead) return std::unexpected(dead.error());
+  if (*dead) {
+    return core::fail(Errc::conflict,
+                      fmt::format("principal '{}' was deleted; it cannot own registrations", owner.str()));
+  }
+  return {};
+}
+
+Result<std::int64_t> count_rows(Connection& db, const char* sql, const std::string& a, const std::string& b) {
+  auto s = db.prepare(sql);
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, a).bind(2, b);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  return *row ? s->integer(0) : 0;
+}
+
+Result<OwnedRegistrations> owned_registrations(Connection& db, const core::PrincipalId& principal) {
+  OwnedRegistrations out;
+  const auto limit = static_cast<std::int64_t>(kOwnedListLimit);
+  for (const auto kind : {core::SystemKind::third_party, core::SystemKind::twin}) {
+    auto s = db.prepare("SELECT id FROM systems WHERE kind = ?1 AND owner = ?2 ORDER BY id LIMIT ?3");
+    if (!s) return std::unexpected(s.error());
+    s->bind(1, core::to_string(kind)).bind(2, principal.str()).bind(3, limit);
+    for (;;) {
+      auto row = s->step();
+      if (!row) return std::unexpected(row.error());
+      if (!*row) break;
+      if (out.systems.size() < kOwnedListLimit) out.systems.emplace_back(kind, std::string(s->text(0)));
+    }
+    auto n = count_rows(db, "SELECT COUNT(*) FROM systems WHERE kind = ?1 AND owner = ?2",
+                        std::string(core::to_string(kind)), principal.str());
+    if (!n) return std::unexpected(n.error());
+    out.system_count += *n;
+  }
+  auto s = db.prepare("SELECT id FROM twins WHERE owner = ?1 AND system_id = '' ORDER BY id LIMIT ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, principal.str()).bind(2, limit);
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    out.twins.emplace_back(s->text(0));
+  }
+  auto n = count_rows(db, "SELECT COUNT(*) FROM twins WHERE owner = ?1 AND system_id = ?2", principal.str(),
+                      std::string());
+  if (!n) return std::unexpected(n.error());
+  out.twin_count = *n;
+  return out;
+}
+
 // Binds ?1..?6 of a systems statement: kind, id, type, name, owner, body.
 sqlite::Statement& bind_registration(sqlite::Statement& s, const core::SystemRecord& r) {
   return s.bind(1, core::to_string(r.kind))
@@ -298,6 +377,7 @@ sqlite::Statement& bind_registration(sqlite::Statement& s, const core::SystemRec
 }
 
 Result<void> insert_system(Connection& db, const core::SystemRecord& r) {
+  if (auto ok = expect_live_owner(db, r.owner); !ok) return ok;
   auto s = db.prepare(
       "INSERT INTO systems(kind, id, type, name, owner, body, status, status_reason, status_since, created, "
       "modified, version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
@@ -385,6 +465,9 @@ Result<std::int64_t> twin_version(Connection& db, const std::string& id) {
 
 // Inserts or updates a twin; `pointer` names the twin in a conflict error.
 Result<void> write_twin(Connection& db, const core::TwinRecord& t, bool insert, const std::string& pointer) {
+  if (insert) {
+    if (auto ok = expect_live_owner(db, t.owner); !ok) return ok;
+  }
   auto s = insert
                ? db.prepare(
                      "INSERT INTO twins(id, system_id, owner, title, document, created, modified, version, "
@@ -799,6 +882,14 @@ void SqliteStore::create_principal(core::Principal principal, std::optional<ApiK
        audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
         p.version = 1;
         p.created = p.modified = audit.at;
+        auto dead = tombstone(db, p.id.str());
+        if (!dead) return std::unexpected(dead.error());
+        if (*dead) {
+          return core::fail_at(Errc::conflict, "/id",
+                               fmt::format("principal id '{}' belonged to a principal deleted at {}; the ids "
+                                           "of deleted principals are never reused",
+                                           p.id.str(), core::format_rfc3339(**dead)));
+        }
         if (auto ok = write_principal(db, p, true); !ok) return std::unexpected(ok.error());
         if (key) {
           if (auto ok = insert_key(db, *key); !ok) return std::unexpected(ok.error());
@@ -825,11 +916,16 @@ void SqliteStore::update_principal(core::Principal principal, std::int64_t expec
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return p;
       },
-      std::move(done));
+      [this, done = std::move(done)](Result<core::Principal> r) mutable {
+        if (r)
+          announce_principal({.id = r->id, .principal = *r, .deleted = false, .revoked_key = std::nullopt});
+        done(std::move(r));
+      });
 }
 
 void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                    core::AuditEntry audit, Completion<void> done) {
+  auto deleted = id;
   submit<void>(
       [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
         if (auto ok = expect_version(principal_version(db, id), expected_version,
@@ -837,13 +933,90 @@ void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int6
             !ok) {
           return std::unexpected(ok.error());
         }
+        // Ownership never passes silently: what it owns is transferred or deleted first.
+        auto owned = owned_registrations(db, id);
+        if (!owned) return std::unexpected(owned.error());
+        if (!owned->empty()) {
+          return core::fail(Errc::conflict,
+                            fmt::format("principal '{}' owns registrations: {}", id.str(), describe(*owned)));
+        }
         auto s = db.prepare("DELETE FROM principals WHERE id = ?1");
         if (!s) return std::unexpected(s.error());
         s->bind(1, id.str());
         if (auto ok = s->run(); !ok) return ok;
+        auto grave = db.prepare("INSERT OR REPLACE INTO principal_tombstones(id, deleted) VALUES (?1, ?2)");
+        if (!grave) return std::unexpected(grave.error());
+        grave->bind(1, id.str()).bind(2, core::to_unix_micros(audit.at));
+        if (auto ok = grave->run(); !ok) return ok;
         return insert_audit(db, audit);
       },
-      std::move(done));
+      [this, deleted = std::move(deleted), done = std::move(done)](Result<void> r) mutable {
+        if (r)
+          announce_principal(
+              {.id = deleted, .principal = std::nullopt, .deleted = true, .revoked_key = std::nullopt});
+        done(std::move(r));
+      });
+}
+
+Result<OwnedRegistrations> SqliteStore::owned_by(const core::PrincipalId& principal) {
+  ScopedTimer timer(observer_, "owned_by");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  return owned_registrations(**db, principal);
+}
+
+void SqliteStore::transfer_registrations(core::PrincipalId from, core::PrincipalId to, core::AuditEntry audit,
+                                         Completion<OwnedRegistrations> done) {
+  auto moved_twins = std::make_shared<std::vector<core::TwinRecord>>();
+  submit<OwnedRegistrations>(
+      [from = std::move(from), to = std::move(to), audit = std::move(audit),
+       moved_twins](Connection& db) -> Result<OwnedRegistrations> {
+        if (from == to) {
+          return core::fail_at(
+              Errc::bad_request, "/to",
+              fmt::format("registrations of '{}' cannot be transferred to itself", to.str()));
+        }
+        if (auto v = principal_version(db, from); !v) return std::unexpected(v.error());
+        if (auto v = principal_version(db, to); !v) {
+          auto e = v.error();
+          if (e.code == Errc::not_found) e.fields.push_back({"/to", e.detail});
+          return std::unexpected(std::move(e));
+        }
+        auto owned = owned_registrations(db, from);
+        if (!owned) return std::unexpected(owned.error());
+        // The twins of its twin systems first (found through the systems it still owns), and its directory
+        // twins.
+        auto twins = db.prepare(
+            "UPDATE twins SET owner = ?2 WHERE owner = ?1 OR system_id IN "
+            "(SELECT id FROM systems WHERE kind = 'twin-system' AND owner = ?1) "
+            "RETURNING id, system_id, owner, title, document, created, modified, version, ttl, expires");
+        if (!twins) return std::unexpected(twins.error());
+        twins->bind(1, from.str()).bind(2, to.str());
+        for (;;) {
+          auto row = twins->step();
+          if (!row) return std::unexpected(row.error());
+          if (!*row) break;
+          moved_twins->push_back(read_twin(*twins));
+        }
+        auto systems = db.prepare(
+            "UPDATE systems SET owner = ?2, version = version + 1, modified = ?3 WHERE owner = ?1");
+        if (!systems) return std::unexpected(systems.error());
+        systems->bind(1, from.str()).bind(2, to.str()).bind(3, core::to_unix_micros(audit.at));
+        if (auto ok = systems->run(); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        return std::move(*owned);
+      },
+      [this, moved_twins, done = std::move(done)](Result<OwnedRegistrations> r) mutable {
+        if (r && twin_listener_ != nullptr) {
+          for (const auto& t : *moved_twins) twin_listener_->twin_stored(t);
+        }
+        done(std::move(r));
+      });
+}
+
+void SqliteStore::announce_principal(const PrincipalChange& change) {
+  if (auto* listener = principal_listener_.load(std::memory_order_acquire))
+    listener->principal_changed(change);
 }
 
 void SqliteStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) {
@@ -872,7 +1045,13 @@ void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key
         }
         return insert_audit(db, audit);
       },
-      std::move(done));
+      [this,
+       change =
+           PrincipalChange{.id = principal, .principal = std::nullopt, .deleted = false, .revoked_key = key},
+       done = std::move(done)](Result<void> r) mutable {
+        if (r) announce_principal(change);
+        done(std::move(r));
+      });
 }
 
 Result<core::SystemRecord> SqliteStore::system(core::SystemKind kind, const std::string& id) {

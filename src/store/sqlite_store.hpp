@@ -9,6 +9,7 @@
 //
 // Thread-safety: every public method may be called from any thread.
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -38,6 +39,9 @@ class SqliteStore final : public Store {
   ~SqliteStore() override;
 
   void set_twin_listener(TwinListener* listener) override { twin_listener_ = listener; }
+  void set_principal_listener(PrincipalListener* listener) override {
+    principal_listener_.store(listener, std::memory_order_release);
+  }
   void start() override;
   void stop() override;
   core::Result<void> ping() override;
@@ -47,6 +51,7 @@ class SqliteStore final : public Store {
   core::Result<std::optional<Credential>> credential(const core::ApiKeyId& key_id) override;
   core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) override;
   core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) override;
+  core::Result<OwnedRegistrations> owned_by(const core::PrincipalId& principal) override;
 
   core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) override;
   core::Result<Page<core::SystemRecord>> systems(const SystemQuery& query) override;
@@ -83,6 +88,8 @@ class SqliteStore final : public Store {
                         Completion<core::Principal> done) override;
   void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                         core::AuditEntry audit, Completion<void> done) override;
+  void transfer_registrations(core::PrincipalId from, core::PrincipalId to, core::AuditEntry audit,
+                              Completion<OwnedRegistrations> done) override;
   void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) override;
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;
@@ -94,6 +101,8 @@ class SqliteStore final : public Store {
   // Wraps a twin write's completion so that the twin listener hears of the committed change first.
   Completion<core::TwinRecord> announce_stored(Completion<core::TwinRecord> done);
   Completion<void> announce_removed(std::string id, Completion<void> done);
+  // Tells the principal listener of a committed change (writer thread).
+  void announce_principal(const PrincipalChange& change);
   struct PendingWrite {
     std::move_only_function<core::Result<void>(sqlite::Connection&)> apply;
     std::move_only_function<void(core::Result<void>)> complete;
@@ -116,6 +125,7 @@ class SqliteStore final : public Store {
   SqliteOptions options_;
   StoreObserver* observer_;
   TwinListener* twin_listener_ = nullptr;
+  std::atomic<PrincipalListener*> principal_listener_{nullptr};
   std::unique_ptr<sqlite::Connection> writer_conn_;
 
   std::mutex queue_mutex_;

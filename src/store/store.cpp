@@ -1,5 +1,6 @@
 #include "store/store.hpp"
 
+#include <fmt/format.h>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -37,6 +38,24 @@ std::string system_cursor(const core::SystemRecord& r, SystemSort sort) {
       break;
   }
   return boost::json::serialize(boost::json::array{key, boost::json::value(r.id)});
+}
+
+std::string describe(const OwnedRegistrations& owned) {
+  std::string names;
+  std::size_t listed = 0;
+  const auto add = [&](std::string name) {
+    if (!names.empty()) names += ", ";
+    names += name;
+    ++listed;
+  };
+  for (const auto& [kind, id] : owned.systems) add(fmt::format("{} '{}'", core::to_string(kind), id));
+  for (const auto& id : owned.twins) add(fmt::format("directory twin '{}'", id));
+  const auto total = owned.system_count + owned.twin_count;
+  if (static_cast<std::int64_t>(listed) < total) {
+    names += fmt::format(" and {} more", total - static_cast<std::int64_t>(listed));
+  }
+  return fmt::format("{} ({} system{}, {} directory twin{})", names, owned.system_count,
+                     owned.system_count == 1 ? "" : "s", owned.twin_count, owned.twin_count == 1 ? "" : "s");
 }
 
 }  // namespace twinbridge::store

@@ -138,12 +138,54 @@ class TwinListener {
   virtual void twin_removed(const std::string& id) = 0;
 };
 
+// What a principal owns: registered systems (of both kinds) and directory twins (twins of no twin system,
+// registered through the WoT directory). The twins of a twin system go with their system. Lists are bounded;
+// the counts are exact.
+struct OwnedRegistrations {
+  std::vector<std::pair<core::SystemKind, std::string>> systems;  // in (kind, id) order
+  std::vector<std::string> twins;                                 // directory twins, in id order
+  std::int64_t system_count = 0;
+  std::int64_t twin_count = 0;
+  bool empty() const { return system_count == 0 && twin_count == 0; }
+};
+
+// Lists at most this many of each in OwnedRegistrations (errors and transfer answers).
+inline constexpr std::size_t kOwnedListLimit = 20;
+
+// One sentence naming what a principal owns, bounded: "twin-system 'plant-7', directory twin 'urn:x' and 3
+// more (4 systems, 1 directory twin)".
+std::string describe(const OwnedRegistrations& owned);
+
+// A committed change of a principal that may end what its credentials opened (Server-Sent Events streams):
+// an update (`principal` is its new state), its deletion (`deleted`), or the revocation of one of its API
+// keys
+// (`revoked_key`; the principal itself is unchanged).
+struct PrincipalChange {
+  core::PrincipalId id;
+  std::optional<core::Principal> principal;
+  bool deleted = false;
+  std::optional<core::ApiKeyId> revoked_key;
+};
+
+// Hears of every committed change of a principal or of its API keys (update, deletion, key revocation): on
+// the store's writer thread, after the commit and before the write's completion runs. This is the one hook
+// through which twinbridge learns that a credential lost its rights (the change feed of a later issue will
+// carry the same facts). Must not block or call back into the store's writes.
+class PrincipalListener {
+ public:
+  virtual ~PrincipalListener() = default;
+  virtual void principal_changed(const PrincipalChange& change) = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
 
   // At most one; set before start().
   virtual void set_twin_listener(TwinListener* listener) = 0;
+
+  // At most one; may be set (or cleared with nullptr) at any time, also while writes run.
+  virtual void set_principal_listener(PrincipalListener* listener) = 0;
 
   // Starts the writer; stop() commits every write already queued, then refuses new ones with `unavailable`.
   virtual void start() = 0;
@@ -158,6 +200,8 @@ class Store {
   virtual core::Result<std::optional<Credential>> credential(const core::ApiKeyId& key_id) = 0;
   virtual core::Result<std::vector<ApiKeyRecord>> api_keys(const core::PrincipalId& principal) = 0;
   virtual core::Result<Page<core::AuditEntry>> audit(const AuditQuery& query) = 0;
+  // What `principal` owns (lists bounded by kOwnedListLimit).
+  virtual core::Result<OwnedRegistrations> owned_by(const core::PrincipalId& principal) = 0;
 
   // not_found when there is no such system.
   virtual core::Result<core::SystemRecord> system(core::SystemKind kind, const std::string& id) = 0;
@@ -187,12 +231,23 @@ class Store {
                                 core::AuditEntry audit, Completion<core::Principal> done) = 0;
   virtual void update_principal(core::Principal principal, std::int64_t expected_version,
                                 core::AuditEntry audit, Completion<core::Principal> done) = 0;
-  // Deletes the principal and its keys. With expected_version, fails with precondition_failed when it
-  // differs.
+  // create_principal fails with conflict (pointer /id) when the id belonged to a deleted principal: ids are
+  // never reused (a tombstone is kept), so that nothing a deleted principal owned or was granted can pass to
+  // a newcomer.
+  // Deletes the principal and its keys, and keeps its id as a tombstone. With expected_version, fails with
+  // precondition_failed when it differs; fails with conflict, naming them (describe()), while it owns
+  // registrations (systems or directory twins): they are transferred or deleted first.
   virtual void delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                 core::AuditEntry audit, Completion<void> done) = 0;
+  // Moves everything `from` owns to `to` in one transaction: its systems (each gets version + 1 and a new
+  // modified time: the owner is part of the record), the twins of its twin systems and its directory twins
+  // (their owner only: a twin's TD and version do not change). not_found when either principal does not
+  // exist; bad_request when they are the same. The completion gets what moved (lists bounded).
+  virtual void transfer_registrations(core::PrincipalId from, core::PrincipalId to, core::AuditEntry audit,
+                                      Completion<OwnedRegistrations> done) = 0;
   // Systems: version, created and modified are set by the store as for principals; create fails with conflict
-  // when the (kind, id) is taken; update and delete fail with precondition_failed when the version differs.
+  // when the (kind, id) is taken or when its owner is a deleted principal (a registration that raced the
+  // owner's deletion); update and delete fail with precondition_failed when the version differs.
   // The status members belong to the monitor (record_system_check): create stores the record's, update keeps
   // the stored ones and returns them. Deleting a system deletes its probe samples and status history.
   virtual void create_system(core::SystemRecord record, core::AuditEntry audit,

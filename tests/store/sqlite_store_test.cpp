@@ -515,8 +515,10 @@ TEST_F(SqliteStoreTest, DeleteRemovesThePrincipalsKeys) {
   ASSERT_TRUE(keys.has_value());
   EXPECT_TRUE(keys->empty());
 
-  // A new principal with the same id does not inherit the old keys.
-  ASSERT_TRUE(create(p).has_value());
+  // No principal gets the id again (a tombstone is kept), so nothing of the old one passes to a newcomer.
+  const auto again = create(p);
+  ASSERT_FALSE(again.has_value());
+  EXPECT_EQ(again.error().code, Errc::conflict);
   const auto found = store_->credential(ApiKeyId("k1"));
   ASSERT_TRUE(found.has_value());
   EXPECT_FALSE(found->has_value());
@@ -1420,6 +1422,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   // Back to what schema 3 left: no monitoring tables, version 3.
   exec_sql(options().path,
            "BEGIN; DROP TABLE system_probes; DROP TABLE system_status_history; "
+           "DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; "
            "DELETE FROM schema_migrations WHERE version > 3; COMMIT;");
   ASSERT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 3);
   ASSERT_EQ(query_integer(options().path,
@@ -1430,7 +1433,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
             SqliteStore::schema_version());
-  EXPECT_EQ(SqliteStore::schema_version(), 4);
+  EXPECT_EQ(SqliteStore::schema_version(), 5);
   const auto kept = store_->system(core::SystemKind::third_party, "s1");
   ASSERT_TRUE(kept) << kept.error().detail;
   EXPECT_EQ(kept->status, core::SystemStatus::unknown);
@@ -1504,6 +1507,213 @@ TEST_F(SqliteStoreTest, AnAuditEntryWithIllFormedTextIsKeptAndRepaired) {
   EXPECT_EQ(entries[0].target_id, "urn:p:\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(entries[0].detail.at("id"), "urn:p:\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(entries[0].action, "twin.create");
+}
+
+core::TwinRecord twin_record(std::string id, std::string system_id, std::string owner) {
+  core::TwinRecord t;
+  t.id = std::move(id);
+  t.system_id = std::move(system_id);
+  t.owner = PrincipalId(std::move(owner));
+  t.title = "twin " + t.id;
+  t.document = {{"id", t.id}, {"title", t.title}};
+  return t;
+}
+
+// Remembers what the twin listener and the principal listener heard.
+class Listeners final : public TwinListener, public PrincipalListener {
+ public:
+  void twin_stored(const core::TwinRecord& twin) override {
+    std::lock_guard lock(mutex_);
+    stored_.push_back(twin);
+  }
+  void twin_removed(const std::string&) override {}
+  void principal_changed(const PrincipalChange& change) override {
+    std::lock_guard lock(mutex_);
+    changes_.push_back(change);
+  }
+  std::vector<core::TwinRecord> stored() const {
+    std::lock_guard lock(mutex_);
+    return stored_;
+  }
+  std::vector<PrincipalChange> changes() const {
+    std::lock_guard lock(mutex_);
+    return changes_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<core::TwinRecord> stored_;
+  std::vector<PrincipalChange> changes_;
+};
+
+TEST_F(SqliteStoreTest, TheIdOfADeletedPrincipalIsNeverReusedAcrossRestarts) {
+  ASSERT_TRUE(create(make_principal("gone")));
+  ASSERT_TRUE(remove(PrincipalId("gone"), std::nullopt));
+  auto again = create(make_principal("gone"));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::conflict);
+  ASSERT_EQ(again.error().fields.size(), 1u);
+  EXPECT_EQ(again.error().fields[0].pointer, "/id");
+  EXPECT_TRUE(contains(again.error().detail, "never reused")) << again.error().detail;
+  EXPECT_TRUE(contains(again.error().detail, core::format_rfc3339(kT0 + 2s))) << again.error().detail;
+
+  close_store();
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+  auto after_restart = create(make_principal("gone"));
+  ASSERT_FALSE(after_restart);
+  EXPECT_EQ(after_restart.error().code, Errc::conflict);
+  // Nothing can be registered in a deleted principal's name either (a write that raced its deletion).
+  auto orphan = wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->create_system(system_record("orphan", "payment", "gone"), make_audit("r", "orphan"),
+                          std::move(done));
+  });
+  ASSERT_FALSE(orphan);
+  EXPECT_EQ(orphan.error().code, Errc::conflict);
+  auto twin = wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:orphan", "", "gone"), make_audit("t", "urn:t:orphan"),
+                        std::move(done));
+  });
+  ASSERT_FALSE(twin);
+  EXPECT_EQ(twin.error().code, Errc::conflict);
+}
+
+TEST_F(SqliteStoreTest, APrincipalThatOwnsRegistrationsIsDeletedOnlyAfterATransfer) {
+  Listeners listeners;
+  store_->set_twin_listener(&listeners);
+  ASSERT_TRUE(create(make_principal("a")));
+  ASSERT_TRUE(create(make_principal("b")));
+  auto tp = system_record("pay", "payment", "a");
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->create_system(tp, make_audit("r", "pay"), std::move(done));
+  }));
+  auto plant = system_record("plant", "factory", "a");
+  plant.kind = core::SystemKind::twin;
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->register_twin_system(plant,
+                                 {twin_record("urn:t:1", "plant", "a"), twin_record("urn:t:2", "plant", "a")},
+                                 make_audit("r", "plant"), std::move(done));
+  }));
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:dir", "", "a"), make_audit("t", "urn:t:dir"), std::move(done));
+  }));
+
+  auto owned = store_->owned_by(PrincipalId("a"));
+  ASSERT_TRUE(owned) << owned.error().detail;
+  EXPECT_EQ(owned->system_count, 2);
+  EXPECT_EQ(owned->twin_count, 1);  // the directory twin; the system's twins go with it
+  EXPECT_EQ(owned->twins, std::vector<std::string>{"urn:t:dir"});
+
+  const auto audit_before = all_audit().size();
+  auto refused = remove(PrincipalId("a"), std::nullopt);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, Errc::conflict);
+  for (const char* name : {"third-party-system 'pay'", "twin-system 'plant'", "directory twin 'urn:t:dir'",
+                           "2 systems", "1 directory twin"}) {
+    EXPECT_TRUE(contains(refused.error().detail, name)) << refused.error().detail;
+  }
+  EXPECT_TRUE(store_->principal(PrincipalId("a")));
+  EXPECT_EQ(all_audit().size(), audit_before);
+
+  auto to_self = wait_for<OwnedRegistrations>([&](Completion<OwnedRegistrations> done) {
+    store_->transfer_registrations(PrincipalId("a"), PrincipalId("a"), make_audit("x", "a"), std::move(done));
+  });
+  EXPECT_EQ(to_self.error().code, Errc::bad_request);
+  auto to_nobody = wait_for<OwnedRegistrations>([&](Completion<OwnedRegistrations> done) {
+    store_->transfer_registrations(PrincipalId("a"), PrincipalId("nobody"), make_audit("x", "a"),
+                                   std::move(done));
+  });
+  EXPECT_EQ(to_nobody.error().code, Errc::not_found);
+
+  auto moved = wait_for<OwnedRegistrations>([&](Completion<OwnedRegistrations> done) {
+    store_->transfer_registrations(PrincipalId("a"), PrincipalId("b"),
+                                   make_audit("principal.transfer", "a", kT0 + 5s), std::move(done));
+  });
+  ASSERT_TRUE(moved) << moved.error().detail;
+  EXPECT_EQ(moved->system_count, 2);
+  EXPECT_EQ(moved->twin_count, 1);
+  const auto pay = store_->system(core::SystemKind::third_party, "pay");
+  EXPECT_EQ(pay->owner.str(), "b");
+  EXPECT_EQ(pay->version, 2);
+  EXPECT_EQ(pay->modified, kT0 + 5s);
+  EXPECT_EQ(store_->system(core::SystemKind::twin, "plant")->owner.str(), "b");
+  for (const char* id : {"urn:t:1", "urn:t:2", "urn:t:dir"}) {
+    const auto t = store_->twin(id);
+    EXPECT_EQ(t->owner.str(), "b") << id;
+    EXPECT_EQ(t->version, 1) << id;  // the TD did not change
+  }
+  // The in-memory index hears of the new owner of each twin.
+  std::set<std::string> heard;
+  for (const auto& t : listeners.stored()) {
+    if (t.owner.str() == "b") heard.insert(t.id);
+  }
+  EXPECT_EQ(heard, (std::set<std::string>{"urn:t:1", "urn:t:2", "urn:t:dir"}));
+  EXPECT_TRUE(store_->owned_by(PrincipalId("a"))->empty());
+  EXPECT_EQ(all_audit().back().action, "principal.transfer");
+
+  ASSERT_TRUE(remove(PrincipalId("a"), std::nullopt));
+  store_->set_twin_listener(nullptr);
+}
+
+TEST_F(SqliteStoreTest, DeletedOwnersBeyondTheListAreCounted) {
+  ASSERT_TRUE(create(make_principal("many")));
+  for (int i = 0; i < 25; ++i) {
+    const auto id = fmt::format("s{:02}", i);
+    ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+      store_->create_system(system_record(id, "payment", "many"), make_audit("r", id), std::move(done));
+    }));
+  }
+  auto owned = store_->owned_by(PrincipalId("many"));
+  ASSERT_TRUE(owned);
+  EXPECT_EQ(owned->system_count, 25);
+  EXPECT_EQ(owned->systems.size(), kOwnedListLimit);
+  const auto refused = remove(PrincipalId("many"), std::nullopt);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(contains(refused.error().detail, "and 5 more (25 systems, 0 directory twins)"))
+      << refused.error().detail;
+}
+
+TEST_F(SqliteStoreTest, ThePrincipalListenerHearsOfCommittedChangesOfPrincipalsAndKeys) {
+  Listeners listeners;
+  store_->set_principal_listener(&listeners);
+  const auto p = make_principal("watched");
+  ASSERT_TRUE(create(p, make_key(p.id, "k1")));
+  auto disabled = p;
+  disabled.disabled = true;
+  ASSERT_TRUE(update(disabled, 1));
+  EXPECT_FALSE(update(disabled, 7));  // a failed write is not announced
+  ASSERT_TRUE(revoke(p.id, ApiKeyId("k1")));
+  ASSERT_TRUE(remove(p.id, std::nullopt));
+  store_->set_principal_listener(nullptr);
+  ASSERT_TRUE(create(make_principal("unheard")));
+
+  const auto changes = listeners.changes();
+  ASSERT_EQ(changes.size(), 3u);
+  EXPECT_EQ(changes[0].id.str(), "watched");
+  ASSERT_TRUE(changes[0].principal.has_value());
+  EXPECT_TRUE(changes[0].principal->disabled);
+  EXPECT_FALSE(changes[0].deleted);
+  ASSERT_TRUE(changes[1].revoked_key.has_value());
+  EXPECT_EQ(changes[1].revoked_key->str(), "k1");
+  EXPECT_FALSE(changes[1].principal.has_value());
+  EXPECT_TRUE(changes[2].deleted);
+}
+
+TEST_F(SqliteStoreTest, ADatabaseOfSchema4KnowsItsDeletedPrincipalsFromTheAuditLog) {
+  ASSERT_TRUE(create(make_principal("deleted-long-ago")));
+  ASSERT_TRUE(remove(PrincipalId("deleted-long-ago"), std::nullopt));
+  ASSERT_TRUE(create(make_principal("alive")));
+  close_store();
+  // Back to what schema 4 left: no tombstones; the audit log remembers the deletion.
+  exec_sql(options().path,
+           "BEGIN; DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; "
+           "DELETE FROM schema_migrations WHERE version > 4; COMMIT;");
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+  EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 5);
+  auto again = create(make_principal("deleted-long-ago"));
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::conflict);
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM principal_tombstones"), 1);
+  EXPECT_TRUE(store_->principal(PrincipalId("alive")));
 }
 
 }  // namespace
