@@ -43,8 +43,9 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
          AccessLog* access_log)
     : workers_(std::max(1u, std::thread::hardware_concurrency())),
       services_{store, authenticator, metrics, clock, events_, system_events_, monitor, workers_, settings},
-      third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
-      twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
+      third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema(),
+                           settings.outbound),
+      twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
       twins_(store, twin_index, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {

@@ -32,6 +32,7 @@ struct ApiSettings {
   std::size_t default_page_size = 100;
   std::size_t max_page_size = 1000;
   bool access_log = true;
+  connect::OutboundGuard outbound;  // which endpoint URLs registrations may declare (outbound.allow)
 };
 
 // What route handlers may use. Owned by Api; handlers get it by reference at registration.
