@@ -325,6 +325,30 @@ TEST(OutboundTest, LoopbackIsRefusedUnlessAllowed) {
   EXPECT_EQ(upstream.requests(), 1u);
 }
 
+// A registry reader sees the probe's reason: for a refused destination it must not tell an open port from a
+// closed one.
+TEST(OutboundTest, ARefusedDestinationLooksTheSameOpenOrClosed) {
+  UpstreamServer open([](const UpstreamRequest&) { return UpstreamReply{}; });
+  UpstreamServer closed([](const UpstreamRequest&) { return UpstreamReply{}; });
+  closed.stop();
+  auto to_open =
+      call_with(HttpClientOptions{}, "http://127.0.0.1:" + std::to_string(open.port()) + "/health");
+  auto to_closed =
+      call_with(HttpClientOptions{}, "http://127.0.0.1:" + std::to_string(closed.port()) + "/health");
+  ASSERT_FALSE(to_open);
+  ASSERT_FALSE(to_closed);
+  EXPECT_EQ(to_open.error().detail, to_closed.error().detail);
+  EXPECT_EQ(to_open.error().detail,
+            "refused by the outbound policy: 127.0.0.1 is a loopback address (127.0.0.0/8)");
+  EXPECT_EQ(open.requests(), 0u);
+  // With loopback allowed, the difference is the caller's to see again.
+  EXPECT_TRUE(call_with(loopback_allowed(), "http://127.0.0.1:" + std::to_string(open.port()) + "/health"));
+  EXPECT_EQ(call_with(loopback_allowed(), "http://127.0.0.1:" + std::to_string(closed.port()) + "/health")
+                .error()
+                .detail,
+            "connection refused while connecting");
+}
+
 TEST(HttpsTest, AnUnreadableCaFileFailsAtStartUp) {
   boost::asio::io_context io;
   HttpClientOptions options;
