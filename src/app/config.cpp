@@ -363,6 +363,15 @@ std::vector<Setting> table() {
       [](Config& c, const std::string& v) {
         return whole(c.api.max_queued_queries, v, std::size_t{1}, std::size_t{10'000});
       });
+  add("outbound.allow", "--outbound-allow", "",
+      "destinations the outbound guard would refuse that twinbridge may call and accept in registrations: "
+      "comma-separated loopback, private, CIDRs, addresses, host names, *.domain (empty: none)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        auto guard = connect::OutboundGuard::from_allow_list(v);
+        if (!guard) return std::unexpected(guard.error());
+        c.outbound = std::move(*guard);
+        return {};
+      });
   return t;
 }
 

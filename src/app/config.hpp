@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "connect/outbound_guard.hpp"
 #include "core/error.hpp"
 #include "core/jwt.hpp"
 #include "http/api.hpp"
@@ -42,6 +43,8 @@ struct Config {
   double auth_failure_burst = 50;
   double auth_failure_refill = 5;
   registry::MonitorSettings monitor;
+  // outbound.allow; serve hands it to every outbound client and to the registries (endpoint URLs).
+  connect::OutboundGuard outbound;
 };
 
 struct SettingInfo {

@@ -131,6 +131,9 @@ int run_serve(ConfigLoader& loader) {
 
   http::Authenticator authenticator(
       *store, {config.admin_token, jwt, config.auth_failure_burst, config.auth_failure_refill}, clock);
+  // One outbound policy: for every call twinbridge makes and every endpoint URL it accepts.
+  config.monitor.client.outbound = config.outbound;
+  config.api.outbound = config.outbound;
   std::unique_ptr<registry::SystemMonitor> monitor;
   try {
     monitor = std::make_unique<registry::SystemMonitor>(*store, clock, config.monitor, &metrics);

@@ -116,6 +116,9 @@ net::awaitable<boost::system::error_code> exchange(Stream& stream, bhttp::reques
 net::awaitable<core::Result<HttpResponse>> call(HttpClient::Impl& impl, HttpRequest request) {
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + request.timeout;
+  if (auto allowed = impl.options.outbound.check_url(request.url); !allowed) {
+    co_return std::unexpected(allowed.error());
+  }
   auto target = parse_target(request.url);
   if (!target) co_return std::unexpected(target.error());
   const auto verb = bhttp::string_to_verb(request.method);
@@ -133,6 +136,15 @@ net::awaitable<core::Result<HttpResponse>> call(HttpClient::Impl& impl, HttpRequ
   auto [rec, endpoints] = co_await resolver.async_resolve(target->host, target->port, kUseTuple);
   guard.cancel();
   if (rec) co_return std::unexpected(network_error(rec, request, "resolving " + target->host));
+  // DNS rebinding: every address the name resolved to now is checked, and only these are connected to.
+  for (const auto& entry : endpoints) {
+    const auto address = entry.endpoint().address();
+    const auto checked = address.is_v4() ? IpAddress::v4(address.to_v4().to_uint())
+                                         : IpAddress::v6(address.to_v6().to_bytes());
+    if (auto allowed = impl.options.outbound.check_resolved(target->host, checked); !allowed) {
+      co_return std::unexpected(allowed.error());
+    }
+  }
 
   bhttp::request<bhttp::string_body> req{verb, target->target, 11};
   req.set(bhttp::field::host, target->host_header);

@@ -8,10 +8,16 @@
 // a pooled mode for the gateway comes with it. https verifies the peer against the system's trust store (or
 // `ca_file`) and the URL's host name.
 //
+// Every call passes the outbound guard (options.outbound): the URL first, then every address its host
+// resolved to, before any connection is made; the call connects only to the addresses it checked.
+// Redirects are never followed: a 3xx is returned as it came.
+//
 // Thread-safety: send() may be called from any thread; the call runs on the io_context given at
-// construction and `done` runs there. Errors: bad_request for a URL that cannot be called (syntax, scheme);
-// unavailable for everything the network or the peer causes, with a detail naming it ("connection refused",
-// "timed out after 500 ms", "response body larger than 65536 bytes", ...).
+// construction and `done` runs there. Errors: bad_request for a URL that cannot be called (syntax, scheme,
+// userinfo, host spelling); forbidden for a destination the outbound guard refuses (the detail starts with
+// "refused by the outbound policy"); unavailable for everything the network or the peer causes, with a
+// detail naming it ("connection refused", "timed out after 500 ms", "response body larger than 65536
+// bytes", ...).
 
 #include <chrono>
 #include <cstddef>
@@ -22,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "connect/outbound_guard.hpp"
 #include "core/error.hpp"
 
 namespace boost::asio {
@@ -55,6 +62,7 @@ struct HttpClientOptions {
   std::string ca_file;  // PEM bundle for https; empty: the system's trust store
   std::string user_agent = "twinbridge";
   std::size_t max_response_head = 16 * 1024;
+  OutboundGuard outbound;  // default: every refused range stays refused
 };
 
 class HttpClient {

@@ -67,8 +67,9 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
                 .max_queued_per_key = settings.max_queued_queries}),
       services_{store,          authenticator, metrics,  clock,   events_,
                 system_events_, monitor,       workers_, memory_, settings},
-      third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema()),
-      twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema()),
+      third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema(),
+                           settings.outbound),
+      twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
       twins_(store, twin_index, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "core/access.hpp"
@@ -26,8 +27,13 @@ constexpr std::size_t kScanBatch = 500;
 
 }  // namespace
 
-SystemRegistry::SystemRegistry(store::Store& store, core::SystemKind kind, std::string_view schema)
-    : store_(store), kind_(kind), schema_text_(schema), schema_(compile_or_throw(schema)) {}
+SystemRegistry::SystemRegistry(store::Store& store, core::SystemKind kind, std::string_view schema,
+                               connect::OutboundGuard outbound)
+    : store_(store),
+      kind_(kind),
+      schema_text_(schema),
+      schema_(compile_or_throw(schema)),
+      outbound_(std::move(outbound)) {}
 
 core::Result<core::SystemRecord> SystemRegistry::from_document(const boost::json::value& document,
                                                                const core::SystemRecord* current,
@@ -64,6 +70,19 @@ core::Result<core::SystemRecord> SystemRegistry::from_document(const boost::json
       }
     } else if (current == nullptr) {
       record.id = core::new_uuid_v7();
+    }
+    // Every endpoint is a URL twinbridge calls (health probes now, the gateway and token requests later).
+    if (const auto* endpoints = object->if_contains("endpoints");
+        endpoints != nullptr && endpoints->is_object()) {
+      for (const auto& [name, url] : endpoints->get_object()) {
+        if (!url.is_string()) continue;
+        const auto pointer = core::pointer_append("/endpoints", name);
+        const bool reported = std::any_of(errors.begin(), errors.end(),
+                                          [&](const core::FieldError& e) { return e.pointer == pointer; });
+        if (reported) continue;
+        if (auto ok = outbound_.check_url(url.get_string()); !ok)
+          errors.push_back({pointer, ok.error().detail});
+      }
     }
   }
   if (auto ok = core::validation_result(std::move(errors)); !ok) return std::unexpected(ok.error());

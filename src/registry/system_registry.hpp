@@ -7,7 +7,9 @@
 // record, with cursor pagination.
 //
 // Writes are not done here: the caller (src/http) awaits the store write with the record this class built, so
-// that the write carries the caller's audit entry. Thread-safe (immutable after construction).
+// that the write carries the caller's audit entry. Every URL member of a registration (each member of
+// `endpoints`: twinbridge calls them later) must pass the outbound guard: a URL it refuses is a validation
+// error at that URL's pointer. Thread-safe (immutable after construction).
 
 #include <boost/json/value.hpp>
 
@@ -15,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "connect/outbound_guard.hpp"
 #include "core/json_schema.hpp"
 #include "core/principal.hpp"
 #include "core/system.hpp"
@@ -42,8 +45,10 @@ struct DiscoveryQuery {
 
 class SystemRegistry {
  public:
-  // `schema` must be a JSON Schema document; compiled once (a bad one is a bug: start-up fails).
-  SystemRegistry(store::Store& store, core::SystemKind kind, std::string_view schema);
+  // `schema` must be a JSON Schema document; compiled once (a bad one is a bug: start-up fails). `outbound`
+  // decides which endpoint URLs may be registered.
+  SystemRegistry(store::Store& store, core::SystemKind kind, std::string_view schema,
+                 connect::OutboundGuard outbound);
 
   core::SystemKind kind() const { return kind_; }
   std::string_view schema_text() const { return schema_text_; }
@@ -51,7 +56,8 @@ class SystemRegistry {
   // Builds a record from a registration document. On create `current` is null: the id may be given
   // (validated) or is generated, and `owner` owns the record. On replace/patch `current` is the stored
   // record: id and the server-maintained members may be echoed unchanged, not changed. Errors:
-  // validation_failed with every bad field's JSON pointer.
+  // validation_failed with every bad field's JSON pointer (an endpoint URL the outbound guard refuses among
+  // them).
   core::Result<core::SystemRecord> from_document(const boost::json::value& document,
                                                  const core::SystemRecord* current,
                                                  const core::PrincipalId& owner) const;
@@ -70,6 +76,7 @@ class SystemRegistry {
   core::SystemKind kind_;
   std::string_view schema_text_;
   core::JsonSchema schema_;
+  connect::OutboundGuard outbound_;
 };
 
 }  // namespace twinbridge::registry

@@ -83,5 +83,21 @@ TEST(ConfigCommandTest, PrintsEverySettingWithItsSource) {
   EXPECT_NE(bad.err.find("limits.max_body_bytes"), std::string::npos) << bad.err;
 }
 
+TEST(ConfigCommandTest, TheOutboundAllowListIsCheckedAtStartUp) {
+  auto none = run("config");
+  EXPECT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_NE(none.out.find("outbound.allow = \"\""), std::string::npos) << none.out;
+  auto some = run("config --outbound-allow 'loopback, 10.20.0.0/16,health.internal'");
+  EXPECT_EQ(some.exit_code, 0) << some.err;
+  EXPECT_NE(some.out.find("outbound.allow = \"loopback, 10.20.0.0/16,health.internal\""), std::string::npos)
+      << some.out;
+  auto typo = run("config --outbound-allow 10.1.2.3/8");
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.err.find("outbound.allow"), std::string::npos) << typo.err;
+  EXPECT_NE(typo.err.find("'10.1.2.3/8' is not an address or a CIDR range with zero host bits"),
+            std::string::npos)
+      << typo.err;
+}
+
 }  // namespace
 }  // namespace twinbridge::testing

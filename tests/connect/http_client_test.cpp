@@ -1,12 +1,15 @@
 #include "connect/http_client.hpp"
 
 #include <gtest/gtest.h>
+#include <netdb.h>
+#include <unistd.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -23,6 +26,13 @@ using namespace std::chrono_literals;
 using testing::UpstreamReply;
 using testing::UpstreamRequest;
 using testing::UpstreamServer;
+
+// Test upstreams listen on loopback, which the outbound guard refuses unless the operator allows it.
+HttpClientOptions loopback_allowed() {
+  HttpClientOptions options;
+  options.outbound = OutboundGuard::from_allow_list("loopback").value();
+  return options;
+}
 
 class HttpClientTest : public ::testing::Test {
  protected:
@@ -41,7 +51,7 @@ class HttpClientTest : public ::testing::Test {
 
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
-  HttpClient client_{io_, HttpClientOptions{}};
+  HttpClient client_{io_, loopback_allowed()};
   std::thread thread_;
 };
 
@@ -135,6 +145,26 @@ TEST_F(HttpClientTest, UrlsThatCannotBeCalledAreBadRequests) {
   }
 }
 
+TEST_F(HttpClientTest, RedirectsAreNotFollowed) {
+  UpstreamServer elsewhere([](const UpstreamRequest&) { return UpstreamReply{}; });
+  UpstreamServer upstream([&](const UpstreamRequest&) {
+    return UpstreamReply{302, {{"Location", elsewhere.url("/secret")}}, ""};
+  });
+  auto r = call({"GET", upstream.url("/health"), {}, {}, 2s, 1024});
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status, 302);
+  EXPECT_EQ(r->header("location"), elsewhere.url("/secret"));
+  EXPECT_EQ(elsewhere.requests(), 0u);
+}
+
+TEST_F(HttpClientTest, ConnectsToLocalhostWhenLoopbackIsAllowed) {
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{200, {}, "ok"}; });
+  auto r = call({"GET", "http://localhost:" + std::to_string(upstream.port()) + "/health", {}, {}, 2s, 1024});
+  ASSERT_TRUE(r) << r.error().detail;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(upstream.requests(), 1u);
+}
+
 TEST_F(HttpClientTest, HttpsToAPlainHttpPeerFailsTheHandshake) {
   UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{}; });
   // The peer waits for an HTTP head that never comes; the handshake ends at the deadline.
@@ -213,14 +243,14 @@ core::Result<HttpResponse> call_with(const HttpClientOptions& options, const std
 TEST(HttpsTest, VerifiesThePeerAgainstTheConfiguredCa) {
   testing::TempDir dir;
   TlsUpstream upstream(dir.path(), "IP:127.0.0.1");
-  HttpClientOptions trusted;
+  auto trusted = loopback_allowed();
   trusted.ca_file = upstream.cert();
   auto ok = call_with(trusted, upstream.url("127.0.0.1"));
   ASSERT_TRUE(ok) << ok.error().detail;
   EXPECT_EQ(ok->status, 200);
   EXPECT_EQ(ok->body, R"({"status":"pass"})");
   // The system's trust store does not know the test CA.
-  auto untrusted = call_with(HttpClientOptions{}, upstream.url("127.0.0.1"));
+  auto untrusted = call_with(loopback_allowed(), upstream.url("127.0.0.1"));
   ASSERT_FALSE(untrusted);
   EXPECT_NE(untrusted.error().detail.find("TLS"), std::string::npos) << untrusted.error().detail;
   EXPECT_NE(untrusted.error().detail.find("while shaking hands (TLS)"), std::string::npos)
@@ -230,11 +260,93 @@ TEST(HttpsTest, VerifiesThePeerAgainstTheConfiguredCa) {
 TEST(HttpsTest, RefusesACertificateForAnotherHost) {
   testing::TempDir dir;
   TlsUpstream upstream(dir.path(), "DNS:elsewhere.example");
-  HttpClientOptions trusted;
+  auto trusted = loopback_allowed();
   trusted.ca_file = upstream.cert();
   auto r = call_with(trusted, upstream.url("127.0.0.1"));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().detail.find("while shaking hands (TLS)"), std::string::npos) << r.error().detail;
+}
+
+// A name that resolves to a refused address: this host's own name, which /etc/hosts maps to loopback on
+// Debian (127.0.1.1) and here, or to a private address in a container.
+std::optional<std::string> name_resolving_to_refused_address() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return std::nullopt;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(name, "80", &hints, &found) != 0) return std::nullopt;
+  bool refused = found != nullptr;
+  const OutboundGuard strict;
+  for (auto* a = found; a != nullptr; a = a->ai_next) {
+    std::optional<IpAddress> address;
+    if (a->ai_family == AF_INET) {
+      address = IpAddress::v4(ntohl(reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr.s_addr));
+    } else if (a->ai_family == AF_INET6) {
+      std::array<std::uint8_t, 16> bytes{};
+      std::memcpy(bytes.data(), &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, 16);
+      address = IpAddress::v6(bytes);
+    }
+    if (!address || strict.check_resolved(name, *address)) refused = false;
+  }
+  ::freeaddrinfo(found);
+  if (!refused || !OutboundGuard().check_url(std::string("http://") + name + "/")) return std::nullopt;
+  return std::string(name);
+}
+
+TEST(OutboundTest, ANameThatResolvesToARefusedAddressIsNotConnectedTo) {
+  const auto name = name_resolving_to_refused_address();
+  if (!name) GTEST_SKIP() << "this host's name does not resolve to loopback or a private address";
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{}; });
+  auto r =
+      call_with(HttpClientOptions{}, "http://" + *name + ":" + std::to_string(upstream.port()) + "/health");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, core::Errc::forbidden);
+  EXPECT_TRUE(r.error().detail.starts_with("refused by the outbound policy: '" + *name + "' resolves to "))
+      << r.error().detail;
+  EXPECT_EQ(upstream.requests(), 0u);
+}
+
+TEST(OutboundTest, LoopbackIsRefusedUnlessAllowed) {
+  UpstreamServer upstream([](const UpstreamRequest&) { return UpstreamReply{}; });
+  const auto port = std::to_string(upstream.port());
+  for (const auto& url : {"http://localhost:" + port + "/", "http://127.0.0.1:" + port + "/",
+                          "http://[::ffff:127.0.0.1]:" + port + "/", "http://2130706433:" + port + "/",
+                          "http://127.1:" + port + "/", "http://evil.example@127.0.0.1:" + port + "/"}) {
+    auto r = call_with(HttpClientOptions{}, url);
+    ASSERT_FALSE(r) << url;
+    EXPECT_NE(r.error().code, core::Errc::unavailable) << url << ": " << r.error().detail;
+  }
+  EXPECT_EQ(call_with(HttpClientOptions{}, "http://localhost:" + port + "/").error().detail,
+            "refused by the outbound policy: 'localhost' is a loopback name");
+  EXPECT_EQ(upstream.requests(), 0u);
+  auto allowed = call_with(loopback_allowed(), "http://localhost:" + port + "/");
+  ASSERT_TRUE(allowed) << allowed.error().detail;
+  EXPECT_EQ(upstream.requests(), 1u);
+}
+
+// A registry reader sees the probe's reason: for a refused destination it must not tell an open port from a
+// closed one.
+TEST(OutboundTest, ARefusedDestinationLooksTheSameOpenOrClosed) {
+  UpstreamServer open([](const UpstreamRequest&) { return UpstreamReply{}; });
+  UpstreamServer closed([](const UpstreamRequest&) { return UpstreamReply{}; });
+  closed.stop();
+  auto to_open =
+      call_with(HttpClientOptions{}, "http://127.0.0.1:" + std::to_string(open.port()) + "/health");
+  auto to_closed =
+      call_with(HttpClientOptions{}, "http://127.0.0.1:" + std::to_string(closed.port()) + "/health");
+  ASSERT_FALSE(to_open);
+  ASSERT_FALSE(to_closed);
+  EXPECT_EQ(to_open.error().detail, to_closed.error().detail);
+  EXPECT_EQ(to_open.error().detail,
+            "refused by the outbound policy: 127.0.0.1 is a loopback address (127.0.0.0/8)");
+  EXPECT_EQ(open.requests(), 0u);
+  // With loopback allowed, the difference is the caller's to see again.
+  EXPECT_TRUE(call_with(loopback_allowed(), "http://127.0.0.1:" + std::to_string(open.port()) + "/health"));
+  EXPECT_EQ(call_with(loopback_allowed(), "http://127.0.0.1:" + std::to_string(closed.port()) + "/health")
+                .error()
+                .detail,
+            "connection refused while connecting");
 }
 
 TEST(HttpsTest, AnUnreadableCaFileFailsAtStartUp) {

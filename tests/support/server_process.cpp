@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <random>
 #include <regex>
@@ -36,6 +37,10 @@ ServerProcess::ServerProcess(const std::filesystem::path& data_dir, std::vector<
                              std::map<std::string, std::string> env) {
   std::vector<std::string> args = {twinbridge_binary(), "serve",  "--listen",
                                    "127.0.0.1:0",       "--data", data_dir.string()};
+  // Test upstreams listen on loopback: allow it (and nothing else), unless the test chose its own list.
+  if (std::find(extra_args.begin(), extra_args.end(), "--outbound-allow") == extra_args.end()) {
+    args.insert(args.end(), {"--outbound-allow", "loopback"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

@@ -1,6 +1,8 @@
 #pragma once
 // Starts the real twinbridge executable (TWINBRIDGE_BIN, or the one this build made) as
-// `twinbridge serve --listen 127.0.0.1:0 --data <dir>` and learns its port from the "listening on" log line.
+// `twinbridge serve --listen 127.0.0.1:0 --data <dir> --outbound-allow loopback` (test upstreams listen on
+// loopback; a test that passes its own --outbound-allow replaces it, e.g. with "" for the default, nothing)
+// and learns its port from the "listening on" log line.
 // Its stderr is captured for assertions. The destructor kills a server that is still running.
 
 #include <sys/types.h>
