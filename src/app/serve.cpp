@@ -61,13 +61,23 @@ core::Result<void> bootstrap_operator(store::Store& store, const Config& config,
     out << issued.token << "\n";
     if (!out) return core::fail(core::Errc::unavailable, fmt::format("cannot write {}", path.string()));
   }
-  std::promise<core::Result<core::Principal>> done;
-  auto future = done.get_future();
-  store.create_principal(p, key, audit,
-                         [&done](core::Result<core::Principal> r) { done.set_value(std::move(r)); });
-  auto created = future.get();
+  auto create = [&] {
+    std::promise<core::Result<core::Principal>> done;
+    auto future = done.get_future();
+    store.create_principal(p, key, audit,
+                           [&done](core::Result<core::Principal> r) { done.set_value(std::move(r)); });
+    return future.get();
+  };
+  auto created = create();
+  if (!created && created.error().code == core::Errc::conflict) {
+    // "operator" was deleted once, and a deleted principal's id is never given again: take a fresh one.
+    p.id = core::PrincipalId("operator-" + core::random_hex(4));
+    key.principal = p.id;
+    audit.target_id = p.id.str();
+    created = create();
+  }
   if (!created) return std::unexpected(created.error());
-  spdlog::info("created the operator principal 'operator'; its API key is in {}", path.string());
+  spdlog::info("created the operator principal '{}'; its API key is in {}", p.id.str(), path.string());
   return {};
 }
 

@@ -265,6 +265,30 @@ TEST(ServerStartTest, FirstStartWithoutAdminTokenCreatesAnOperatorKey) {
   EXPECT_NE(server.log().find("operator.key"), std::string::npos);
 }
 
+TEST(ServerStartTest, AFirstStartAfterTheOperatorWasDeletedTakesAFreshId) {
+  TempDir dir;
+  {
+    // An operator with the admin token creates a principal "operator", then deletes it: no principal is left,
+    // and the id "operator" is never given again.
+    ServerProcess server(dir.path(), {}, {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+    ASSERT_EQ(call(server.port(), "POST", "/v1/principals", kAdmin,
+                   R"({"id":"operator","kind":"operator","name":"first operator","roles":["admin"]})")
+                  .status,
+              201);
+    ASSERT_EQ(call(server.port(), "DELETE", "/v1/principals/operator", kAdmin).status, 204);
+    ASSERT_EQ(server.stop(SIGTERM), 0);
+  }
+  ServerProcess server(dir.path());
+  std::ifstream in(dir.path() / "operator.key");
+  std::string key;
+  in >> key;
+  auto me = call(server.port(), "GET", "/v1/principals/me", key);
+  ASSERT_EQ(me.status, 200) << me.body << server.log();
+  const std::string id(me.json().at("id").as_string());
+  EXPECT_TRUE(id.starts_with("operator-")) << id;
+  EXPECT_EQ(me.json().at("kind"), "operator");
+}
+
 TEST(ServerStartTest, FlagsWinOverEnvironmentWhichWinsOverTheFile) {
   TempDir dir;
   const auto config = dir.path() / "twinbridge.toml";
