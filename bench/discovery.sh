@@ -25,20 +25,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh
-[ -x "$binary" ] || { cmake --preset release >/dev/null && cmake --build --preset release --target twinbridge; }
-
 source bench/lib.sh
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+ensure_built "$binary"
 start_nginx '[]'
-
-tb_port=$(free_port)
-token="bench-admin-token-$(date +%s%N)"
-TWINBRIDGE_ADMIN_TOKEN=$token "$binary" serve --listen "127.0.0.1:$tb_port" --data "$work/data" --access-log false \
-  --max-body-bytes 4194304 2> "$work/twinbridge.log" > /dev/null &
-tb_pid=$!
-pids+=($tb_pid)
-wait_http "http://127.0.0.1:$tb_port/healthz"
+start_twinbridge "$binary" --access-log false --max-body-bytes 4194304
 rss_before=$(rss_kib "$tb_pid")
 
 # Registration documents, one file per system.
@@ -81,20 +71,11 @@ done
 end=$(date +%s.%N)
 rss_after=$(rss_kib "$tb_pid")
 
-run() {
-  local name=$1 url=$2; shift 2
-  local out rps p50 p99
-  out=$(wrk -t1 -c"${CONNECTIONS:-4}" -d"${duration}s" --latency "$@" "$url")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
-  p50=$(awk '$1=="50%" {print $2}' <<< "$out")
-  p99=$(awk '$1=="99%" {print $2}' <<< "$out")
-  printf '%-58s %10s %10s %10s\n' "$name" "$rps" "$p50" "$p99"
-}
 echo "$total twins in $systems twin systems; wrk -t1 -c${CONNECTIONS:-4} -d${duration}s, $(nproc) cores"
 python3 -c "print(f'loading: {$total/($end-$start):,.0f} twins/s durable ({$systems} POSTs of {$per_system} TDs)')"
 td_bytes=$(awk '{s += $1; n++} END {printf "%.0f", s / n}' "$work/td_bytes")
 python3 -c "print(f'memory: RSS {$rss_before} KiB -> {$rss_after} KiB, {($rss_after-$rss_before)*1024/$total:,.0f} bytes per twin (TDs of {$td_bytes} bytes as registered)')"
-printf '%-58s %10s %10s %10s\n' "target" "req/s" "p50" "p99"
+printf '%-62s %10s %10s %10s\n' "target" "req/s" "p50" "p99"
 run "nginx return 200 (floor)" "http://127.0.0.1:$nginx_port/"
 run "indexed equality: /v1/twins?system=plant-042&limit=100" \
   "http://127.0.0.1:$tb_port/v1/twins?system=plant-042&limit=100" -H "Authorization: Bearer $token"

@@ -1,5 +1,12 @@
-# Shared by the benchmark scripts (sourced, not run): a scratch folder cleaned on exit, free loopback ports,
-# readiness polling, and the nginx `return 200` floor every benchmark measures beside twinbridge.
+# Shared by the benchmark scripts (sourced, not run): the dependencies and the binary, a scratch folder cleaned
+# on exit, free loopback ports, readiness polling, the nginx `return 200` floor every benchmark measures beside
+# twinbridge, twinbridge itself, and wrk runs printed as one line each.
+
+# ensure_built BINARY: installs wrk and nginx when missing and builds BINARY when it is not there.
+ensure_built() {
+  command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh
+  [ -x "$1" ] || { cmake --preset release >/dev/null && cmake --build --preset release --target twinbridge; }
+}
 
 work=$(mktemp -d)
 pids=()
@@ -29,4 +36,33 @@ CONF
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
   pids+=($!)
   wait_http "http://127.0.0.1:$nginx_port/"
+}
+
+# start_twinbridge BINARY [ARGS...]: `twinbridge serve` on a free port with a fresh data directory and an admin
+# token; sets tb_port, token and tb_pid.
+start_twinbridge() {
+  local binary=$1
+  shift
+  tb_port=$(free_port)
+  token="bench-admin-token-$(date +%s%N)"
+  TWINBRIDGE_ADMIN_TOKEN=$token "$binary" serve "$@" --listen "127.0.0.1:$tb_port" --data "$work/data" \
+    2> "$work/twinbridge.log" > /dev/null &
+  tb_pid=$!
+  pids+=($tb_pid)
+  wait_http "http://127.0.0.1:$tb_port/healthz"
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# run NAME URL [WRK ARGS...]: one wrk run (CONNECTIONS connections, `duration` seconds), printed as
+# NAME req/s p50 p99.
+run() {
+  local name=$1 url=$2
+  shift 2
+  local out rps p50 p99
+  out=$(wrk -t1 -c"${CONNECTIONS:-4}" -d"${duration}s" --latency "$@" "$url")
+  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+  p50=$(awk '$1=="50%" {print $2}' <<< "$out")
+  p99=$(awk '$1=="99%" {print $2}' <<< "$out")
+  printf '%-62s %10s %10s %10s\n' "$name" "$rps" "$p50" "$p99"
 }

@@ -24,20 +24,10 @@ while [ $# -gt 0 ]; do
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-command -v wrk >/dev/null && command -v nginx >/dev/null || bash scripts/install-deps.sh
-[ -x "$binary" ] || { cmake --preset release >/dev/null && cmake --build --preset release --target twinbridge; }
-
 source bench/lib.sh
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+ensure_built "$binary"
 start_nginx '[]'
-
-tb_port=$(free_port)
-token="bench-admin-token-$(date +%s%N)"
-TWINBRIDGE_ADMIN_TOKEN=$token "$binary" serve --listen "127.0.0.1:$tb_port" --data "$work/data" --access-log false \
-  --max-body-bytes 4194304 2> "$work/twinbridge.log" > /dev/null &
-tb_pid=$!
-pids+=($tb_pid)
-wait_http "http://127.0.0.1:$tb_port/healthz"
+start_twinbridge "$binary" --access-log false --max-body-bytes 4194304
 
 python3 - "$work" "$systems" "$per_system" <<'PY'
 import json, sys
@@ -85,15 +75,6 @@ with open(sys.argv[1], "w") as f:
     f.write("request = function()\n  i = i % #paths + 1\n  return wrk.format('GET', paths[i])\nend\n")
 PY
 
-run() {
-  local name=$1 url=$2; shift 2
-  local out rps p50 p99
-  out=$(wrk -t1 -c"${CONNECTIONS:-4}" -d"${duration}s" --latency "$@" "$url")
-  rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
-  p50=$(awk '$1=="50%" {print $2}' <<< "$out")
-  p99=$(awk '$1=="99%" {print $2}' <<< "$out")
-  printf '%-62s %10s %10s %10s\n' "$name" "$rps" "$p50" "$p99"
-}
 indexed="http://127.0.0.1:$tb_port/v1/twins?system=plant-003&limit=100"
 filtered="http://127.0.0.1:$tb_port/v1/twins?system=plant-004&filter=%24%5B%3F%40.title%20%3D%3D%20%27Sensor%204321%27%5D"
 total=$((systems * per_system))
