@@ -21,18 +21,6 @@
 namespace twinbridge::testing {
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
-
-boost::json::object sensor(const std::string& title) {
-  return {{"@context", "https://www.w3.org/2022/wot/td/v1.1"},
-          {"title", title},
-          {"securityDefinitions", {{"nosec_sc", {{"scheme", "nosec"}}}}},
-          {"security", "nosec_sc"},
-          {"properties",
-           {{"temperature",
-             {{"type", "number"}, {"forms", boost::json::array{{{"href", "https://sensors.example/t"}}}}}}}}};
-}
-
 // The body as a strict client reads it: well-formed UTF-8 (checked byte by byte) and JSON (Boost.JSON
 // refuses ill-formed UTF-8 too).
 boost::json::value strict_json(const HttpResponse& r) {

@@ -15,7 +15,6 @@
 namespace twinbridge::testing {
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
 const std::vector<std::pair<std::string, std::string>> kMerge = {
     {"Content-Type", "application/merge-patch+json"}};
 

@@ -21,8 +21,6 @@
 namespace twinbridge::testing {
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
-
 std::string td(const std::string& title, std::size_t description_bytes = 16) {
   boost::json::object t{
       {"@context", "https://www.w3.org/2022/wot/td/v1.1"},

@@ -17,18 +17,6 @@
 namespace twinbridge::testing {
 namespace {
 
-const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
-
-boost::json::object sensor(const std::string& title) {
-  return {{"@context", "https://www.w3.org/2022/wot/td/v1.1"},
-          {"title", title},
-          {"securityDefinitions", {{"nosec_sc", {{"scheme", "nosec"}}}}},
-          {"security", "nosec_sc"},
-          {"properties",
-           {{"temperature",
-             {{"type", "number"}, {"forms", boost::json::array{{{"href", "https://sensors.example/t"}}}}}}}}};
-}
-
 class ThingsTest : public SharedServerTest {};
 
 TEST_F(ThingsTest, AnonymousRegistrationGetsAnIdAndALocation) {

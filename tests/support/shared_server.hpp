@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json/object.hpp>
+
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/http_client.hpp"
 #include "support/server_process.hpp"
@@ -13,6 +17,20 @@
 namespace twinbridge::testing {
 
 inline const std::string kAdmin = "test-admin-token-0123456789";
+
+// The Content-Type of a W3C WoT Thing Description.
+inline const std::vector<std::pair<std::string, std::string>> kTd = {{"Content-Type", "application/td+json"}};
+
+// A small valid TD (one number property with an HTTP form) titled `title`, without an id.
+inline boost::json::object sensor(const std::string& title) {
+  return {{"@context", "https://www.w3.org/2022/wot/td/v1.1"},
+          {"title", title},
+          {"securityDefinitions", {{"nosec_sc", {{"scheme", "nosec"}}}}},
+          {"security", "nosec_sc"},
+          {"properties",
+           {{"temperature",
+             {{"type", "number"}, {"forms", boost::json::array{{{"href", "https://sensors.example/t"}}}}}}}}};
+}
 
 class SharedServerTest : public ::testing::Test {
  protected:
