@@ -276,9 +276,6 @@ TEST(ValidationResultTest, SeveralErrorsAreCountedAndAllListed) {
   EXPECT_EQ(fields_of(result.error().fields), (Fields{{"/a", "one"}, {"/b", "two"}, {"/c", "three"}}));
 }
 
-}  // namespace
-}  // namespace twinbridge::core
-
 TEST(ParseJsonTest, ReadsADocumentWithinTheDepthLimit) {
   const auto doc = parse_json(R"({"a": [1, 2.5, "x", null, {"b": true}]})", 3);
   ASSERT_TRUE(doc) << doc.error().detail;
@@ -305,3 +302,6 @@ TEST(ParseJsonTest, RefusesNumbersBeyondTheRangeOfADoubleWithTheirPointer) {
   }
   EXPECT_TRUE(parse_json("[1e308, -1.7976931348623157e308, 1e-400]", 64));
 }
+
+}  // namespace
+}  // namespace twinbridge::core
