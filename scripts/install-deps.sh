@@ -10,6 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libutf8proc-dev
   curl python3 openssl ca-certificates nginx-light wrk procps
+  clang-14 libclang-rt-14-dev
 )
 
 missing=()

@@ -423,26 +423,37 @@ ConfigLoader::ConfigLoader(CLI::App& app) {
 }
 
 Result<Config> ConfigLoader::load() {
-  std::map<std::string, std::string> file_values;
   std::string file = config_file_;
   if (file.empty()) {
     if (const char* e = std::getenv("TWINBRIDGE_CONFIG")) file = e;
   }
-  if (!file.empty()) {
-    try {
-      const auto parsed = toml::parse_file(file);
-      if (auto ok = flatten(parsed, "", file_values); !ok) {
-        return core::fail(Errc::validation_failed, fmt::format("{}: {}", file, ok.error().detail));
-      }
-    } catch (const toml::parse_error& e) {
-      return core::fail(Errc::validation_failed, fmt::format("{}:{}:{}: {}", file, e.source().begin.line,
-                                                             e.source().begin.column, e.description()));
+  if (file.empty()) return resolve({}, file);
+  auto text = read_file(file);
+  if (!text) return std::unexpected(text.error());
+  return load_text(*text, file);
+}
+
+Result<Config> ConfigLoader::load_text(std::string_view toml_text, const std::string& file) {
+  std::map<std::string, std::string> file_values;
+  try {
+    const auto parsed = toml::parse(toml_text, file);
+    if (auto ok = flatten(parsed, "", file_values); !ok) {
+      return core::fail(Errc::validation_failed, fmt::format("{}: {}", file, ok.error().detail));
     }
+  } catch (const toml::parse_error& e) {
+    return core::fail(Errc::validation_failed, fmt::format("{}:{}:{}: {}", file, e.source().begin.line,
+                                                           e.source().begin.column, e.description()));
   }
+  return resolve(file_values, file);
+}
+
+Result<Config> ConfigLoader::resolve(const std::map<std::string, std::string>& file_values,
+                                     const std::string& file) {
   Config config;
   effective_.clear();
   const auto settings = table();
-  for (const auto& [key, value] : file_values) {
+  for (const auto& entry : file_values) {
+    const std::string& key = entry.first;  // not a structured binding: clang 14 cannot capture one
     const bool known =
         std::any_of(settings.begin(), settings.end(), [&](const Setting& s) { return s.info.key == key; });
     if (!known)

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "connect/outbound_guard.hpp"
@@ -62,12 +63,18 @@ class ConfigLoader {
   explicit ConfigLoader(CLI::App& app);
   // Resolves every setting from flags, environment and the TOML file. Errors name the source and the setting.
   core::Result<Config> load();
+  // The same with the configuration file's content given as text (`file` names it in errors), as if --config
+  // named a file holding it.
+  core::Result<Config> load_text(std::string_view toml_text, const std::string& file);
   // key → (effective value, source) of the last load(), secrets redacted.
   const std::vector<std::pair<SettingInfo, std::pair<std::string, std::string>>>& effective() const {
     return effective_;
   }
 
  private:
+  core::Result<Config> resolve(const std::map<std::string, std::string>& file_values,
+                               const std::string& file);
+
   std::map<std::string, std::string> flags_;
   std::string config_file_;
   std::vector<std::pair<SettingInfo, std::pair<std::string, std::string>>> effective_;

@@ -1,11 +1,59 @@
 #include "core/json_reader.hpp"
 
 #include <fmt/format.h>
+#include <boost/json/parser.hpp>
 
 #include <algorithm>
 #include <cmath>
 
 namespace twinbridge::core {
+
+namespace {
+
+// Boost.JSON reads a number beyond the range of a double (1e400) as an infinity, which it would then write as
+// `Infinity`: not JSON. Finds the first such number and its pointer.
+bool find_infinity(const boost::json::value& v, std::string& pointer) {
+  if (v.is_double()) return !std::isfinite(v.get_double());
+  if (const auto* object = v.if_object()) {
+    for (const auto& member : *object) {
+      if (find_infinity(member.value(), pointer)) {
+        pointer.insert(0, pointer_append("", member.key()));
+        return true;
+      }
+    }
+  } else if (const auto* array = v.if_array()) {
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      if (find_infinity((*array)[i], pointer)) {
+        pointer.insert(0, "/" + std::to_string(i));
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<boost::json::value> parse_json(std::string_view text, std::size_t max_depth) {
+  boost::json::parse_options options;
+  options.max_depth = max_depth;
+  boost::json::parser parser({}, options);
+  boost::system::error_code ec;
+  const auto consumed = parser.write(text.data(), text.size(), ec);
+  if (ec) {
+    const std::string what = ec == boost::json::error::too_deep
+                                 ? fmt::format("nesting is deeper than {} levels", max_depth)
+                                 : ec.message();
+    return fail_at(Errc::bad_request, "", fmt::format("{} at byte offset {}", what, consumed));
+  }
+  auto value = parser.release();
+  if (std::string pointer; find_infinity(value, pointer)) {
+    return fail_at(
+        Errc::bad_request, pointer,
+        fmt::format("the number at '{}' is out of range (beyond +-1.7976931348623157e308)", pointer));
+  }
+  return value;
+}
 
 std::string pointer_append(std::string_view pointer, std::string_view token) {
   std::string out(pointer);

@@ -16,6 +16,13 @@
 
 namespace twinbridge::core {
 
+// Parses untrusted JSON text such as a request body: RFC 8259 only (no comments, no trailing commas, valid
+// UTF-8), nested at most `max_depth` arrays or objects deep, no number beyond the range of a double (it would
+// become an infinity, which JSON cannot write back). Errors: Errc::bad_request with a detail saying what is
+// wrong and where, e.g. "nesting is deeper than 64 levels at byte offset 130", and one FieldError at "" (at
+// the number's pointer for a number out of range).
+Result<boost::json::value> parse_json(std::string_view text, std::size_t max_depth);
+
 // Appends one reference token to a JSON pointer, escaping '~' and '/' (RFC 6901).
 std::string pointer_append(std::string_view pointer, std::string_view token);
 

@@ -82,6 +82,10 @@ Timestamp from_unix_micros(std::int64_t us) {
   return Timestamp{microseconds{us}};
 }
 
+std::chrono::steady_clock::time_point Clock::monotonic() const {
+  return std::chrono::steady_clock::now();
+}
+
 Timestamp SystemClock::now() const {
   return std::chrono::time_point_cast<microseconds>(std::chrono::system_clock::now());
 }

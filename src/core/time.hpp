@@ -21,7 +21,11 @@ Timestamp from_unix_micros(std::int64_t us);
 class Clock {
  public:
   virtual ~Clock() = default;
+  // The time of day (UTC): for what is recorded, and for comparing with dates (expiry, TTLs in records).
   virtual Timestamp now() const = 0;
+  // A reading that only moves forward, for measuring intervals (rate limits): setting the time of day does
+  // not move it. Defaults to std::chrono::steady_clock.
+  virtual std::chrono::steady_clock::time_point monotonic() const;
 };
 
 class SystemClock final : public Clock {

@@ -30,7 +30,7 @@ Authenticator::Authenticator(store::Store& store, AuthSettings settings, const c
 }
 
 core::Result<Caller> Authenticator::authenticate(std::string_view authorization, std::string_view client) {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock_.monotonic();
   if (throttled(client, now)) {
     core::Error e(Errc::rate_limited,
                   "too many failed authentication attempts from this address; retry later");

@@ -30,6 +30,7 @@ struct AuthSettings {
 
 class Authenticator {
  public:
+  // `clock` gives the time for expiry checks and the monotonic time for throttling.
   Authenticator(store::Store& store, AuthSettings settings, const core::Clock& clock);
 
   // `authorization` is the Authorization header value; `client` the remote address (for throttling).

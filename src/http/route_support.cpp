@@ -1,10 +1,10 @@
 #include <fmt/format.h>
-#include <boost/json/parser.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/serializer.hpp>
 
 #include <charconv>
 
+#include "core/json_reader.hpp"
 #include "core/text.hpp"
 #include "http/routes.hpp"
 
@@ -55,19 +55,14 @@ core::Result<boost::json::value> json_body(const Request& request, const ApiServ
         fmt::format("the body must be {}; got '{}'", media_type,
                     request.content_type.empty() ? "no Content-Type" : request.content_type));
   }
-  boost::json::parse_options options;
-  options.max_depth = services.settings.max_json_depth;
-  boost::json::parser parser({}, options);
-  boost::system::error_code ec;
-  const auto consumed = parser.write(request.body, ec);
-  if (ec) {
-    std::string what = ec == boost::json::error::too_deep
-                           ? fmt::format("nesting is deeper than {} levels", services.settings.max_json_depth)
-                           : ec.message();
-    return core::fail_at(Errc::bad_request, "",
-                         fmt::format("the body is not valid JSON: {} at byte offset {}", what, consumed));
+  auto body = core::parse_json(request.body, services.settings.max_json_depth);
+  if (!body) {
+    core::Error e = std::move(body.error());
+    e.detail = "the body is not valid JSON: " + e.detail;
+    for (auto& field : e.fields) field.detail = e.detail;
+    return std::unexpected(std::move(e));
   }
-  return parser.release();
+  return body;
 }
 
 core::Result<boost::json::value> td_body(const Request& request, const ApiServices& services) {

@@ -276,5 +276,32 @@ TEST(ValidationResultTest, SeveralErrorsAreCountedAndAllListed) {
   EXPECT_EQ(fields_of(result.error().fields), (Fields{{"/a", "one"}, {"/b", "two"}, {"/c", "three"}}));
 }
 
+TEST(ParseJsonTest, ReadsADocumentWithinTheDepthLimit) {
+  const auto doc = parse_json(R"({"a": [1, 2.5, "x", null, {"b": true}]})", 3);
+  ASSERT_TRUE(doc) << doc.error().detail;
+  EXPECT_EQ(doc->at("a").at(1), 2.5);
+}
+
+TEST(ParseJsonTest, RefusesNestingDeeperThanTheLimitWithTheOffset) {
+  const auto doc = parse_json("[[[1]]]", 2);
+  ASSERT_FALSE(doc);
+  EXPECT_EQ(doc.error().code, Errc::bad_request);
+  EXPECT_EQ(doc.error().detail, "nesting is deeper than 2 levels at byte offset 2");
+}
+
+// Found by fuzz/json_body.cpp: Boost.JSON reads 1e400 as an infinity and writes it back as `Infinity`, so a
+// stored document would no longer be JSON (for every reader, and when the store reads it back).
+TEST(ParseJsonTest, RefusesNumbersBeyondTheRangeOfADoubleWithTheirPointer) {
+  for (const auto* text : {R"({"a": {"b~/c": [0, 1e400]}})", R"({"a": {"b~/c": [0, -1e3082]}})"}) {
+    const auto doc = parse_json(text, 64);
+    ASSERT_FALSE(doc) << text;
+    EXPECT_EQ(doc.error().code, Errc::bad_request);
+    ASSERT_EQ(doc.error().fields.size(), 1u);
+    EXPECT_EQ(doc.error().fields.front().pointer, "/a/b~0~1c/1");
+    EXPECT_NE(doc.error().detail.find("out of range"), std::string::npos) << doc.error().detail;
+  }
+  EXPECT_TRUE(parse_json("[1e308, -1.7976931348623157e308, 1e-400]", 64));
+}
+
 }  // namespace
 }  // namespace twinbridge::core

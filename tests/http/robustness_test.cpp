@@ -118,6 +118,13 @@ TEST_F(RobustnessTest, InvalidUtf8Is400) {
   EXPECT_EQ(overlong.status, 400);
 }
 
+// Found by fuzz/json_body.cpp: 1e400 used to be stored as an infinity and served as `Infinity` (not JSON).
+TEST_F(RobustnessTest, ANumberBeyondTheRangeOfADoubleIs400WithItsPointer) {
+  auto r = post(R"({"kind":"twin-system","name":"x","properties":{"size":[1,1e400]}})");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json().at("errors").at(0).at("pointer"), "/properties/size/1");
+}
+
 TEST_F(RobustnessTest, NulInAnIdIs422WithItsPointer) {
   auto r = post(R"({"id":"bad\u0000id","kind":"twin-system","name":"x"})");
   ASSERT_EQ(r.status, 422);

@@ -1,0 +1,88 @@
+// RFC 9535 JSONPath through the public query::JsonPath API, as discovery filters and /search/jsonpath use it:
+// parse the input as a query, then evaluate it on one small fixed document (every JSON type, nesting, names
+// that need escaping, non-ASCII text).
+//
+// Checks: a refused query is a bad_request naming the byte offset; select(), select_nodes() and matches()
+// agree with each other and with a reused Matcher; every normalized path of a selected node is itself a valid
+// query that selects exactly that node (RFC 9535 section 2.7).
+//
+// Evaluation is in evaluate() alone, so that a limit or budget on evaluation is added in one place.
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <algorithm>
+#include <vector>
+
+#include "fuzz.hpp"
+#include "query/jsonpath.hpp"
+
+namespace {
+
+using namespace twinbridge;
+
+constexpr std::size_t kMaxPathsChecked = 64;
+
+const boost::json::value& document() {
+  static const boost::json::value doc = boost::json::parse(R"({
+    "store": {
+      "book": [
+        {"category": "reference", "author": "Nigel Rees", "title": "Sayings of the Century", "price": 8.95},
+        {"category": "fiction", "author": "Evelyn Waugh", "title": "Sword of Honour", "price": 12.99,
+         "isbn": "0-553-21311-3"}
+      ],
+      "bicycle": {"color": "red", "price": 399}
+    },
+    "a": [1, 2.5, -3, 1e300, null, true, false, "x", "caf\u00e9 \u2603 \ud834\udd1e", [], {}, [[0, [1]]],
+          {"k": {"k": {"k": 1}}}],
+    "o": {"": 0, "'": 1, "\"": 2, "\\": 3, "~/": 4, "\u0000": 5, "\u001f\u007f": 6, "A": "a", "b": "B"}
+  })");
+  return doc;
+}
+
+struct Evaluation {
+  std::vector<const boost::json::value*> values;
+  std::vector<query::Node> nodes;
+  bool matches = false;
+  bool matcher = false;
+};
+
+Evaluation evaluate(const query::JsonPath& path, const boost::json::value& doc) {
+  Evaluation e;
+  e.values = path.select(doc);
+  e.nodes = path.select_nodes(doc);
+  e.matches = path.matches(doc);
+  query::JsonPath::Matcher matcher(path);
+  e.matcher = matcher(doc) && matcher(doc);
+  return e;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const auto text = fuzz::as_text(data, size);
+  auto path = query::JsonPath::parse(text);
+  if (!path) {
+    TB_FUZZ_CHECK(path.error().code == core::Errc::bad_request);
+    TB_FUZZ_CHECK(path.error().detail.starts_with("invalid JSONPath at offset "));
+    return 0;
+  }
+  TB_FUZZ_CHECK(path->text() == text);
+  const auto& doc = document();
+  const Evaluation e = evaluate(*path, doc);
+  TB_FUZZ_CHECK(e.values.size() == e.nodes.size());
+  for (std::size_t i = 0; i < e.values.size(); ++i) TB_FUZZ_CHECK(e.values[i] == e.nodes[i].value);
+  TB_FUZZ_CHECK(e.matches == !e.values.empty());
+  TB_FUZZ_CHECK(e.matcher == e.matches);
+
+  for (std::size_t i = 0; i < std::min(e.nodes.size(), kMaxPathsChecked); ++i) {
+    const auto& node = e.nodes[i];
+    auto normalized = query::JsonPath::parse(node.path);
+    TB_FUZZ_CHECK(normalized.has_value());
+    const auto selected = normalized->select_nodes(doc);
+    TB_FUZZ_CHECK(selected.size() == 1);
+    TB_FUZZ_CHECK(selected.front().value == node.value);
+    TB_FUZZ_CHECK(selected.front().path == node.path);
+  }
+  return 0;
+}
