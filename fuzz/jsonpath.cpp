@@ -6,12 +6,13 @@
 // agree with each other and with a reused Matcher; every normalized path of a selected node is itself a valid
 // query that selects exactly that node (RFC 9535 section 2.7).
 //
-// Evaluation is in evaluate() alone, so that a limit or budget on evaluation is added in one place.
+// Evaluation is in evaluate() alone, under a query budget as in the server.
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "fuzz.hpp"
@@ -45,15 +46,38 @@ struct Evaluation {
   std::vector<query::Node> nodes;
   bool matches = false;
   bool matcher = false;
+  bool complete = true;  // no budget ran out: the results may be compared
 };
+
+// Each evaluation runs under a budget, as the server's do: an expensive query is stopped, and its stop must
+// be a well-formed problem naming the parameter.
+query::QueryLimits fuzz_limits() {
+  query::QueryLimits limits;
+  limits.max_nodes_visited = 200'000;
+  limits.max_nodes_selected = 20'000;
+  limits.max_regex_steps = 2'000'000;
+  limits.max_time = std::chrono::milliseconds(2'000);
+  return limits;
+}
 
 Evaluation evaluate(const query::JsonPath& path, const boost::json::value& doc) {
   Evaluation e;
-  e.values = path.select(doc);
-  e.nodes = path.select_nodes(doc);
-  e.matches = path.matches(doc);
-  query::JsonPath::Matcher matcher(path);
+  query::QueryBudget values(fuzz_limits()), nodes(fuzz_limits()), matches(fuzz_limits()),
+      matched(fuzz_limits());
+  e.values = path.select(doc, values);
+  e.nodes = path.select_nodes(doc, nodes);
+  e.matches = path.matches(doc, matches);
+  query::JsonPath::Matcher matcher(path, &matched);
   e.matcher = matcher(doc) && matcher(doc);
+  for (const auto* budget : {&values, &nodes, &matches, &matched}) {
+    if (budget->ok()) continue;
+    e.complete = false;
+    const auto error = budget->error("query");
+    TB_FUZZ_CHECK(budget->exhausted() == query::BudgetLimit::cancelled ||
+                  error.code == core::Errc::too_costly);
+    TB_FUZZ_CHECK(budget->exhausted() == query::BudgetLimit::cancelled ||
+                  error.fields.at(0).pointer == "query");
+  }
   return e;
 }
 
@@ -70,6 +94,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   TB_FUZZ_CHECK(path->text() == text);
   const auto& doc = document();
   const Evaluation e = evaluate(*path, doc);
+  if (!e.complete) return 0;
   TB_FUZZ_CHECK(e.values.size() == e.nodes.size());
   for (std::size_t i = 0; i < e.values.size(); ++i) TB_FUZZ_CHECK(e.values[i] == e.nodes[i].value);
   TB_FUZZ_CHECK(e.matches == !e.values.empty());

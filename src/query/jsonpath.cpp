@@ -36,7 +36,12 @@ std::vector<const boost::json::value*> JsonPath::select(const boost::json::value
 }
 
 std::vector<Node> JsonPath::select_nodes(const boost::json::value& root) const {
-  Evaluator evaluator(root);
+  auto budget = QueryBudget::unlimited();
+  return select_nodes(root, budget);
+}
+
+std::vector<Node> JsonPath::select_nodes(const boost::json::value& root, QueryBudget& budget) const {
+  Evaluator evaluator(root, &budget);
   std::vector<NodeRef> nodes;
   evaluator.select(*query_, evaluator.root(true), std::numeric_limits<std::size_t>::max(), nodes);
   std::vector<Node> result;

@@ -52,6 +52,7 @@ class JsonPath {
 
   // The same nodelist with the normalized path of each node.
   std::vector<Node> select_nodes(const boost::json::value& root) const;
+  std::vector<Node> select_nodes(const boost::json::value& root, QueryBudget& budget) const;
 
   // Whether the query selects at least one node; stops at the first one found.
   bool matches(const boost::json::value& root) const;
