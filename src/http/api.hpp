@@ -38,7 +38,7 @@ struct ApiSettings {
   query::QueryLimits query_limits;
   std::size_t query_workers = 0;        // 0: one per core
   std::size_t max_queued_queries = 16;  // per principal, waiting for a worker
-  connect::OutboundGuard outbound;  // which endpoint URLs registrations may declare (outbound.allow)
+  connect::OutboundGuard outbound;      // which endpoint URLs registrations may declare (outbound.allow)
 };
 
 // What route handlers may use. Owned by Api; handlers get it by reference at registration.
