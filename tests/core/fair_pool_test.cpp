@@ -57,8 +57,8 @@ bool eventually(F condition) {
 }
 
 TEST(FairPool, OneKeyNeverHoldsEveryWorker) {
-  FairPool pool({.threads = 2, .max_running_per_key = 0, .max_queued_per_key = 16});
   Gate gate;
+  FairPool pool({.threads = 2, .max_running_per_key = 0, .max_queued_per_key = 16});
   std::atomic<int> greedy_started{0};
   for (int i = 0; i < 8; ++i) {
     ASSERT_TRUE(pool.post("greedy", [&](JobFate fate) {
@@ -78,8 +78,8 @@ TEST(FairPool, OneKeyNeverHoldsEveryWorker) {
 }
 
 TEST(FairPool, KeysTakeTurns) {
-  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 16});
   Gate gate;
+  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 16});
   ASSERT_TRUE(pool.post("a", [&](JobFate) { gate.wait(); }));
   ASSERT_TRUE(gate.waiting(1));
   std::mutex mutex;
@@ -102,8 +102,8 @@ TEST(FairPool, KeysTakeTurns) {
 }
 
 TEST(FairPool, AFullQueueRefusesTheNextJobOfThatKeyOnly) {
-  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 2});
   Gate gate;
+  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 2});
   ASSERT_TRUE(pool.post("a", [&](JobFate) { gate.wait(); }));
   ASSERT_TRUE(gate.waiting(1));
   ASSERT_TRUE(pool.post("a", [](JobFate) {}));
@@ -118,8 +118,8 @@ TEST(FairPool, AFullQueueRefusesTheNextJobOfThatKeyOnly) {
 }
 
 TEST(FairPool, StopCallsQueuedJobsWithStoppedAndRefusesNewOnes) {
-  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 4});
   Gate gate;
+  FairPool pool({.threads = 1, .max_running_per_key = 1, .max_queued_per_key = 4});
   ASSERT_TRUE(pool.post("a", [&](JobFate) { gate.wait(); }));
   ASSERT_TRUE(gate.waiting(1));
   std::atomic<int> stopped{0};
