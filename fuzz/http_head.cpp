@@ -18,6 +18,7 @@
 
 #include <charconv>
 #include <string>
+#include <string_view>
 
 #include "fuzz.hpp"
 #include "http/router.hpp"
@@ -87,10 +88,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   TB_FUZZ_CHECK(msg.body().size() <= limits.max_body_bytes);
   const auto length = msg[bhttp::field::content_length];
   if (!length.empty() && !msg.chunked()) {
-    std::size_t declared = 0;
-    const auto [end, err] = std::from_chars(length.data(), length.data() + length.size(), declared);
-    TB_FUZZ_CHECK(err == std::errc() && end == length.data() + length.size());
-    TB_FUZZ_CHECK(declared == msg.body().size());
+    // RFC 9110 8.6 lets a recipient accept a list of identical values ("0, 00"), as Beast does: each one must
+    // be the body's length.
+    std::string_view rest(length.data(), length.size());
+    while (!rest.empty()) {
+      const auto comma = rest.find(',');
+      auto item = rest.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      std::size_t declared = 0;
+      const auto [end, err] = std::from_chars(item.data(), item.data() + item.size(), declared);
+      TB_FUZZ_CHECK(err == std::errc() && end == item.data() + item.size());
+      TB_FUZZ_CHECK(declared == msg.body().size());
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
   }
   return 0;
 }
