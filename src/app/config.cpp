@@ -236,6 +236,14 @@ std::vector<Setting> table() {
         c.store_max_batch = *n;
         return Result<void>();
       });
+  add("store.keep_changes", "--store-keep-changes", "1000000",
+      "newest changes the change feed keeps (Last-Event-ID and stream resume reach back this far)",
+      [](Config& c, const std::string& v) {
+        auto n = number<std::int64_t>(v, 1, 1'000'000'000);
+        if (!n) return Result<void>(std::unexpected(n.error()));
+        c.store_keep_changes = *n;
+        return Result<void>();
+      });
   add("auth.jwt.keys", "--jwt-key", "",
       "JWT verification keys, comma-separated ALG:KID:PATH (RS256/ES256: PEM public key file; HS256: file "
       "with "

@@ -39,6 +39,7 @@ struct Config {
   std::string admin_token;
   std::string store_synchronous = "FULL";
   std::size_t store_max_batch = 1024;
+  std::int64_t store_keep_changes = 1'000'000;
   std::vector<core::JwtKey> jwt_keys;
   core::JwtPolicy jwt_policy;
   double auth_failure_burst = 50;

@@ -19,6 +19,7 @@
 #include "core/credentials.hpp"
 #include "http/server.hpp"
 #include "store/cached_store.hpp"
+#include "store/change_feed.hpp"
 #include "store/sqlite_store.hpp"
 
 namespace twinbridge::app {
@@ -110,6 +111,7 @@ int run_serve(ConfigLoader& loader) {
   store_options.path = config.data_dir / "twinbridge.db";
   store_options.synchronous = config.store_synchronous;
   store_options.max_batch = config.store_max_batch;
+  store_options.keep_changes = config.store_keep_changes;
   auto sqlite = store::SqliteStore::open(store_options, &metrics);
   if (!sqlite) {
     spdlog::critical("store: {} ({})", sqlite.error().detail, sqlite.error().log_detail);
@@ -119,9 +121,17 @@ int run_serve(ConfigLoader& loader) {
   // Reads on every request's path (credentials, principals) are served from memory; see
   // store/cached_store.hpp.
   std::unique_ptr<store::Store> store = std::make_unique<store::CachedStore>(std::move(*sqlite));
-  // Discovery reads every twin from memory; the index follows each committed write (dtif/twin_index.hpp).
+  // Every committed change leaves through one feed, in order (store/change_feed.hpp).
+  store::ChangeFeed feed(*store);
+  store->set_change_listener(&feed);
+  if (auto feed_ok = feed.load(); !feed_ok) {
+    spdlog::critical("loading the change feed: {} {}", feed_ok.error().detail, feed_ok.error().log_detail);
+    spdlog::shutdown();
+    return 1;
+  }
+  // Discovery reads every twin from memory; the index follows the feed (dtif/twin_index.hpp).
   dtif::TwinIndex twin_index;
-  store->set_twin_listener(&twin_index);
+  feed.add_consumer(twin_index);
   store->start();
   if (auto indexed = twin_index.load(*store); !indexed) {
     spdlog::critical("loading the twins: {} {}", indexed.error().detail, indexed.error().log_detail);
@@ -153,7 +163,8 @@ int run_serve(ConfigLoader& loader) {
     spdlog::shutdown();
     return 1;
   }
-  http::Api api(*store, authenticator, metrics, clock, *monitor, twin_index, config.api, &access_log);
+  feed.add_consumer(*monitor);
+  http::Api api(*store, feed, authenticator, metrics, clock, *monitor, twin_index, config.api, &access_log);
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();
@@ -253,6 +264,7 @@ int run_serve(ConfigLoader& loader) {
 
   monitor->stop();
   store->stop();
+  feed.remove_consumer(*monitor);
   spdlog::info("twinbridge stopped");
   spdlog::shutdown();
   return 0;

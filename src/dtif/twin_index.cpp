@@ -21,6 +21,23 @@ core::Result<void> TwinIndex::load(store::Store& store) {
   }
 }
 
+void TwinIndex::apply(std::span<const store::ChangePtr> changes) {
+  for (const auto& c : changes) {
+    switch (c->type) {
+      case store::ChangeType::thing_created:
+      case store::ChangeType::thing_updated:
+      case store::ChangeType::thing_transferred:
+        if (c->twin) twin_stored(*c->twin);
+        break;
+      case store::ChangeType::thing_deleted:
+        twin_removed(c->subject);
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 void TwinIndex::twin_stored(const core::TwinRecord& twin) {
   put(core::TwinView::make(twin));  // built before the lock is taken
 }

@@ -3,10 +3,10 @@
 // and the W3C WoT directory): by id in id order, and by owning system. Discovery reads it instead of the
 // store, so neither an equality query nor a JSONPath filter over every TD reads or parses anything.
 //
-// The store is the truth; the index follows it as its TwinListener: it hears of each committed twin write on
-// the store's writer thread, in commit order and before the write is acknowledged, so a client always finds
-// its own write. load() fills it from the store at start-up, before the server serves. Several nodes on one
-// store will feed it from the event bus as well (scale-out).
+// The store is the truth; the index follows it as a consumer of the change feed: it hears of each committed
+// twin change on the store's writer thread, in sequence order and before the write is acknowledged, so a
+// client always finds its own write. load() fills it from the store at start-up, before the server serves.
+// Several nodes on one store will feed it from the event bus as well (scale-out).
 //
 // Memory: one TwinView per twin (about three times the TD's JSON text) plus two map nodes.
 // Thread-safety: queries share a lock; changes take it exclusively; answers hold shared_ptrs to immutable
@@ -25,7 +25,7 @@
 
 #include "core/twin.hpp"
 #include "query/jsonpath.hpp"
-#include "store/store.hpp"
+#include "store/change_feed.hpp"
 
 namespace twinbridge::dtif {
 
@@ -50,13 +50,15 @@ struct TwinIndexQuery {
   bool descending = false;
 };
 
-class TwinIndex final : public store::TwinListener {
+class TwinIndex final : public store::ChangeConsumer {
  public:
   // Reads every twin of the store (expired ones too: they disappear at query time).
   core::Result<void> load(store::Store& store);
 
-  void twin_stored(const core::TwinRecord& twin) override;
-  void twin_removed(const std::string& id) override;
+  // Follows the change feed: twins created, updated, transferred and deleted.
+  void apply(std::span<const store::ChangePtr> changes) override;
+  void twin_stored(const core::TwinRecord& twin);
+  void twin_removed(const std::string& id);
 
   store::Page<std::shared_ptr<const core::TwinView>> find(const TwinIndexQuery& query) const;
 

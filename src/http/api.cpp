@@ -57,16 +57,17 @@ std::string Api::request_id_for(const Request& request) {
   return id;
 }
 
-Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-         registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
-         AccessLog* access_log)
+Api::Api(store::Store& store, store::ChangeFeed& feed, Authenticator& authenticator, Metrics& metrics,
+         const core::Clock& clock, registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index,
+         ApiSettings settings, AccessLog* access_log)
     : store_(store),
+      feed_(feed),
+      streams_(feed, feed_reader_.get_executor()),
       workers_({.threads = settings.query_workers != 0 ? settings.query_workers
                                                        : std::max(1u, std::thread::hardware_concurrency()),
                 .max_running_per_key = 0,
                 .max_queued_per_key = settings.max_queued_queries}),
-      services_{store,          authenticator, metrics,  clock,   events_,
-                system_events_, monitor,       workers_, memory_, settings},
+      services_{store, authenticator, metrics, clock, feed, streams_, monitor, workers_, memory_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema(),
                            settings.outbound),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
@@ -81,26 +82,19 @@ Api::Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, co
   add_twin_routes(router_, services_, twin_systems_, twins_);
   add_things_routes(router_, services_, twins_);
   add_event_routes(router_, services_);
-  monitor.set_listener(
-      [this](core::SystemKind kind, const std::string& id, const core::StatusChange& change) {
-        publish_status_event(services_, kind, id, change);
-      });
   auto& streams = prometheus::BuildGauge()
-                      .Name("twinbridge_sse_streams")
-                      .Help(
-                          "Server-Sent Events streams open now, by hub (directory: /events; system: "
-                          "/v1/system-events)")
+                      .Name("twinbridge_streams")
+                      .Help("Subscriptions to the change feed open now (Server-Sent Events and WebSocket)")
                       .Register(metrics.registry());
-  events_.set_gauge(&streams.Add({{"hub", "directory"}}));
-  system_events_.set_gauge(&streams.Add({{"hub", "system"}}));
-  store_.set_principal_listener(&stream_guard_);
+  streams_.set_gauge(&streams.Add({}));
+  feed_.add_consumer(streams_);
 }
 
 Api::~Api() {
   workers_.stop();
-  store_.set_principal_listener(nullptr);
-  events_.set_gauge(nullptr);
-  system_events_.set_gauge(nullptr);
+  feed_.remove_consumer(streams_);
+  streams_.set_gauge(nullptr);
+  feed_reader_.join();
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {

@@ -7,6 +7,7 @@
 // Built once at start-up; handle() is safe to call concurrently from every I/O thread.
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <memory>
@@ -15,10 +16,10 @@
 #include "core/fair_pool.hpp"
 #include "core/memory.hpp"
 #include "core/time.hpp"
+#include "dtif/stream_hub.hpp"
 #include "dtif/twin_registry.hpp"
 #include "http/access_log.hpp"
 #include "http/authenticator.hpp"
-#include "http/event_hub.hpp"
 #include "http/metrics.hpp"
 #include "http/router.hpp"
 #include "query/budget.hpp"
@@ -47,8 +48,8 @@ struct ApiServices {
   Authenticator& authenticator;
   Metrics& metrics;
   const core::Clock& clock;
-  EventHub& events;         // /events: the WoT directory's notifications
-  EventHub& system_events;  // /v1/system-events: changes of systems' status
+  store::ChangeFeed& feed;   // every committed change, in order
+  dtif::StreamHub& streams;  // subscriptions to the feed (/events, /v1/system-events, the stream)
   registry::SystemMonitor& monitor;
   // Long CPU-bound work (JSONPath filters over every TD, large answers) runs here, not on the I/O thread
   // that received the request, shared fairly between principals: see offload() in routes.hpp.
@@ -61,12 +62,11 @@ struct ApiServices {
 
 class Api {
  public:
-  // Sets the monitor's listener: call before monitor.start(). Sets the store's principal listener (so that
-  // streams end when their credential loses its rights) until destroyed: destroy it when no store write runs.
-  Api(store::Store& store, Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-      registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index, ApiSettings settings,
-      AccessLog* access_log);
-  // Stops the worker pool first (a job still running may use any member), then unsets the listeners.
+  // Its stream hub follows `feed` until the Api is destroyed.
+  Api(store::Store& store, store::ChangeFeed& feed, Authenticator& authenticator, Metrics& metrics,
+      const core::Clock& clock, registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index,
+      ApiSettings settings, AccessLog* access_log);
+  // Stops the worker pool first (a job still running may use any member), then leaves the feed.
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
@@ -86,25 +86,11 @@ class Api {
   void finish(const Request& request, const RequestContext& ctx, Response& response);
   std::string request_id_for(const Request& request);
 
-  // The one place that hears of changes of principals and their keys (store::PrincipalListener) and ends
-  // the streams whose credential lost its rights, in every hub.
-  class StreamGuard final : public store::PrincipalListener {
-   public:
-    StreamGuard(EventHub& events, EventHub& system_events) : events_(events), system_events_(system_events) {}
-    void principal_changed(const store::PrincipalChange& change) override {
-      events_.close_streams(change);
-      system_events_.close_streams(change);
-    }
-
-   private:
-    EventHub& events_;
-    EventHub& system_events_;
-  };
-
-  EventHub events_;
-  EventHub system_events_;
-  StreamGuard stream_guard_{events_, system_events_};
   store::Store& store_;
+  store::ChangeFeed& feed_;
+  // Reads of the feed for subscriptions that fell behind (they may read the store): one thread.
+  boost::asio::thread_pool feed_reader_{1};
+  dtif::StreamHub streams_;
   core::FairPool workers_;
   // Every search hands its memory back at its end (a trim costs about a millisecond; a search far more), so
   // that the last search of a burst leaves nothing behind either.

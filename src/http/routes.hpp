@@ -105,17 +105,8 @@ Response list_response(const Request& request, boost::json::array items,
 Response list_response(const Request& request, std::string items_json,
                        const std::optional<std::string>& next_after);
 
-// Publishes a change of a system's status on /v1/system-events (type status_changed).
-void publish_status_event(ApiServices& services, core::SystemKind kind, const std::string& id,
-                          const core::StatusChange& change);
-
-// Publishes the directory notification of a twin change: created (`before` null), updated, deleted (`after`
-// null).
-void publish_twin_event(ApiServices& services, const core::TwinRecord* before, const core::TwinRecord* after);
-void publish_twin_deleted(ApiServices& services, const std::string& id);
-
 // Every write of a single twin goes through one of these: audited ("twin.create", `action`, "twin.delete"
-// with `detail`), made durable, then announced on /events. A changed or removed twin must still be at
+// with `detail`) and made durable; the change feed announces it. A changed or removed twin must still be at
 // current.version; when it is not, the error is 412 with If-Match and 409 without (see concurrent_change).
 boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& services,
                                                                       const RequestContext& ctx,

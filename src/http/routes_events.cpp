@@ -1,45 +1,19 @@
 // W3C WoT Discovery notifications: /events (all), /events/thing_created, /events/thing_updated,
-// /events/thing_deleted as Server-Sent Events; ?diff=true adds the TD (created) or the merge patch (updated);
-// Last-Event-ID resumes after the given event while the hub still keeps it. Also the single place where twin
-// writes are audited, stored and announced.
+// /events/thing_deleted as Server-Sent Events, and /v1/system-events (status changes), all read from the
+// change feed through dtif::StreamHub; ?diff=true adds the TD (created) or the merge patch (updated);
+// Last-Event-ID resumes after the given event while the store keeps it. Also the single place where twin
+// writes are audited and stored.
 
 #include <fmt/format.h>
 #include <boost/asio/this_coro.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <charconv>
-
-#include "core/merge_patch.hpp"
+#include "core/utf8.hpp"
 #include "http/routes.hpp"
 
 namespace twinbridge::http {
 
 using core::Errc;
-
-void publish_twin_deleted(ApiServices& s, const std::string& id) {
-  auto plain = boost::json::serialize(boost::json::object{{"id", id}});
-  s.events.publish("thing_deleted", plain, plain);
-}
-
-void publish_twin_event(ApiServices& s, const core::TwinRecord* before, const core::TwinRecord* after) {
-  if (after == nullptr) {
-    publish_twin_deleted(s, before->id);
-    return;
-  }
-  const auto& id = after->id;
-  const boost::json::object plain{{"id", id}};
-  std::string type;
-  boost::json::value diff;
-  if (before == nullptr) {
-    type = "thing_created";
-    diff = core::to_json(*after);
-  } else {
-    type = "thing_updated";
-    diff = core::merge_diff(core::to_json(*before), core::to_json(*after));
-    diff.as_object()["id"] = id;
-  }
-  s.events.publish(std::move(type), boost::json::serialize(plain), boost::json::serialize(diff));
-}
 
 boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& s,
                                                                       const RequestContext& ctx,
@@ -48,7 +22,6 @@ boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiService
   auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin.id, detail);
   auto stored = co_await await_write<core::TwinRecord>(
       [&](auto done) { s.store.create_twin(std::move(twin), std::move(audit), std::move(done)); });
-  if (stored) publish_twin_event(s, nullptr, &*stored);
   co_return stored;
 }
 
@@ -60,7 +33,6 @@ boost::asio::awaitable<core::Result<core::TwinRecord>> store_changed_twin(
     s.store.update_twin(std::move(twin), current.version, std::move(audit), std::move(done));
   });
   if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-  publish_twin_event(s, &current, &*stored);
   co_return stored;
 }
 
@@ -71,17 +43,68 @@ boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& s, const Req
   auto done = co_await await_write<void>(
       [&](auto cb) { s.store.delete_twin(current.id, current.version, std::move(audit), std::move(cb)); });
   if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
-  publish_twin_event(s, &current, nullptr);
   co_return done;
 }
 
 namespace {
 
-// A Server-Sent Events stream of `hub`, of `type` (every type when empty), that belongs to the caller's
-// credential: it ends with a stream_closed event when the credential expires or loses the permission
-// `needs` (see EventHub). ?diff=true asks for the detailed payloads; Last-Event-ID resumes after that event
-// while the hub still keeps it.
-HandlerResult stream_events(ApiServices& s, EventHub& hub, std::string type, const RequestContext& ctx,
+// A Server-Sent Events stream: frames what a subscription of the hub yields. Every change is one event whose
+// id is its sequence number in the change feed, so Last-Event-ID resumes after it, across restarts, while
+// the store keeps it. Directory notifications carry {"id"} (with ?diff=true: the TD when created, the merge
+// patch when updated); other changes their data. A gap is the event stream_gap {"from", "to", "detail"}
+// (ids from..to were missed); the end is the event stream_closed {"reason", "detail"}.
+class SseStream final : public ResponseStream {
+ public:
+  SseStream(std::shared_ptr<dtif::StreamSubscription> subscription, bool diff)
+      : subscription_(std::move(subscription)), diff_(diff) {}
+  ~SseStream() override { subscription_->cancel(); }
+
+  boost::asio::awaitable<std::optional<std::string>> next() override {
+    auto item = co_await subscription_->next();
+    if (!item) co_return std::nullopt;
+    switch (item->kind) {
+      case dtif::StreamItem::Kind::heartbeat:
+        co_return std::string(": heartbeat\n\n");
+      case dtif::StreamItem::Kind::closed: {
+        const boost::json::object data{{"reason", item->end.reason}, {"detail", item->end.detail}};
+        co_return fmt::format("event: stream_closed\ndata: {}\n\n", boost::json::serialize(data));
+      }
+      case dtif::StreamItem::Kind::gap: {
+        const boost::json::object data{
+            {"from", item->gap_from},
+            {"to", item->gap_until - 1},
+            {"detail", fmt::format("the events {} to {} are no longer kept; read the current state instead",
+                                   item->gap_from, item->gap_until - 1)}};
+        co_return fmt::format("event: stream_gap\nid: {}\ndata: {}\n\n", item->gap_until - 1,
+                              boost::json::serialize(data));
+      }
+      case dtif::StreamItem::Kind::change:
+        break;
+    }
+    const auto& c = *item->change;
+    std::string data;
+    if (!diff_ &&
+        (c.type == store::ChangeType::thing_created || c.type == store::ChangeType::thing_updated)) {
+      data = boost::json::serialize(boost::json::object{{"id", c.subject}});
+    } else {
+      data = c.data;
+    }
+    // Like every response (Api::finish), an event never carries ill-formed UTF-8, whatever its record held.
+    if (!core::is_valid_utf8(data)) data = core::to_valid_utf8(data);
+    co_return fmt::format("event: {}\nid: {}\ndata: {}\n\n", store::to_string(c.type), c.seq, data);
+  }
+
+  void cancel() override { subscription_->cancel(); }
+
+ private:
+  std::shared_ptr<dtif::StreamSubscription> subscription_;
+  bool diff_;
+};
+
+// A Server-Sent Events stream of the changes of `types`, that belongs to the caller's credential: it ends
+// with a stream_closed event when the credential expires or loses the permission `needs` (see
+// dtif::StreamHub). ?diff=true asks for the detailed payloads; Last-Event-ID resumes after that event.
+HandlerResult stream_events(ApiServices& s, std::set<store::ChangeType> types, const RequestContext& ctx,
                             const Request& req, core::Permission needs) {
   auto params = parse_query(req.query);
   if (!params) co_return std::unexpected(params.error());
@@ -95,59 +118,55 @@ HandlerResult stream_events(ApiServices& s, EventHub& hub, std::string type, con
           k == "diff" ? "diff must be true or false" : fmt::format("unknown query parameter '{}'", k));
     }
   }
-  std::optional<std::uint64_t> last;
+  std::optional<std::int64_t> last;
   if (!req.last_event_id.empty()) {
-    std::uint64_t n = 0;
-    const auto& text = req.last_event_id;
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-    if (ec != std::errc() || p != text.data() + text.size()) {
+    auto n = integer_param("Last-Event-ID", req.last_event_id, 0, INT64_MAX);
+    if (!n) {
       co_return core::fail_in(Errc::bad_request, core::FieldIn::header, "Last-Event-ID",
                               "must be the id of an event this server sent");
     }
-    last = n;
+    last = *n;
   }
   auto executor = co_await boost::asio::this_coro::executor;
-  std::set<std::string> types;
-  if (!type.empty()) types.insert(std::move(type));
   Response r;
   r.content_type = "text/event-stream";
-  StreamOwner owner{ctx.caller->principal.id, ctx.caller->credential, needs, std::nullopt};
+  dtif::StreamOwner owner{ctx.caller->principal.id, ctx.caller->credential, needs, std::nullopt};
   if (ctx.caller->expires) {
     // On the steady clock, so that the stream's timer ends it on time whatever the wall clock does.
     owner.expires = std::chrono::steady_clock::now() +
                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                         std::max(*ctx.caller->expires - s.clock.now(), std::chrono::microseconds(0)));
   }
-  r.stream = hub.subscribe(executor, std::move(types), diff, last, std::move(owner));
+  r.stream = std::make_shared<SseStream>(
+      s.streams.subscribe(executor, std::move(types), last, std::move(owner)), diff);
   co_return r;
 }
 
 }  // namespace
 
-void publish_status_event(ApiServices& s, core::SystemKind kind, const std::string& id,
-                          const core::StatusChange& change) {
-  const boost::json::object data{{"kind", core::to_string(kind)},
-                                 {"id", id},
-                                 {"from", core::to_string(change.from)},
-                                 {"to", core::to_string(change.to)},
-                                 {"reason", change.reason},
-                                 {"at", core::format_rfc3339(change.at)}};
-  auto text = boost::json::serialize(data);
-  s.system_events.publish("status_changed", text, text);
-}
-
 void add_event_routes(Router& router, ApiServices& s) {
-  for (const std::string type : {"", "thing_created", "thing_updated", "thing_deleted"}) {
-    router.add({Method::get, type.empty() ? "/events" : "/events/" + type, Auth::required,
+  using store::ChangeType;
+  const std::set<ChangeType> directory{ChangeType::thing_created, ChangeType::thing_updated,
+                                       ChangeType::thing_deleted};
+  router.add({Method::get, "/events", Auth::required, core::Permission::registry_read,
+              [&s, directory](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto types = directory;
+                co_return co_await stream_events(s, std::move(types), ctx, req,
+                                                 core::Permission::registry_read);
+              }});
+  for (const auto type : directory) {
+    router.add({Method::get, "/events/" + std::string(store::to_string(type)), Auth::required,
                 core::Permission::registry_read,
                 [&s, type](RequestContext& ctx, const Request& req) -> HandlerResult {
-                  co_return co_await stream_events(s, s.events, type, ctx, req,
+                  std::set<store::ChangeType> types{type};
+                  co_return co_await stream_events(s, std::move(types), ctx, req,
                                                    core::Permission::registry_read);
                 }});
   }
   router.add({Method::get, "/v1/system-events", Auth::required, core::Permission::registry_read,
               [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
-                co_return co_await stream_events(s, s.system_events, "", ctx, req,
+                std::set<store::ChangeType> types{store::ChangeType::status_changed};
+                co_return co_await stream_events(s, std::move(types), ctx, req,
                                                  core::Permission::registry_read);
               }});
 }

@@ -113,12 +113,6 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
            }
          });
          if (!stored) co_return std::unexpected(stored.error());
-         s.monitor.track(*stored);
-         for (auto& t : initial) {
-           t.version = 1;
-           t.created = t.modified = audit.at;
-           publish_twin_event(s, nullptr, &t);
-         }
          auto r = system_response(201, *stored);
          r.header("Location", base + "/" + stored->id);
          co_return r;
@@ -181,7 +175,6 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                     s.store.update_system(*record, current->version, audit, std::move(done));
                   });
                   if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-                  s.monitor.track(*stored);
                   co_return system_response(200, *stored);
                 }});
   }
@@ -201,9 +194,6 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                   s.store.delete_system(registry.kind(), current->id, current->version, audit, std::move(cb));
                 });
                 if (!removed) co_return std::unexpected(concurrent_change(removed.error(), req));
-                s.monitor.forget(registry.kind(), current->id);
-                // thing_deleted for exactly the twins the deletion took with it.
-                for (const auto& id : *removed) publish_twin_deleted(s, id);
                 Response r;
                 r.status = 204;
                 co_return r;

@@ -125,8 +125,15 @@ SystemMonitor::~SystemMonitor() {
   client_.reset();
 }
 
-void SystemMonitor::set_listener(Listener listener) {
-  listener_ = std::move(listener);
+void SystemMonitor::apply(std::span<const store::ChangePtr> changes) {
+  for (const auto& c : changes) {
+    if ((c->type == store::ChangeType::system_created || c->type == store::ChangeType::system_updated) &&
+        c->system) {
+      track(*c->system);
+    } else if (c->type == store::ChangeType::system_deleted) {
+      forget(c->system_kind, c->subject);
+    }
+  }
 }
 
 core::Result<void> SystemMonitor::start() {
@@ -401,7 +408,6 @@ void SystemMonitor::record(const Key& key, std::optional<core::ProbeSample> samp
       }
     } else if (change) {
       if (observer_ != nullptr) observer_->on_status_change(key.first, change->to);
-      if (listener_) listener_(key.first, key.second, *change);
     }
     if (done) done(std::move(r));
   });

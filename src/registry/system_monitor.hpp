@@ -36,7 +36,7 @@
 #include "connect/http_client.hpp"
 #include "core/health.hpp"
 #include "core/system.hpp"
-#include "store/store.hpp"
+#include "store/change_feed.hpp"
 
 namespace boost::asio {
 class io_context;
@@ -80,26 +80,25 @@ struct MonitoredSystem {
 
 boost::json::object to_json(const MonitoredSystem& system);
 
-class SystemMonitor {
+class SystemMonitor final : public store::ChangeConsumer {
  public:
-  using Listener = std::function<void(core::SystemKind, const std::string& id, const core::StatusChange&)>;
-
   SystemMonitor(store::Store& store, const core::Clock& clock, MonitorSettings settings,
                 MonitorObserver* observer = nullptr);
-  ~SystemMonitor();
+  ~SystemMonitor() override;
   SystemMonitor(const SystemMonitor&) = delete;
   SystemMonitor& operator=(const SystemMonitor&) = delete;
-
-  void set_listener(Listener listener);  // before start()
 
   // Loads every registered system from the store and starts probing. Errors: the store's.
   core::Result<void> start();
   // Stops probing; probes in flight are abandoned (nothing of them is written).
   void stop();
 
-  // After a registration is stored (created, replaced or patched): (re)reads its health URL and policy.
+  // Follows the change feed: systems registered, changed (their health URL and policy are read again) and
+  // deregistered.
+  void apply(std::span<const store::ChangePtr> changes) override;
+
+  // Watches `record` (a registration the monitor has not heard of yet): (re)reads its health URL and policy.
   void track(const core::SystemRecord& record);
-  // After a deregistration.
   void forget(core::SystemKind kind, const std::string& id);
 
   // A heartbeat from the system: refreshes its TTL; `reported` is the status it reports of itself (up when
@@ -124,7 +123,7 @@ class SystemMonitor {
   void on_tick();
   void launch_probe(const Key& key, Entry& entry, std::chrono::steady_clock::time_point now);
   void on_probe_done(const Key& key, std::uint64_t generation, core::ProbeResult result);
-  // Writes the sample and the change; the listener hears of the change once it is durable.
+  // Writes the sample and the change (the change feed carries the change once it is durable).
   void record(const Key& key, std::optional<core::ProbeSample> sample,
               std::optional<core::StatusChange> change, store::Completion<void> done = nullptr);
   MonitoredSystem view(const Key& key, const Entry& entry) const;
@@ -134,7 +133,6 @@ class SystemMonitor {
   const core::Clock& clock_;
   MonitorSettings settings_;
   MonitorObserver* observer_;
-  Listener listener_;
 
   mutable std::mutex mutex_;
   std::map<Key, std::unique_ptr<Entry>> entries_;

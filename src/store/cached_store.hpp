@@ -27,13 +27,14 @@ class CachedStore final : public Store {
  public:
   CachedStore(std::unique_ptr<Store> inner, std::size_t capacity = 100'000);
 
-  void set_twin_listener(TwinListener* listener) override { inner_->set_twin_listener(listener); }
-  void set_principal_listener(PrincipalListener* listener) override {
-    inner_->set_principal_listener(listener);
-  }
+  void set_change_listener(ChangeListener* listener) override { inner_->set_change_listener(listener); }
   void start() override { inner_->start(); }
   void stop() override { inner_->stop(); }
   core::Result<void> ping() override { return inner_->ping(); }
+  core::Result<ChangeWindow> change_window() override { return inner_->change_window(); }
+  core::Result<std::vector<Change>> changes(std::int64_t after_seq, std::size_t limit) override {
+    return inner_->changes(after_seq, limit);
+  }
 
   core::Result<core::Principal> principal(const core::PrincipalId& id) override;
   core::Result<Page<core::Principal>> principals(const PageRequest& page) override {

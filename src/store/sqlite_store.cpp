@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "core/merge_patch.hpp"
 #include "core/utf8.hpp"
 #include "store/sqlite.hpp"
 
@@ -23,6 +24,7 @@ using sqlite::Connection;
 namespace {
 
 constexpr std::size_t kMaxPageSize = 10'000;  // a page request beyond this is served this many items
+constexpr std::int64_t kPruneStep = 4096;     // changes pruned together
 
 // Versioned schema migrations. Append only: a released migration never changes; a new version adds a new
 // entry.
@@ -136,6 +138,16 @@ INSERT OR IGNORE INTO principal_tombstones(id, deleted)
   GROUP BY target_id;
 CREATE INDEX twins_by_owner ON twins(owner, system_id, id);
 )sql"},
+    // The change feed: every committed change, numbered without gaps in commit order (store/change.hpp).
+    Migration{6, "change feed", R"sql(
+CREATE TABLE changes (
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  data TEXT NOT NULL
+);
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -180,6 +192,58 @@ Result<void> migrate(Connection& db) {
 
 std::string json_text(const boost::json::value& v) {
   return boost::json::serialize(v);
+}
+
+}  // namespace
+
+Result<void> ChangeLog::add(Change change) {
+  change.seq = next_seq();
+  auto s = db_.prepare("INSERT INTO changes(seq, at, type, subject, data) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, change.seq)
+      .bind(2, core::to_unix_micros(change.at))
+      .bind(3, to_string(change.type))
+      .bind(4, change.subject)
+      .bind(5, change.data);
+  if (auto ok = s->run(); !ok) return ok;
+  changes_.push_back(std::make_shared<const Change>(std::move(change)));
+  return {};
+}
+
+namespace {
+
+// A change of `type` at `at` about `subject`, with its stream payload.
+Change make_change(ChangeType type, core::Timestamp at, std::string subject, const boost::json::value& data) {
+  Change c;
+  c.type = type;
+  c.at = at;
+  c.subject = std::move(subject);
+  c.data = json_text(data);
+  return c;
+}
+
+Change twin_change(ChangeType type, core::Timestamp at, const core::TwinRecord& twin,
+                   const boost::json::value& data) {
+  auto c = make_change(type, at, twin.id, data);
+  if (type != ChangeType::thing_deleted) c.twin = std::make_shared<const core::TwinRecord>(twin);
+  return c;
+}
+
+Change system_change(ChangeType type, core::Timestamp at, core::SystemKind kind, const std::string& id,
+                     const core::SystemRecord* record) {
+  boost::json::object data{{"kind", core::to_string(kind)}, {"id", id}};
+  if (record != nullptr) data["version"] = record->version;
+  auto c = make_change(type, at, id, data);
+  c.system_kind = kind;
+  if (record != nullptr) c.system = std::make_shared<const core::SystemRecord>(*record);
+  return c;
+}
+
+Change principal_change(ChangeType type, core::Timestamp at, PrincipalChange facts,
+                        const boost::json::object& data) {
+  auto c = make_change(type, at, facts.id.str(), data);
+  c.principal = std::move(facts);
+  return c;
 }
 
 // Rows written by an older binary may hold ill-formed UTF-8 (one decoded an id from the request path without
@@ -463,6 +527,19 @@ Result<std::int64_t> twin_version(Connection& db, const std::string& id) {
   return s->integer(0);
 }
 
+// The stored twin (writer connection); not_found when there is none.
+Result<core::TwinRecord> twin_row(Connection& db, const std::string& id) {
+  auto s = db.prepare(
+      "SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins "
+      "WHERE id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", id));
+  return read_twin(*s);
+}
+
 // Inserts or updates a twin; `pointer` names the twin in a conflict error.
 Result<void> write_twin(Connection& db, const core::TwinRecord& t, bool insert, const std::string& pointer) {
   if (insert) {
@@ -590,7 +667,15 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(SqliteOptions options, St
   auto writer = Connection::open(options.path.string(), false, options.synchronous);
   if (!writer) return std::unexpected(writer.error());
   if (auto ok = migrate(**writer); !ok) return std::unexpected(ok.error());
-  return std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), observer, std::move(*writer)));
+  options.keep_changes = std::max<std::int64_t>(options.keep_changes, 1);
+  auto last = (*writer)->prepare("SELECT COALESCE(MAX(seq), 0) FROM changes");
+  if (!last) return std::unexpected(last.error());
+  if (auto row = last->step(); !row) return std::unexpected(row.error());
+  const auto last_seq = last->integer(0);
+  auto store =
+      std::unique_ptr<SqliteStore>(new SqliteStore(std::move(options), observer, std::move(*writer)));
+  store->last_seq_ = last_seq;
+  return store;
 }
 
 SqliteStore::SqliteStore(SqliteOptions options, StoreObserver* observer, std::unique_ptr<Connection> writer)
@@ -646,11 +731,12 @@ void SqliteStore::enqueue(PendingWrite write) {
 }
 
 template <class T>
-void SqliteStore::submit(std::move_only_function<Result<T>(Connection&)> apply, Completion<T> done) {
+void SqliteStore::submit(std::move_only_function<Result<T>(Connection&, ChangeLog&)> apply,
+                         Completion<T> done) {
   auto slot = std::make_shared<std::optional<Result<T>>>();
   PendingWrite w;
-  w.apply = [slot, apply = std::move(apply)](Connection& db) mutable -> Result<void> {
-    *slot = apply(db);
+  w.apply = [slot, apply = std::move(apply)](Connection& db, ChangeLog& log) mutable -> Result<void> {
+    *slot = apply(db, log);
     if (!slot->value()) return std::unexpected(slot->value().error());
     return {};
   };
@@ -687,6 +773,7 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
   Connection& db = *writer_conn_;
   std::vector<Result<void>> results;
   results.reserve(batch.size());
+  ChangeLog log(db, last_seq_);
   Result<void> txn = db.exec("BEGIN IMMEDIATE");
   if (txn) {
     for (auto& w : batch) {
@@ -694,8 +781,12 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
         results.emplace_back(std::unexpected(sp.error()));
         continue;
       }
-      auto r = w.apply(db);
-      if (!r) (void)db.exec("ROLLBACK TO w");
+      const auto mark = log.mark();
+      auto r = w.apply(db, log);
+      if (!r) {
+        (void)db.exec("ROLLBACK TO w");
+        log.roll_back_to(mark);
+      }
       (void)db.exec("RELEASE w");
       results.push_back(std::move(r));
       if (sqlite3_get_autocommit(db.handle()) != 0) {
@@ -708,14 +799,25 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
         break;
       }
     }
+    // The feed keeps its newest keep_changes changes; older ones go, a few thousand at a time.
+    if (txn && log.last() - options_.keep_changes - pruned_upto_ >= kPruneStep) {
+      auto prune = db.prepare("DELETE FROM changes WHERE seq <= ?1");
+      if (prune) {
+        prune->bind(1, log.last() - options_.keep_changes);
+        if (prune->run()) pruned_upto_ = log.last() - options_.keep_changes;
+      }
+    }
     if (txn) txn = db.exec("COMMIT");
     if (!txn && sqlite3_get_autocommit(db.handle()) == 0) (void)db.exec("ROLLBACK");
   }
   if (!txn) {
     spdlog::error("store: commit of {} writes failed: {} {}", batch.size(), txn.error().detail,
                   txn.error().log_detail);
+    log.clear(last_seq_);
   }
+  last_seq_ = log.last();
   if (observer_ != nullptr) observer_->on_commit(batch.size(), std::chrono::steady_clock::now() - start);
+  if (change_listener_ != nullptr && !log.changes().empty()) change_listener_->committed(log.changes());
   for (std::size_t i = 0; i < batch.size(); ++i) {
     if (!txn) {
       batch[i].complete(std::unexpected(txn.error()));
@@ -878,8 +980,8 @@ Result<void> write_principal(Connection& db, const core::Principal& p, bool inse
 void SqliteStore::create_principal(core::Principal principal, std::optional<ApiKeyRecord> key,
                                    core::AuditEntry audit, Completion<core::Principal> done) {
   submit<core::Principal>(
-      [p = std::move(principal), key = std::move(key),
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
+      [p = std::move(principal), key = std::move(key), audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::Principal> {
         p.version = 1;
         p.created = p.modified = audit.at;
         auto dead = tombstone(db, p.id.str());
@@ -895,6 +997,18 @@ void SqliteStore::create_principal(core::Principal principal, std::optional<ApiK
           if (auto ok = insert_key(db, *key); !ok) return std::unexpected(ok.error());
         }
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(principal_change(ChangeType::principal_created, audit.at, {.id = p.id},
+                                               {{"id", p.id.str()}, {"kind", core::to_string(p.kind)}}));
+            !ok) {
+          return std::unexpected(ok.error());
+        }
+        if (key) {
+          if (auto ok = log.add(principal_change(ChangeType::key_added, audit.at, {.id = p.id},
+                                                 {{"principal", p.id.str()}, {"key", key->id.str()}}));
+              !ok) {
+            return std::unexpected(ok.error());
+          }
+        }
         return p;
       },
       std::move(done));
@@ -903,8 +1017,8 @@ void SqliteStore::create_principal(core::Principal principal, std::optional<ApiK
 void SqliteStore::update_principal(core::Principal principal, std::int64_t expected_version,
                                    core::AuditEntry audit, Completion<core::Principal> done) {
   submit<core::Principal>(
-      [p = std::move(principal), expected_version,
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::Principal> {
+      [p = std::move(principal), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::Principal> {
         if (auto ok = expect_version(principal_version(db, p.id), expected_version,
                                      fmt::format("principal '{}'", p.id.str()));
             !ok) {
@@ -914,20 +1028,25 @@ void SqliteStore::update_principal(core::Principal principal, std::int64_t expec
         p.modified = audit.at;
         if (auto ok = write_principal(db, p, false); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(principal_change(ChangeType::principal_updated, audit.at,
+                                               {.id = p.id, .principal = p},
+                                               {{"id", p.id.str()},
+                                                {"kind", core::to_string(p.kind)},
+                                                {"version", p.version},
+                                                {"disabled", p.disabled}}));
+            !ok) {
+          return std::unexpected(ok.error());
+        }
         return p;
       },
-      [this, done = std::move(done)](Result<core::Principal> r) mutable {
-        if (r)
-          announce_principal({.id = r->id, .principal = *r, .deleted = false, .revoked_key = std::nullopt});
-        done(std::move(r));
-      });
+      std::move(done));
 }
 
 void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int64_t> expected_version,
                                    core::AuditEntry audit, Completion<void> done) {
-  auto deleted = id;
   submit<void>(
-      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db,
+                                                                       ChangeLog& log) -> Result<void> {
         if (auto ok = expect_version(principal_version(db, id), expected_version,
                                      fmt::format("principal '{}'", id.str()));
             !ok) {
@@ -948,14 +1067,11 @@ void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int6
         if (!grave) return std::unexpected(grave.error());
         grave->bind(1, id.str()).bind(2, core::to_unix_micros(audit.at));
         if (auto ok = grave->run(); !ok) return ok;
-        return insert_audit(db, audit);
+        if (auto ok = insert_audit(db, audit); !ok) return ok;
+        return log.add(principal_change(ChangeType::principal_deleted, audit.at, {.id = id, .deleted = true},
+                                        {{"id", id.str()}}));
       },
-      [this, deleted = std::move(deleted), done = std::move(done)](Result<void> r) mutable {
-        if (r)
-          announce_principal(
-              {.id = deleted, .principal = std::nullopt, .deleted = true, .revoked_key = std::nullopt});
-        done(std::move(r));
-      });
+      std::move(done));
 }
 
 Result<OwnedRegistrations> SqliteStore::owned_by(const core::PrincipalId& principal) {
@@ -967,10 +1083,9 @@ Result<OwnedRegistrations> SqliteStore::owned_by(const core::PrincipalId& princi
 
 void SqliteStore::transfer_registrations(core::PrincipalId from, core::PrincipalId to, core::AuditEntry audit,
                                          Completion<OwnedRegistrations> done) {
-  auto moved_twins = std::make_shared<std::vector<core::TwinRecord>>();
   submit<OwnedRegistrations>(
-      [from = std::move(from), to = std::move(to), audit = std::move(audit),
-       moved_twins](Connection& db) -> Result<OwnedRegistrations> {
+      [from = std::move(from), to = std::move(to), audit = std::move(audit)](
+          Connection& db, ChangeLog& log) -> Result<OwnedRegistrations> {
         if (from == to) {
           return core::fail_at(
               Errc::bad_request, "/to",
@@ -996,35 +1111,48 @@ void SqliteStore::transfer_registrations(core::PrincipalId from, core::Principal
           auto row = twins->step();
           if (!row) return std::unexpected(row.error());
           if (!*row) break;
-          moved_twins->push_back(read_twin(*twins));
+          const auto twin = read_twin(*twins);
+          if (auto ok = log.add(twin_change(ChangeType::thing_transferred, audit.at, twin,
+                                            boost::json::object{{"id", twin.id}, {"owner", to.str()}}));
+              !ok) {
+            return std::unexpected(ok.error());
+          }
         }
         auto systems = db.prepare(
-            "UPDATE systems SET owner = ?2, version = version + 1, modified = ?3 WHERE owner = ?1");
+            "UPDATE systems SET owner = ?2, version = version + 1, modified = ?3 WHERE owner = ?1 "
+            "RETURNING kind, id, type, name, owner, body, status, status_reason, status_since, created, "
+            "modified, version");
         if (!systems) return std::unexpected(systems.error());
         systems->bind(1, from.str()).bind(2, to.str()).bind(3, core::to_unix_micros(audit.at));
-        if (auto ok = systems->run(); !ok) return std::unexpected(ok.error());
+        for (;;) {
+          auto row = systems->step();
+          if (!row) return std::unexpected(row.error());
+          if (!*row) break;
+          const auto system = read_system(*systems);
+          if (auto ok = log.add(
+                  system_change(ChangeType::system_updated, audit.at, system.kind, system.id, &system));
+              !ok) {
+            return std::unexpected(ok.error());
+          }
+        }
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         return std::move(*owned);
       },
-      [this, moved_twins, done = std::move(done)](Result<OwnedRegistrations> r) mutable {
-        if (r && twin_listener_ != nullptr) {
-          for (const auto& t : *moved_twins) twin_listener_->twin_stored(t);
-        }
-        done(std::move(r));
-      });
-}
-
-void SqliteStore::announce_principal(const PrincipalChange& change) {
-  if (auto* listener = principal_listener_.load(std::memory_order_acquire))
-    listener->principal_changed(change);
+      std::move(done));
 }
 
 void SqliteStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) {
   submit<ApiKeyRecord>(
-      [key = std::move(key), audit = std::move(audit)](Connection& db) -> Result<ApiKeyRecord> {
+      [key = std::move(key), audit = std::move(audit)](Connection& db,
+                                                       ChangeLog& log) -> Result<ApiKeyRecord> {
         if (auto v = principal_version(db, key.principal); !v) return std::unexpected(v.error());
         if (auto ok = insert_key(db, key); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(principal_change(ChangeType::key_added, audit.at, {.id = key.principal},
+                                               {{"principal", key.principal.str()}, {"key", key.id.str()}}));
+            !ok) {
+          return std::unexpected(ok.error());
+        }
         return key;
       },
       std::move(done));
@@ -1033,8 +1161,8 @@ void SqliteStore::add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completi
 void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                                  Completion<void> done) {
   submit<void>(
-      [principal = std::move(principal), key = std::move(key),
-       audit = std::move(audit)](Connection& db) -> Result<void> {
+      [principal = std::move(principal), key = std::move(key), audit = std::move(audit)](
+          Connection& db, ChangeLog& log) -> Result<void> {
         auto s = db.prepare("DELETE FROM api_keys WHERE id = ?1 AND principal_id = ?2");
         if (!s) return std::unexpected(s.error());
         s->bind(1, key.str()).bind(2, principal.str());
@@ -1043,15 +1171,12 @@ void SqliteStore::revoke_api_key(core::PrincipalId principal, core::ApiKeyId key
           return core::fail(Errc::not_found,
                             fmt::format("principal '{}' has no API key '{}'", principal.str(), key.str()));
         }
-        return insert_audit(db, audit);
+        if (auto ok = insert_audit(db, audit); !ok) return ok;
+        return log.add(principal_change(ChangeType::key_revoked, audit.at,
+                                        {.id = principal, .revoked_key = key},
+                                        {{"principal", principal.str()}, {"key", key.str()}}));
       },
-      [this,
-       change =
-           PrincipalChange{.id = principal, .principal = std::nullopt, .deleted = false, .revoked_key = key},
-       done = std::move(done)](Result<void> r) mutable {
-        if (r) announce_principal(change);
-        done(std::move(r));
-      });
+      std::move(done));
 }
 
 Result<core::SystemRecord> SqliteStore::system(core::SystemKind kind, const std::string& id) {
@@ -1223,12 +1348,14 @@ Result<Page<core::SystemRecord>> SqliteStore::systems(const SystemQuery& q) {
 void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audit,
                                 Completion<core::SystemRecord> done) {
   submit<core::SystemRecord>(
-      [r = std::move(record),
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+      [r = std::move(record), audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
         r.version = 1;
         r.created = r.modified = r.status_since = audit.at;
         if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(system_change(ChangeType::system_created, audit.at, r.kind, r.id, &r)); !ok)
+          return std::unexpected(ok.error());
         return r;
       },
       std::move(done));
@@ -1237,8 +1364,8 @@ void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audi
 void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected_version,
                                 core::AuditEntry audit, Completion<core::SystemRecord> done) {
   submit<core::SystemRecord>(
-      [r = std::move(record), expected_version,
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+      [r = std::move(record), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
         if (auto ok = expect_version(system_version(db, r.kind, r.id), expected_version,
                                      fmt::format("{} '{}'", core::to_string(r.kind), r.id));
             !ok) {
@@ -1248,6 +1375,8 @@ void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected
         r.modified = audit.at;
         if (auto ok = update_system_row(db, r); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(system_change(ChangeType::system_updated, audit.at, r.kind, r.id, &r)); !ok)
+          return std::unexpected(ok.error());
         return r;
       },
       std::move(done));
@@ -1257,8 +1386,8 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
                                 std::optional<std::int64_t> expected_version, core::AuditEntry audit,
                                 Completion<std::vector<std::string>> done) {
   submit<std::vector<std::string>>(
-      [kind, id = std::move(id), expected_version,
-       audit = std::move(audit)](Connection& db) -> Result<std::vector<std::string>> {
+      [kind, id = std::move(id), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) -> Result<std::vector<std::string>> {
         if (auto ok = expect_version(system_version(db, kind, id), expected_version,
                                      fmt::format("{} '{}'", core::to_string(kind), id));
             !ok) {
@@ -1286,14 +1415,19 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
           }
         }
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        // The twins first: a consumer that follows systems never sees twins of a system it forgot.
+        for (const auto& twin : removed) {
+          if (auto ok = log.add(
+                  make_change(ChangeType::thing_deleted, audit.at, twin, boost::json::object{{"id", twin}}));
+              !ok) {
+            return std::unexpected(ok.error());
+          }
+        }
+        if (auto ok = log.add(system_change(ChangeType::system_deleted, audit.at, kind, id, nullptr)); !ok)
+          return std::unexpected(ok.error());
         return removed;
       },
-      [this, done = std::move(done)](Result<std::vector<std::string>> r) mutable {
-        if (r && twin_listener_ != nullptr) {
-          for (const auto& twin : *r) twin_listener_->twin_removed(twin);
-        }
-        done(std::move(r));
-      });
+      std::move(done));
 }
 
 namespace {
@@ -1383,7 +1517,7 @@ Result<std::vector<core::ProbeSample>> SqliteStore::probe_samples(core::SystemKi
 namespace {
 
 // One check of one system (see SystemCheck); not_found when the system does not exist.
-Result<void> apply_system_check(Connection& db, const SystemCheck& c) {
+Result<void> apply_system_check(Connection& db, ChangeLog& log, const SystemCheck& c) {
   const auto kind = core::to_string(c.kind);
   if (auto v = system_version(db, c.kind, c.id); !v) return std::unexpected(v.error());
   if (c.probe) {
@@ -1424,6 +1558,16 @@ Result<void> apply_system_check(Connection& db, const SystemCheck& c) {
       .bind(4, core::to_string(c.change->to))
       .bind(5, c.change->reason);
   if (auto ok = entry->run(); !ok) return ok;
+  auto change = make_change(ChangeType::status_changed, c.change->at, c.id,
+                            boost::json::object{{"kind", kind},
+                                                {"id", c.id},
+                                                {"from", core::to_string(c.change->from)},
+                                                {"to", core::to_string(c.change->to)},
+                                                {"reason", c.change->reason},
+                                                {"at", core::format_rfc3339(c.change->at)}});
+  change.system_kind = c.kind;
+  change.status = c.change;
+  if (auto ok = log.add(std::move(change)); !ok) return ok;
   // Everything up to the newest entry beyond the kept ones (none when there are not that many).
   auto old_history = db.prepare(
       "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2 AND seq <= "
@@ -1437,16 +1581,17 @@ Result<void> apply_system_check(Connection& db, const SystemCheck& c) {
 }  // namespace
 
 void SqliteStore::record_system_check(SystemCheck check, Completion<void> done) {
-  submit<void>([c = std::move(check)](Connection& db) -> Result<void> { return apply_system_check(db, c); },
+  submit<void>([c = std::move(check)](
+                   Connection& db, ChangeLog& log) -> Result<void> { return apply_system_check(db, log, c); },
                std::move(done));
 }
 
 void SqliteStore::record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) {
   submit<void>(
-      [checks = std::move(checks)](Connection& db) -> Result<void> {
+      [checks = std::move(checks)](Connection& db, ChangeLog& log) -> Result<void> {
         for (const auto& c : checks) {
           // A system deregistered since its probe started has nothing to record.
-          if (auto ok = apply_system_check(db, c); !ok && ok.error().code != Errc::not_found) return ok;
+          if (auto ok = apply_system_check(db, log, c); !ok && ok.error().code != Errc::not_found) return ok;
         }
         return {};
       },
@@ -1524,15 +1669,14 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
 
 void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                                        core::AuditEntry audit, Completion<core::SystemRecord> done) {
-  auto stored = std::make_shared<std::vector<core::TwinRecord>>(std::move(twins));
   submit<core::SystemRecord>(
-      [r = std::move(record), stored,
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::SystemRecord> {
+      [r = std::move(record), stored = std::move(twins), audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
         r.version = 1;
         r.created = r.modified = r.status_since = audit.at;
         if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
-        for (std::size_t i = 0; i < stored->size(); ++i) {
-          auto& t = (*stored)[i];
+        for (std::size_t i = 0; i < stored.size(); ++i) {
+          auto& t = stored[i];
           t.version = 1;
           t.created = t.modified = audit.at;
           if (auto ok = write_twin(db, t, true, fmt::format("/twins/{}/id", i)); !ok) {
@@ -1540,20 +1684,23 @@ void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<co
           }
         }
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        // The system first: a consumer that follows systems knows the system of each twin it hears of.
+        if (auto ok = log.add(system_change(ChangeType::system_created, audit.at, r.kind, r.id, &r)); !ok)
+          return std::unexpected(ok.error());
+        for (const auto& t : stored) {
+          if (auto ok = log.add(twin_change(ChangeType::thing_created, audit.at, t, core::to_json(t))); !ok)
+            return std::unexpected(ok.error());
+        }
         return r;
       },
-      [this, stored, done = std::move(done)](Result<core::SystemRecord> r) mutable {
-        if (r && twin_listener_ != nullptr) {
-          for (const auto& t : *stored) twin_listener_->twin_stored(t);
-        }
-        done(std::move(r));
-      });
+      std::move(done));
 }
 
 void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
                               Completion<core::TwinRecord> done) {
   submit<core::TwinRecord>(
-      [t = std::move(twin), audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
+      [t = std::move(twin), audit = std::move(audit)](Connection& db,
+                                                      ChangeLog& log) mutable -> Result<core::TwinRecord> {
         // The owning system may have been deregistered since the caller looked: then the twin has no home.
         if (!t.system_id.empty()) {
           if (auto owner = system_version(db, core::SystemKind::twin, t.system_id); !owner) {
@@ -1569,18 +1716,22 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
         if (auto ok = expired->run(); !ok) return std::unexpected(ok.error());
         if (auto ok = write_twin(db, t, true, "/id"); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(twin_change(ChangeType::thing_created, audit.at, t, core::to_json(t))); !ok)
+          return std::unexpected(ok.error());
         return t;
       },
-      announce_stored(std::move(done)));
+      std::move(done));
 }
 
 void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
                               Completion<core::TwinRecord> done) {
   submit<core::TwinRecord>(
-      [t = std::move(twin), expected_version,
-       audit = std::move(audit)](Connection& db) mutable -> Result<core::TwinRecord> {
-        if (auto ok =
-                expect_version(twin_version(db, t.id), expected_version, fmt::format("twin '{}'", t.id));
+      [t = std::move(twin), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<core::TwinRecord> {
+        auto before = twin_row(db, t.id);
+        if (auto ok = expect_version(before ? Result<std::int64_t>(before->version)
+                                            : Result<std::int64_t>(std::unexpected(before.error())),
+                                     expected_version, fmt::format("twin '{}'", t.id));
             !ok) {
           return std::unexpected(ok.error());
         }
@@ -1588,16 +1739,20 @@ void SqliteStore::update_twin(core::TwinRecord twin, std::int64_t expected_versi
         t.modified = audit.at;
         if (auto ok = write_twin(db, t, false, "/id"); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        auto patch = core::merge_diff(core::to_json(*before), core::to_json(t));
+        patch.as_object()["id"] = t.id;
+        if (auto ok = log.add(twin_change(ChangeType::thing_updated, audit.at, t, patch)); !ok)
+          return std::unexpected(ok.error());
         return t;
       },
-      announce_stored(std::move(done)));
+      std::move(done));
 }
 
 void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expected_version,
                               core::AuditEntry audit, Completion<void> done) {
-  auto removed = id;
   submit<void>(
-      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db) -> Result<void> {
+      [id = std::move(id), expected_version, audit = std::move(audit)](Connection& db,
+                                                                       ChangeLog& log) -> Result<void> {
         if (auto ok = expect_version(twin_version(db, id), expected_version, fmt::format("twin '{}'", id));
             !ok) {
           return std::unexpected(ok.error());
@@ -1606,23 +1761,52 @@ void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expect
         if (!s) return std::unexpected(s.error());
         s->bind(1, id);
         if (auto ok = s->run(); !ok) return ok;
-        return insert_audit(db, audit);
+        if (auto ok = insert_audit(db, audit); !ok) return ok;
+        return log.add(make_change(ChangeType::thing_deleted, audit.at, id, boost::json::object{{"id", id}}));
       },
-      announce_removed(std::move(removed), std::move(done)));
+      std::move(done));
 }
 
-Completion<core::TwinRecord> SqliteStore::announce_stored(Completion<core::TwinRecord> done) {
-  return [this, done = std::move(done)](Result<core::TwinRecord> r) mutable {
-    if (r && twin_listener_ != nullptr) twin_listener_->twin_stored(*r);
-    done(std::move(r));
-  };
+Result<ChangeWindow> SqliteStore::change_window() {
+  ScopedTimer timer(observer_, "change_window");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM changes");
+  if (!s) return std::unexpected(s.error());
+  if (auto row = s->step(); !row) return std::unexpected(row.error());
+  ChangeWindow w;
+  w.last = s->integer(1);
+  w.first = s->integer(0) == 0 ? w.last + 1 : s->integer(0);
+  return w;
 }
 
-Completion<void> SqliteStore::announce_removed(std::string id, Completion<void> done) {
-  return [this, id = std::move(id), done = std::move(done)](Result<void> r) mutable {
-    if (r && twin_listener_ != nullptr) twin_listener_->twin_removed(id);
-    done(std::move(r));
-  };
+Result<std::vector<Change>> SqliteStore::changes(std::int64_t after_seq, std::size_t limit) {
+  ScopedTimer timer(observer_, "changes");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s =
+      (*db)->prepare("SELECT seq, at, type, subject, data FROM changes WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, after_seq).bind(2, static_cast<std::int64_t>(std::min(limit, kMaxPageSize)));
+  std::vector<Change> out;
+  for (;;) {
+    auto row = s->step();
+    if (!row) return std::unexpected(row.error());
+    if (!*row) break;
+    Change c;
+    c.seq = s->integer(0);
+    c.at = core::from_unix_micros(s->integer(1));
+    const auto type = parse_change_type(s->text(2));
+    if (!type) {
+      spdlog::error("store: change {} has the unknown type '{}'; skipped", c.seq, s->text(2));
+      continue;
+    }
+    c.type = *type;
+    c.subject = text_column(*s, 3, "a change's subject");
+    c.data = text_column(*s, 4, "a change's data");
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 }  // namespace twinbridge::store

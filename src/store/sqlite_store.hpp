@@ -28,6 +28,34 @@ struct SqliteOptions {
   std::string synchronous = "FULL";  // FULL (durable on power loss) or NORMAL (durable on process crash only)
   std::size_t max_batch = 1024;      // writes committed together at most
   std::size_t max_queue = 100'000;   // queued writes beyond this fail fast with `unavailable`
+  std::int64_t keep_changes = 1'000'000;  // the change feed keeps this many newest changes (at least 1)
+};
+
+// The changes of the batch being committed: each gets the next sequence number and its row in `changes`,
+// inside the write's savepoint, so a write that rolls back takes its changes (and their numbers) with it.
+// Writer thread only.
+class ChangeLog {
+ public:
+  ChangeLog(sqlite::Connection& db, std::int64_t last) : db_(db), batch_last_(last) {}
+
+  // Gives `change` the next sequence number and stores it.
+  core::Result<void> add(Change change);
+
+  std::size_t mark() const { return changes_.size(); }
+  void roll_back_to(std::size_t mark) { changes_.resize(mark); }
+  void clear(std::int64_t last) {
+    changes_.clear();
+    batch_last_ = last;
+  }
+  std::span<const ChangePtr> changes() const { return changes_; }
+  std::int64_t last() const { return changes_.empty() ? batch_last_ : changes_.back()->seq; }
+
+ private:
+  std::int64_t next_seq() const { return last() + 1; }
+
+  sqlite::Connection& db_;
+  std::int64_t batch_last_;  // the last sequence number committed before this batch
+  std::vector<ChangePtr> changes_;
 };
 
 class SqliteStore final : public Store {
@@ -38,13 +66,12 @@ class SqliteStore final : public Store {
                                                          StoreObserver* observer = nullptr);
   ~SqliteStore() override;
 
-  void set_twin_listener(TwinListener* listener) override { twin_listener_ = listener; }
-  void set_principal_listener(PrincipalListener* listener) override {
-    principal_listener_.store(listener, std::memory_order_release);
-  }
+  void set_change_listener(ChangeListener* listener) override { change_listener_ = listener; }
   void start() override;
   void stop() override;
   core::Result<void> ping() override;
+  core::Result<ChangeWindow> change_window() override;
+  core::Result<std::vector<Change>> changes(std::int64_t after_seq, std::size_t limit) override;
 
   core::Result<core::Principal> principal(const core::PrincipalId& id) override;
   core::Result<Page<core::Principal>> principals(const PageRequest& page) override;
@@ -98,23 +125,19 @@ class SqliteStore final : public Store {
 
  private:
   core::Result<Page<core::SystemRecord>> sorted_systems(const SystemQuery& query);
-  // Wraps a twin write's completion so that the twin listener hears of the committed change first.
-  Completion<core::TwinRecord> announce_stored(Completion<core::TwinRecord> done);
-  Completion<void> announce_removed(std::string id, Completion<void> done);
-  // Tells the principal listener of a committed change (writer thread).
-  void announce_principal(const PrincipalChange& change);
   struct PendingWrite {
-    std::move_only_function<core::Result<void>(sqlite::Connection&)> apply;
+    std::move_only_function<core::Result<void>(sqlite::Connection&, ChangeLog&)> apply;
     std::move_only_function<void(core::Result<void>)> complete;
   };
   class ReadLease;
 
   SqliteStore(SqliteOptions options, StoreObserver* observer, std::unique_ptr<sqlite::Connection> writer);
 
-  // Queues `apply` (run on the writer thread inside the batch transaction); `done` gets its result after
-  // commit.
+  // Queues `apply` (run on the writer thread inside the batch transaction; it records its changes in the
+  // ChangeLog); `done` gets its result after commit.
   template <class T>
-  void submit(std::move_only_function<core::Result<T>(sqlite::Connection&)> apply, Completion<T> done);
+  void submit(std::move_only_function<core::Result<T>(sqlite::Connection&, ChangeLog&)> apply,
+              Completion<T> done);
   void enqueue(PendingWrite write);
   void writer_loop();
   void commit_batch(std::vector<PendingWrite>& batch);
@@ -124,9 +147,10 @@ class SqliteStore final : public Store {
 
   SqliteOptions options_;
   StoreObserver* observer_;
-  TwinListener* twin_listener_ = nullptr;
-  std::atomic<PrincipalListener*> principal_listener_{nullptr};
+  ChangeListener* change_listener_ = nullptr;
   std::unique_ptr<sqlite::Connection> writer_conn_;
+  std::int64_t last_seq_ = 0;     // the newest committed change (writer thread after start)
+  std::int64_t pruned_upto_ = 0;  // changes up to this were pruned (writer thread)
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;

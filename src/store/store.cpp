@@ -6,6 +6,38 @@
 
 namespace twinbridge::store {
 
+namespace {
+constexpr std::pair<ChangeType, std::string_view> kChangeTypes[] = {
+    {ChangeType::thing_created, "thing_created"},
+    {ChangeType::thing_updated, "thing_updated"},
+    {ChangeType::thing_deleted, "thing_deleted"},
+    {ChangeType::thing_transferred, "thing_transferred"},
+    {ChangeType::system_created, "system_created"},
+    {ChangeType::system_updated, "system_updated"},
+    {ChangeType::system_deleted, "system_deleted"},
+    {ChangeType::status_changed, "status_changed"},
+    {ChangeType::principal_created, "principal_created"},
+    {ChangeType::principal_updated, "principal_updated"},
+    {ChangeType::principal_deleted, "principal_deleted"},
+    {ChangeType::key_added, "key_added"},
+    {ChangeType::key_revoked, "key_revoked"},
+};
+}  // namespace
+
+std::string_view to_string(ChangeType type) {
+  for (const auto& [t, name] : kChangeTypes) {
+    if (t == type) return name;
+  }
+  return "unknown";
+}
+
+std::optional<ChangeType> parse_change_type(std::string_view text) {
+  for (const auto& [t, name] : kChangeTypes) {
+    if (name == text) return t;
+  }
+  return std::nullopt;
+}
+
 std::optional<SystemSort> parse_system_sort(std::string_view member) {
   static constexpr std::pair<std::string_view, SystemSort> kSorts[] = {
       {"id", SystemSort::id},         {"name", SystemSort::name},       {"type", SystemSort::type},

@@ -6,8 +6,10 @@
 // each write is queued, several queued writes are committed in one transaction (group commit), and the
 // completion runs only after the transaction is durable, on the store's writer thread. Completions must not
 // block; they hand the result back to the caller's executor. Every write carries the audit entry that records
-// it; both commit together. The one exception is record_system_check: the monitor's findings are machine-made
-// and frequent, and the status history they write is their own record.
+// it; both commit together. Every write also records what it changed in the change feed (change.hpp), in the
+// same transaction: the feed's sequence, not the writer thread, defines the order of changes. The one
+// exception is record_system_check: the monitor's findings are machine-made and frequent, and the status
+// history they write is their own record.
 //
 // Errors: not_found, conflict (id taken), precondition_failed (expected version differs), unavailable (store
 // stopped or not reachable), internal (unexpected database error, logged by the implementation).
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,7 @@
 #include "core/principal.hpp"
 #include "core/system.hpp"
 #include "core/twin.hpp"
+#include "store/change.hpp"
 
 namespace twinbridge::store {
 
@@ -128,16 +132,6 @@ class StoreObserver {
   virtual void on_commit(std::size_t writes, std::chrono::nanoseconds latency) = 0;
 };
 
-// Hears of every committed change of a twin: on the store's writer thread, after the commit and before the
-// write's completion runs, in commit order, so that an in-memory index kept by it is never behind a write
-// that was acknowledged. Must not block or call back into the store's writes.
-class TwinListener {
- public:
-  virtual ~TwinListener() = default;
-  virtual void twin_stored(const core::TwinRecord& twin) = 0;
-  virtual void twin_removed(const std::string& id) = 0;
-};
-
 // What a principal owns: registered systems (of both kinds) and directory twins (twins of no twin system,
 // registered through the WoT directory). The twins of a twin system go with their system. Lists are bounded;
 // the counts are exact.
@@ -156,36 +150,30 @@ inline constexpr std::size_t kOwnedListLimit = 20;
 // more (4 systems, 1 directory twin)".
 std::string describe(const OwnedRegistrations& owned);
 
-// A committed change of a principal that may end what its credentials opened (Server-Sent Events streams):
-// an update (`principal` is its new state), its deletion (`deleted`), or the revocation of one of its API
-// keys
-// (`revoked_key`; the principal itself is unchanged).
-struct PrincipalChange {
-  core::PrincipalId id;
-  std::optional<core::Principal> principal;
-  bool deleted = false;
-  std::optional<core::ApiKeyId> revoked_key;
+// Hears of every committed change (the change feed's source): on the store's writer thread, once per
+// commit, with the commit's changes in sequence order, after the commit and before any completion of its
+// writes runs, so that a consumer that keeps state (an index) is never behind a write that was acknowledged.
+// Must not block or call back into the store's writes.
+class ChangeListener {
+ public:
+  virtual ~ChangeListener() = default;
+  virtual void committed(std::span<const ChangePtr> changes) = 0;
 };
 
-// Hears of every committed change of a principal or of its API keys (update, deletion, key revocation): on
-// the store's writer thread, after the commit and before the write's completion runs. This is the one hook
-// through which twinbridge learns that a credential lost its rights (the change feed of a later issue will
-// carry the same facts). Must not block or call back into the store's writes.
-class PrincipalListener {
- public:
-  virtual ~PrincipalListener() = default;
-  virtual void principal_changed(const PrincipalChange& change) = 0;
+// The changes the store keeps: every change from `first` to `last`. `last` is the newest change ever
+// committed (0 before the first); `first` is last + 1 when none is kept. Older changes were pruned (the
+// store keeps a configured number).
+struct ChangeWindow {
+  std::int64_t first = 1;
+  std::int64_t last = 0;
 };
 
 class Store {
  public:
   virtual ~Store() = default;
 
-  // At most one; set before start().
-  virtual void set_twin_listener(TwinListener* listener) = 0;
-
-  // At most one; may be set (or cleared with nullptr) at any time, also while writes run.
-  virtual void set_principal_listener(PrincipalListener* listener) = 0;
+  // At most one; set before start() (and not changed while the store runs).
+  virtual void set_change_listener(ChangeListener* listener) = 0;
 
   // Starts the writer; stop() commits every write already queued, then refuses new ones with `unavailable`.
   virtual void start() = 0;
@@ -193,6 +181,11 @@ class Store {
 
   // Readiness: a trivial query succeeds.
   virtual core::Result<void> ping() = 0;
+
+  // The change feed as kept: its window, and the kept changes after `after_seq` in sequence order (at most
+  // `limit`; typed members unset). A read of a range no longer kept starts at the window's first change.
+  virtual core::Result<ChangeWindow> change_window() = 0;
+  virtual core::Result<std::vector<Change>> changes(std::int64_t after_seq, std::size_t limit) = 0;
 
   virtual core::Result<core::Principal> principal(const core::PrincipalId& id) = 0;
   virtual core::Result<Page<core::Principal>> principals(const PageRequest& page) = 0;

@@ -65,7 +65,7 @@ class TwinIndexTest : public ::testing::Test {
     auto opened = store::SqliteStore::open(o);
     ASSERT_TRUE(opened) << opened.error().detail;
     store_ = std::move(*opened);
-    store_->set_twin_listener(&index_);
+    store_->set_change_listener(&relay_);
     store_->start();
   }
   // Registers the twin system `id` (without twins) once.
@@ -96,6 +96,12 @@ class TwinIndexTest : public ::testing::Test {
   testing::TempDir dir_;
   std::set<std::string> systems_;
   TwinIndex index_;
+  // The store's changes go straight to the index, as the change feed passes them on in twinbridge.
+  struct Relay final : store::ChangeListener {
+    explicit Relay(TwinIndex& to) : index(to) {}
+    void committed(std::span<const store::ChangePtr> changes) override { index.apply(changes); }
+    TwinIndex& index;
+  } relay_{index_};
   std::unique_ptr<store::SqliteStore> store_;
 };
 

@@ -32,8 +32,9 @@ class OpenApiTest : public ::testing::Test {
     store_ = std::move(*s);
     auth_ = std::make_unique<Authenticator>(*store_, AuthSettings{}, clock_);
     monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, registry::MonitorSettings{});
-    api_ = std::make_unique<Api>(*store_, *auth_, metrics_, clock_, *monitor_, twin_index_, ApiSettings{},
-                                 nullptr);
+    feed_ = std::make_unique<store::ChangeFeed>(*store_);
+    api_ = std::make_unique<Api>(*store_, *feed_, *auth_, metrics_, clock_, *monitor_, twin_index_,
+                                 ApiSettings{}, nullptr);
     doc_ = boost::json::parse(openapi_document()).as_object();
   }
   void TearDown() override {
@@ -47,6 +48,7 @@ class OpenApiTest : public ::testing::Test {
   core::SystemClock clock_;
   Metrics metrics_;
   std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<store::ChangeFeed> feed_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<registry::SystemMonitor> monitor_;
   dtif::TwinIndex twin_index_;

@@ -1,7 +1,7 @@
 // A Server-Sent Events stream belongs to the credential that opened it (README "Security model"): revoking
 // the API key, disabling or deleting the principal, taking away the permission the stream needs, and the
 // credential's expiry (API key expiry, JWT exp) end it with a last `stream_closed` event saying why. A hub
-// where nothing is published keeps no ended stream (twinbridge_sse_streams in /metrics). Waits poll with
+// where nothing is published keeps no ended stream (twinbridge_streams in /metrics). Waits poll with
 // deadlines.
 
 #include <gtest/gtest.h>
@@ -86,19 +86,19 @@ class StreamsTest : public SharedServerTest {
         201);
   }
 
-  // twinbridge_sse_streams{hub="<hub>"} from /metrics.
-  static int open_streams(const std::string& hub) {
+  // twinbridge_streams from /metrics: the subscriptions to the change feed open now.
+  static int open_streams() {
     auto r = fetch(port(), {"GET", "/metrics"});
     std::smatch m;
-    const std::regex line("twinbridge_sse_streams\\{hub=\"" + hub + "\"\\} ([0-9]+)");
+    const std::regex line("\ntwinbridge_streams ([0-9]+)");
     if (!std::regex_search(r.body, m, line)) return -1;
     return std::stoi(m[1]);
   }
 
-  static bool wait_for_streams(const std::string& hub, int n) {
+  static bool wait_for_streams(int n) {
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (open_streams(hub) == n) return true;
+      if (open_streams() == n) return true;
       std::this_thread::sleep_for(20ms);
     }
     return false;
@@ -178,18 +178,18 @@ TEST_F(StreamsTest, DeletingThePrincipalEndsItsStreams) {
 
 TEST_F(StreamsTest, AnExpiringApiKeyEndsItsStreamOnAQuietHub) {
   // Every test of this suite ends the streams it opened from the server's side.
-  ASSERT_TRUE(wait_for_streams("system", 0)) << open_streams("system");
+  ASSERT_TRUE(wait_for_streams(0)) << open_streams();
   const int before = 0;
   // Long enough for a loaded machine to open the streams first.
   const auto expires = core::format_rfc3339(core::SystemClock().now() + 4s);
   const auto key = reader("sse-expiring", R"(,"api_key":{"expires":")" + expires + "\"}");
   std::vector<std::unique_ptr<Connection>> streams;
   for (int i = 0; i < 3; ++i) streams.push_back(open_events(port(), "/v1/system-events", key.token));
-  EXPECT_EQ(open_streams("system"), before + 3);
+  EXPECT_EQ(open_streams(), before + 3);
   // Nothing is published on the system hub meanwhile: each stream's own timer ends it.
   for (auto& s : streams) expect_closed(*s, "credential_expired");
   // And the hub lets go of every one of them without a publication.
-  EXPECT_TRUE(wait_for_streams("system", before)) << open_streams("system");
+  EXPECT_TRUE(wait_for_streams(before)) << open_streams();
 }
 
 TEST_F(StreamsTest, AJwtStreamEndsAtTheTokensExpiry) {
@@ -204,18 +204,18 @@ TEST_F(StreamsTest, AJwtStreamEndsAtTheTokensExpiry) {
 
 // Every test of this suite ends the streams it opened from the server's side, so the hubs come back to none.
 TEST_F(StreamsTest, ClosedStreamsLeaveTheHub) {
-  ASSERT_TRUE(wait_for_streams("directory", 0)) << open_streams("directory");
-  ASSERT_TRUE(wait_for_streams("system", 0)) << open_streams("system");
+  ASSERT_TRUE(wait_for_streams(0)) << open_streams();
+  ASSERT_TRUE(wait_for_streams(0)) << open_streams();
   const auto key = reader("sse-count");
   {
     auto a = open_events(port(), "/events", key.token);
     auto b = open_events(port(), "/events/thing_deleted", key.token);
-    EXPECT_EQ(open_streams("directory"), 2);
+    EXPECT_EQ(open_streams(), 2);
     ASSERT_EQ(call(port(), "DELETE", "/v1/principals/sse-count/api-keys/" + key.key_id, kAdmin).status, 204);
     expect_closed(*a, "credential_revoked");
     expect_closed(*b, "credential_revoked");
   }
-  EXPECT_TRUE(wait_for_streams("directory", 0)) << open_streams("directory");
+  EXPECT_TRUE(wait_for_streams(0)) << open_streams();
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -24,16 +25,29 @@ using namespace std::chrono_literals;
 using core::SystemKind;
 using core::SystemStatus;
 
-class SystemMonitorTest : public ::testing::Test {
+class SystemMonitorTest : public ::testing::Test, public store::ChangeListener {
  protected:
   void SetUp() override {
     path_ = std::filesystem::temp_directory_path() / ("tb-monitor-" + core::new_uuid_v7());
     auto s = store::SqliteStore::open({path_ / "db", "NORMAL"});
     ASSERT_TRUE(s) << s.error().detail;
     store_ = std::move(*s);
+    store_->set_change_listener(this);
     store_->start();
   }
+
+  // The change feed: the durable status changes, and the monitor hears of systems as in twinbridge.
+  void committed(std::span<const store::ChangePtr> changes) override {
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& c : changes) {
+        if (c->status) changes_.push_back(*c->status);
+      }
+    }
+    if (auto* monitor = following_.load()) monitor->apply(changes);
+  }
   void TearDown() override {
+    following_ = nullptr;
     if (monitor_) monitor_->stop();
     monitor_.reset();
     store_->stop();
@@ -66,10 +80,7 @@ class SystemMonitorTest : public ::testing::Test {
     MonitorSettings settings;
     settings.tick = 5ms;
     monitor_ = std::make_unique<SystemMonitor>(*store_, clock_, settings);
-    monitor_->set_listener([this](SystemKind, const std::string&, const core::StatusChange& change) {
-      std::lock_guard lock(mutex_);
-      changes_.push_back(change);
-    });
+    following_ = monitor_.get();
     ASSERT_TRUE(monitor_->start());
   }
 
@@ -100,6 +111,7 @@ class SystemMonitorTest : public ::testing::Test {
   testing::FakeClock clock_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<SystemMonitor> monitor_;
+  std::atomic<SystemMonitor*> following_{nullptr};
   std::mutex mutex_;
   std::vector<core::StatusChange> changes_;
 };

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
+#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -165,6 +166,30 @@ void expect_same(const ApiKeyRecord& a, const ApiKeyRecord& b) {
   EXPECT_EQ(a.expires, b.expires);
 }
 
+// Remembers every committed change the store announced (its ChangeListener), in the order heard.
+class Recorder final : public ChangeListener {
+ public:
+  void committed(std::span<const ChangePtr> changes) override {
+    std::lock_guard lock(mutex_);
+    heard_.insert(heard_.end(), changes.begin(), changes.end());
+  }
+  std::vector<ChangePtr> heard() const {
+    std::lock_guard lock(mutex_);
+    return heard_;
+  }
+  std::vector<ChangePtr> of(ChangeType type) const {
+    std::vector<ChangePtr> out;
+    for (auto& c : heard()) {
+      if (c->type == type) out.push_back(c);
+    }
+    return out;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<ChangePtr> heard_;
+};
+
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -191,6 +216,8 @@ class SqliteStoreTest : public ::testing::Test {
     auto opened = SqliteStore::open(std::move(o), &observer_);
     ASSERT_TRUE(opened.has_value()) << opened.error().detail;
     store_ = std::move(*opened);
+    recorder_ = std::make_unique<Recorder>();
+    store_->set_change_listener(recorder_.get());
     store_->start();
   }
 
@@ -295,7 +322,8 @@ class SqliteStoreTest : public ::testing::Test {
   }
 
   std::filesystem::path dir_;
-  RecordingObserver observer_;  // declared before the store: it outlives it
+  RecordingObserver observer_;          // declared before the store: it outlives it
+  std::unique_ptr<Recorder> recorder_;  // declared before the store: it outlives it
   std::unique_ptr<SqliteStore> store_;
 };
 
@@ -1422,7 +1450,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   // Back to what schema 3 left: no monitoring tables, version 3.
   exec_sql(options().path,
            "BEGIN; DROP TABLE system_probes; DROP TABLE system_status_history; "
-           "DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; "
+           "DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
            "DELETE FROM schema_migrations WHERE version > 3; COMMIT;");
   ASSERT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 3);
   ASSERT_EQ(query_integer(options().path,
@@ -1433,7 +1461,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
             SqliteStore::schema_version());
-  EXPECT_EQ(SqliteStore::schema_version(), 5);
+  EXPECT_EQ(SqliteStore::schema_version(), 6);
   const auto kept = store_->system(core::SystemKind::third_party, "s1");
   ASSERT_TRUE(kept) << kept.error().detail;
   EXPECT_EQ(kept->status, core::SystemStatus::unknown);
@@ -1519,33 +1547,6 @@ core::TwinRecord twin_record(std::string id, std::string system_id, std::string 
   return t;
 }
 
-// Remembers what the twin listener and the principal listener heard.
-class Listeners final : public TwinListener, public PrincipalListener {
- public:
-  void twin_stored(const core::TwinRecord& twin) override {
-    std::lock_guard lock(mutex_);
-    stored_.push_back(twin);
-  }
-  void twin_removed(const std::string&) override {}
-  void principal_changed(const PrincipalChange& change) override {
-    std::lock_guard lock(mutex_);
-    changes_.push_back(change);
-  }
-  std::vector<core::TwinRecord> stored() const {
-    std::lock_guard lock(mutex_);
-    return stored_;
-  }
-  std::vector<PrincipalChange> changes() const {
-    std::lock_guard lock(mutex_);
-    return changes_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<core::TwinRecord> stored_;
-  std::vector<PrincipalChange> changes_;
-};
-
 TEST_F(SqliteStoreTest, TheIdOfADeletedPrincipalIsNeverReusedAcrossRestarts) {
   ASSERT_TRUE(create(make_principal("gone")));
   ASSERT_TRUE(remove(PrincipalId("gone"), std::nullopt));
@@ -1578,8 +1579,6 @@ TEST_F(SqliteStoreTest, TheIdOfADeletedPrincipalIsNeverReusedAcrossRestarts) {
 }
 
 TEST_F(SqliteStoreTest, APrincipalThatOwnsRegistrationsIsDeletedOnlyAfterATransfer) {
-  Listeners listeners;
-  store_->set_twin_listener(&listeners);
   ASSERT_TRUE(create(make_principal("a")));
   ASSERT_TRUE(create(make_principal("b")));
   auto tp = system_record("pay", "payment", "a");
@@ -1641,17 +1640,21 @@ TEST_F(SqliteStoreTest, APrincipalThatOwnsRegistrationsIsDeletedOnlyAfterATransf
     EXPECT_EQ(t->owner.str(), "b") << id;
     EXPECT_EQ(t->version, 1) << id;  // the TD did not change
   }
-  // The in-memory index hears of the new owner of each twin.
+  // The change feed carries the new owner of each twin (for the in-memory index) and of each system.
   std::set<std::string> heard;
-  for (const auto& t : listeners.stored()) {
-    if (t.owner.str() == "b") heard.insert(t.id);
+  for (const auto& c : recorder_->of(ChangeType::thing_transferred)) {
+    ASSERT_TRUE(c->twin);
+    EXPECT_EQ(c->twin->owner.str(), "b");
+    heard.insert(c->subject);
   }
   EXPECT_EQ(heard, (std::set<std::string>{"urn:t:1", "urn:t:2", "urn:t:dir"}));
+  std::set<std::string> systems;
+  for (const auto& c : recorder_->of(ChangeType::system_updated)) systems.insert(c->subject);
+  EXPECT_EQ(systems, (std::set<std::string>{"pay", "plant"}));
   EXPECT_TRUE(store_->owned_by(PrincipalId("a"))->empty());
   EXPECT_EQ(all_audit().back().action, "principal.transfer");
 
   ASSERT_TRUE(remove(PrincipalId("a"), std::nullopt));
-  store_->set_twin_listener(nullptr);
 }
 
 TEST_F(SqliteStoreTest, DeletedOwnersBeyondTheListAreCounted) {
@@ -1672,9 +1675,7 @@ TEST_F(SqliteStoreTest, DeletedOwnersBeyondTheListAreCounted) {
       << refused.error().detail;
 }
 
-TEST_F(SqliteStoreTest, ThePrincipalListenerHearsOfCommittedChangesOfPrincipalsAndKeys) {
-  Listeners listeners;
-  store_->set_principal_listener(&listeners);
+TEST_F(SqliteStoreTest, TheFeedCarriesCommittedChangesOfPrincipalsAndKeysWithTheirFacts) {
   const auto p = make_principal("watched");
   ASSERT_TRUE(create(p, make_key(p.id, "k1")));
   auto disabled = p;
@@ -1683,19 +1684,107 @@ TEST_F(SqliteStoreTest, ThePrincipalListenerHearsOfCommittedChangesOfPrincipalsA
   EXPECT_FALSE(update(disabled, 7));  // a failed write is not announced
   ASSERT_TRUE(revoke(p.id, ApiKeyId("k1")));
   ASSERT_TRUE(remove(p.id, std::nullopt));
-  store_->set_principal_listener(nullptr);
-  ASSERT_TRUE(create(make_principal("unheard")));
 
-  const auto changes = listeners.changes();
-  ASSERT_EQ(changes.size(), 3u);
-  EXPECT_EQ(changes[0].id.str(), "watched");
-  ASSERT_TRUE(changes[0].principal.has_value());
-  EXPECT_TRUE(changes[0].principal->disabled);
-  EXPECT_FALSE(changes[0].deleted);
-  ASSERT_TRUE(changes[1].revoked_key.has_value());
-  EXPECT_EQ(changes[1].revoked_key->str(), "k1");
-  EXPECT_FALSE(changes[1].principal.has_value());
-  EXPECT_TRUE(changes[2].deleted);
+  std::vector<std::string> types;
+  for (const auto& c : recorder_->heard()) types.emplace_back(to_string(c->type));
+  EXPECT_EQ(types, (std::vector<std::string>{"principal_created", "key_added", "principal_updated",
+                                             "key_revoked", "principal_deleted"}));
+  const auto updated = recorder_->of(ChangeType::principal_updated).at(0);
+  ASSERT_TRUE(updated->principal && updated->principal->principal);
+  EXPECT_TRUE(updated->principal->principal->disabled);
+  const auto revoked = recorder_->of(ChangeType::key_revoked).at(0);
+  ASSERT_TRUE(revoked->principal && revoked->principal->revoked_key);
+  EXPECT_EQ(revoked->principal->revoked_key->str(), "k1");
+  EXPECT_FALSE(revoked->principal->principal.has_value());
+  EXPECT_TRUE(recorder_->of(ChangeType::principal_deleted).at(0)->principal->deleted);
+  // No secret in what streams would carry.
+  for (const auto& c : recorder_->heard()) {
+    EXPECT_FALSE(contains(c->data, "hash")) << c->data;
+  }
+}
+
+TEST_F(SqliteStoreTest, TheFeedIsNumberedWithoutGapsInCommitOrderAndSurvivesARestart) {
+  // Failed writes in the same batches as successful ones take no number.
+  std::vector<std::future<Result<Principal>>> pending;
+  for (int i = 0; i < 40; ++i) {
+    auto [done, fut] = completion<Principal>();
+    store_->create_principal(make_principal(i % 4 == 3 ? "dup" : fmt::format("p{}", i)), std::nullopt,
+                             make_audit("principal.create", "x"), std::move(done));
+    pending.push_back(std::move(fut));
+  }
+  for (auto& f : pending) f.get();
+  const auto heard = recorder_->heard();
+  ASSERT_EQ(heard.size(), 31u);  // 30 distinct ids plus the first "dup"
+  for (std::size_t i = 0; i < heard.size(); ++i) EXPECT_EQ(heard[i]->seq, static_cast<std::int64_t>(i + 1));
+
+  auto window = store_->change_window();
+  ASSERT_TRUE(window);
+  EXPECT_EQ(window->first, 1);
+  EXPECT_EQ(window->last, 31);
+  close_store();
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+  ASSERT_TRUE(create(make_principal("after-restart")));
+  const auto after = recorder_->heard();
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0]->seq, 32);
+  // The kept changes read back complete for streams (typed facts are live only).
+  auto read = store_->changes(29, 10);
+  ASSERT_TRUE(read);
+  ASSERT_EQ(read->size(), 3u);
+  EXPECT_EQ((*read)[0].seq, 30);
+  EXPECT_EQ((*read)[2].seq, 32);
+  EXPECT_EQ((*read)[2].type, ChangeType::principal_created);
+  EXPECT_EQ((*read)[2].subject, "after-restart");
+  EXPECT_EQ(boost::json::parse((*read)[2].data).at("id").as_string(), "after-restart");
+}
+
+TEST_F(SqliteStoreTest, TheFeedKeepsTheNewestChangesAndSaysWhereItsWindowStarts) {
+  auto o = options();
+  o.keep_changes = 10;
+  ASSERT_NO_FATAL_FAILURE(open_store(o));
+  std::vector<std::future<Result<Principal>>> pending;
+  for (int i = 0; i < 4200; ++i) {
+    auto [done, fut] = completion<Principal>();
+    store_->create_principal(make_principal(fmt::format("p{}", i)), std::nullopt,
+                             make_audit("principal.create", "x"), std::move(done));
+    pending.push_back(std::move(fut));
+  }
+  for (auto& f : pending) ASSERT_TRUE(f.get());
+  auto window = store_->change_window();
+  ASSERT_TRUE(window);
+  EXPECT_EQ(window->last, 4200);
+  EXPECT_GT(window->first, 1);  // pruned in steps: at most a prune step more than asked is kept
+  EXPECT_LE(window->last - window->first + 1, 10 + 4096);
+  auto read = store_->changes(0, 5);
+  ASSERT_TRUE(read);
+  ASSERT_FALSE(read->empty());
+  EXPECT_EQ(read->front().seq, window->first);  // a read of a pruned range starts at the window
+}
+
+TEST_F(SqliteStoreTest, TwinChangesCarryTheServedTdAndTheMergePatchOfAnUpdate) {
+  ASSERT_TRUE(create(make_principal("o")));
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:x", "", "o"), make_audit("twin.create", "urn:t:x"),
+                        std::move(done));
+  }));
+  auto changed = twin_record("urn:t:x", "", "o");
+  changed.title = "renamed";
+  changed.document["title"] = "renamed";
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->update_twin(changed, 1, make_audit("twin.update", "urn:t:x"), std::move(done));
+  }));
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->delete_twin("urn:t:x", 2, make_audit("twin.delete", "urn:t:x"), std::move(done));
+  }));
+  const auto created = recorder_->of(ChangeType::thing_created).at(0);
+  EXPECT_EQ(boost::json::parse(created->data).at("title").as_string(), "twin urn:t:x");
+  ASSERT_TRUE(created->twin);
+  const auto updated = recorder_->of(ChangeType::thing_updated).at(0);
+  const auto patch = boost::json::parse(updated->data).as_object();
+  EXPECT_EQ(patch.at("id").as_string(), "urn:t:x");
+  EXPECT_EQ(patch.at("title").as_string(), "renamed");
+  EXPECT_EQ(patch.at("twinbridge:version").as_int64(), 2);
+  EXPECT_EQ(recorder_->of(ChangeType::thing_deleted).at(0)->subject, "urn:t:x");
 }
 
 TEST_F(SqliteStoreTest, ADatabaseOfSchema4KnowsItsDeletedPrincipalsFromTheAuditLog) {
@@ -1705,10 +1794,11 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema4KnowsItsDeletedPrincipalsFromTheAuditL
   close_store();
   // Back to what schema 4 left: no tombstones; the audit log remembers the deletion.
   exec_sql(options().path,
-           "BEGIN; DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; "
+           "BEGIN; DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
            "DELETE FROM schema_migrations WHERE version > 4; COMMIT;");
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
-  EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 5);
+  EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
+            SqliteStore::schema_version());
   auto again = create(make_principal("deleted-long-ago"));
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, Errc::conflict);
