@@ -336,6 +336,33 @@ TEST_F(MqttClientTest, ConnectFailuresAreCountedUntilTheBrokerIsUp) {
   EXPECT_EQ(st.counters.reconnects, 0u);
 }
 
+TEST_F(MqttClientTest, ARefusedConnectionIsReportedAndRetriedAndCredentialsAreSent) {
+  testing::TempDir dir;
+  const auto passwords = (dir.path() / "passwords").string();
+  ASSERT_EQ(std::system(("mosquitto_passwd -b -c " + passwords + " sensor s3cret 2>/dev/null").c_str()), 0);
+  MosquittoBroker closed("allow_anonymous false\npassword_file " + passwords + "\n");
+
+  auto anonymous = settings("anonymous");
+  anonymous.broker_url = closed.url();
+  Inbox unused;
+  StateLog log;
+  auto refused = client(anonymous, unused, &log);
+  ASSERT_NE(refused, nullptr);
+  ASSERT_TRUE(refused->start());
+  ASSERT_TRUE(eventually([&] { return refused->status().counters.connect_failures >= 2; }));
+  EXPECT_FALSE(refused->connected());
+  EXPECT_EQ(refused->status().last_error, "the broker refused the connection: Not authorized");
+  EXPECT_EQ(refused->status().counters.connects, 0u);
+
+  auto with_password = anonymous;
+  with_password.client_id = "sensor-1";
+  with_password.username = "sensor";
+  with_password.password = "s3cret";
+  auto accepted = connected(with_password, unused);
+  ASSERT_NE(accepted, nullptr);
+  EXPECT_EQ(accepted->status().counters.connect_failures, 0u);
+}
+
 TEST_F(MqttClientTest, StopTwiceIsSafeAndTheClientCanStartAgain) {
   StateLog log;
   auto c = connected(settings("stopper"), ignored_, &log);

@@ -99,9 +99,10 @@ std::string MosquittoBroker::log() const {
 
 void MosquittoBroker::write_config() const {
   std::ofstream config(dir() / "mosquitto.conf", std::ios::trunc);
+  // The listener's options come after the defaults they may change (the last setting wins).
   config << "listener " << port_ << " 127.0.0.1\n"
-         << listener_options_ << (listener_options_.empty() || listener_options_.back() == '\n' ? "" : "\n")
          << "allow_anonymous true\n"
+         << listener_options_ << (listener_options_.empty() || listener_options_.back() == '\n' ? "" : "\n")
          << "persistence true\n"
          << "persistence_location " << dir().string() << "/\n"
          << "persistence_file mosquitto.db\n"

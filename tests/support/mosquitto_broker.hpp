@@ -21,8 +21,8 @@ namespace twinbridge::testing {
 
 class MosquittoBroker {
  public:
-  // `listener_options`: configuration lines for the listener, written right after its `listener` line
-  // (e.g. "certfile ...\nkeyfile ...\n" for TLS).
+  // `listener_options`: configuration lines for the listener, written after its `listener` line and the
+  // defaults they may override (e.g. "certfile ...\nkeyfile ...\n" for TLS, "allow_anonymous false\n").
   explicit MosquittoBroker(std::string listener_options = {});
   ~MosquittoBroker();
   MosquittoBroker(const MosquittoBroker&) = delete;
