@@ -1,19 +1,24 @@
 #include "connect/mqtt_client.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <spawn.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -117,6 +122,81 @@ int mosquitto_pub(const MosquittoBroker& broker, std::vector<std::string> args) 
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+// A broker that says goodbye, as brokers do when they shut down: it answers a CONNECT with CONNACK success,
+// then sends an MQTT 5 DISCONNECT with reason 0x8B (server shutting down) and waits for the client to close.
+class GoodbyeBroker {
+ public:
+  GoodbyeBroker() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener_, 8) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      throw std::runtime_error("cannot listen");
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~GoodbyeBroker() {
+    ::shutdown(listener_, SHUT_RDWR);  // ends the blocked accept()
+    thread_.join();
+    ::close(listener_);
+  }
+  std::string url() const { return "mqtt://127.0.0.1:" + std::to_string(port_); }
+  int goodbyes() const { return goodbyes_.load(); }
+
+ private:
+  static bool read_exactly(int fd, unsigned char* out, std::size_t n) {
+    while (n > 0) {
+      const auto got = ::read(fd, out, n);
+      if (got <= 0) return false;
+      out += got;
+      n -= static_cast<std::size_t>(got);
+    }
+    return true;
+  }
+  // Reads one MQTT packet (fixed header, variable length, body) and drops it.
+  static bool read_packet(int fd) {
+    unsigned char byte = 0;
+    if (!read_exactly(fd, &byte, 1)) return false;
+    std::size_t length = 0;
+    for (int shift = 0; shift < 28; shift += 7) {
+      if (!read_exactly(fd, &byte, 1)) return false;
+      length |= static_cast<std::size_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) break;
+    }
+    std::vector<unsigned char> body(length);
+    return length > 64 * 1024 ? false : read_exactly(fd, body.data(), length);
+  }
+  void serve() {
+    for (;;) {
+      const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      if (read_packet(fd)) {
+        const unsigned char connack[] = {0x20, 0x03, 0x00, 0x00, 0x00};
+        const unsigned char disconnect[] = {0xe0, 0x02, 0x8b, 0x00};
+        if (::write(fd, connack, sizeof connack) == sizeof connack &&
+            ::write(fd, disconnect, sizeof disconnect) == sizeof disconnect) {
+          ++goodbyes_;
+        }
+        ::shutdown(fd, SHUT_WR);
+        unsigned char sink[256];
+        while (::read(fd, sink, sizeof sink) > 0) {
+        }
+      }
+      ::close(fd);
+    }
+  }
+
+  int listener_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<int> goodbyes_{0};
+  std::thread thread_;
+};
 
 class MqttClientTest : public ::testing::Test {
  protected:
@@ -334,6 +414,27 @@ TEST_F(MqttClientTest, ConnectFailuresAreCountedUntilTheBrokerIsUp) {
   st = c->status();
   EXPECT_EQ(st.counters.connects, 1u);
   EXPECT_EQ(st.counters.reconnects, 0u);
+}
+
+// libmosquitto's own loop thread ends for good on a DISCONNECT from the broker; this client reconnects.
+TEST_F(MqttClientTest, ADisconnectFromTheBrokerIsReportedAndTheClientReconnects) {
+  GoodbyeBroker goodbye;
+  auto s = settings("told-to-go");
+  s.broker_url = goodbye.url();
+  StateLog log;
+  auto c = client(s, ignored_, &log);
+  ASSERT_NE(c, nullptr);
+  ASSERT_TRUE(c->start());
+  ASSERT_TRUE(eventually([&] { return c->status().counters.reconnects >= 2; })) << c->status().last_error;
+  EXPECT_GE(goodbye.goodbyes(), 3);
+  EXPECT_EQ(c->status().last_error, "the broker disconnected: Server shutting down");
+  EXPECT_EQ(c->status().counters.connect_failures, 0u);
+  const auto changes = log.changes();
+  EXPECT_NE(std::find(changes.begin(), changes.end(),
+                      std::make_pair(MqttState::disconnected,
+                                     std::string("the broker disconnected: Server shutting down"))),
+            changes.end());
+  c->stop();
 }
 
 TEST_F(MqttClientTest, ARefusedConnectionIsReportedAndRetriedAndCredentialsAreSent) {
