@@ -175,8 +175,10 @@ class MqttClient {
   // poll(); a connect attempt under way is waited for. Safe to call twice.
   void stop();
 
-  // Adds (or changes the QoS of) a filter; it is sent now when connected, and on every connection. Errors:
-  // validation_failed (filter, qos not 0-2), unavailable (max_subscriptions reached).
+  // Adds (or changes the QoS of) a filter; it is sent now when connected, and on every connection. Subscribe
+  // before start() when resuming a session: what the broker queued for it arrives at once, and a message
+  // matching no filter of the set is dropped. Errors: validation_failed (filter, qos not 0-2), unavailable
+  // (max_subscriptions reached).
   core::Result<void> subscribe(std::string filter, int qos = 1);
   // Removes a filter: the handler stops seeing messages that match only it at once; UNSUBSCRIBE is sent now
   // when connected, else on the next connection. Removing a filter that is not subscribed is not an error.
