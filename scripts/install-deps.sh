@@ -9,6 +9,7 @@ packages=(
   libsqlite3-dev libssl-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev prometheus-cpp-dev
   libutf8proc-dev
+  mosquitto libmosquitto-dev mosquitto-clients
   curl python3 openssl ca-certificates nginx-light wrk procps
   clang-14 libclang-rt-14-dev
 )
