@@ -4,6 +4,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "app/commands.hpp"
 #include "app/logging.hpp"
 #include "core/credentials.hpp"
+#include "dtif/twin_service.hpp"
 #include "http/server.hpp"
 #include "store/cached_store.hpp"
 #include "store/change_feed.hpp"
@@ -164,7 +166,15 @@ int run_serve(ConfigLoader& loader) {
     return 1;
   }
   feed.add_consumer(*monitor);
-  http::Api api(*store, feed, authenticator, metrics, clock, *monitor, twin_index, config.api, &access_log);
+  // The twin plane: subscriptions to the feed (a reader thread serves those that fell behind) and the one
+  // command path of twins (dtif/twin_service.hpp).
+  boost::asio::thread_pool feed_reader(1);
+  dtif::StreamHub streams(feed, feed_reader.get_executor());
+  dtif::TwinService twins(*store, twin_index, streams, *monitor, clock);
+  feed.add_consumer(twins);
+  feed.add_consumer(streams);
+  http::Api api(*store, feed, streams, twins, authenticator, metrics, clock, *monitor, config.api,
+                &access_log);
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();
@@ -264,7 +274,10 @@ int run_serve(ConfigLoader& loader) {
 
   monitor->stop();
   store->stop();
+  feed.remove_consumer(streams);
+  feed.remove_consumer(twins);
   feed.remove_consumer(*monitor);
+  feed_reader.join();
   spdlog::info("twinbridge stopped");
   spdlog::shutdown();
   return 0;

@@ -230,6 +230,20 @@ void StreamSubscription::deliver(std::span<const store::ChangePtr> changes) {
   if (queued) wake();
 }
 
+void StreamSubscription::deliver_live(const store::ChangePtr& change) {
+  if (!admits(*change)) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (cancelled_ || end_ || pending_.size() >= kMaxPending) return;
+    pending_.push_back(change);
+  }
+  wake();
+}
+
+void StreamHub::publish_live(const store::ChangePtr& change) {
+  for (auto& s : state_->live()) s->deliver_live(change);
+}
+
 StreamHub::StreamHub(store::ChangeFeed& feed, boost::asio::any_io_executor reader,
                      std::chrono::milliseconds heartbeat)
     : feed_(feed),

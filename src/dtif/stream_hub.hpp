@@ -97,6 +97,7 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
  private:
   friend class StreamHub;
   void deliver(std::span<const store::ChangePtr> changes);
+  void deliver_live(const store::ChangePtr& change);
   bool admits(const store::Change& change) const { return types_.empty() || types_.contains(change.type); }
   void wake();
 
@@ -133,6 +134,10 @@ class StreamHub final : public store::ChangeConsumer {
                                                 std::optional<std::int64_t> after, StreamOwner owner);
 
   void apply(std::span<const store::ChangePtr> changes) override;
+
+  // An ephemeral change (sequence number 0, never stored): queued at once on every subscription that admits
+  // it; a subscription more than kMaxPending behind misses it (a newer one follows).
+  void publish_live(const store::ChangePtr& change);
 
   std::size_t subscriber_count() const;
   // Kept equal to subscriber_count() from now on (null: none).

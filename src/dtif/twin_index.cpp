@@ -38,6 +38,12 @@ void TwinIndex::apply(std::span<const store::ChangePtr> changes) {
   }
 }
 
+std::shared_ptr<const core::TwinView> TwinIndex::get(std::string_view id) const {
+  std::shared_lock lock(mutex_);
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
 void TwinIndex::twin_stored(const core::TwinRecord& twin) {
   put(core::TwinView::make(twin));  // built before the lock is taken
 }

@@ -61,6 +61,8 @@ class TwinIndex final : public store::ChangeConsumer {
   void twin_removed(const std::string& id);
 
   store::Page<std::shared_ptr<const core::TwinView>> find(const TwinIndexQuery& query) const;
+  // The twin with this id (expired or not); null when there is none.
+  std::shared_ptr<const core::TwinView> get(std::string_view id) const;
 
   std::size_t size() const;
   std::size_t bytes() const;  // of the views' JSON

@@ -57,44 +57,41 @@ std::string Api::request_id_for(const Request& request) {
   return id;
 }
 
-Api::Api(store::Store& store, store::ChangeFeed& feed, Authenticator& authenticator, Metrics& metrics,
-         const core::Clock& clock, registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index,
-         ApiSettings settings, AccessLog* access_log)
+Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams, dtif::TwinService& twins,
+         Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
+         registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log)
     : store_(store),
-      feed_(feed),
-      streams_(feed, feed_reader_.get_executor()),
+      streams_(streams),
       workers_({.threads = settings.query_workers != 0 ? settings.query_workers
                                                        : std::max(1u, std::thread::hardware_concurrency()),
                 .max_running_per_key = 0,
                 .max_queued_per_key = settings.max_queued_queries}),
-      services_{store, authenticator, metrics, clock, feed, streams_, monitor, workers_, memory_, settings},
+      services_{store, authenticator, metrics,  clock,   feed,    streams,
+                twins, monitor,       workers_, memory_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema(),
                            settings.outbound),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
-      twins_(store, twin_index, clock),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
   add_operations_routes(router_, services_);
   add_principal_routes(router_, services_);
   add_audit_routes(router_, services_);
   add_system_routes(router_, services_, third_party_systems_, "third-party-systems", nullptr);
-  add_system_routes(router_, services_, twin_systems_, "twin-systems", &twins_);
-  add_twin_routes(router_, services_, twin_systems_, twins_);
-  add_things_routes(router_, services_, twins_);
+  add_system_routes(router_, services_, twin_systems_, "twin-systems", &twins.registry());
+  add_twin_routes(router_, services_, twin_systems_);
+  add_things_routes(router_, services_);
+  add_state_routes(router_, services_);
   add_event_routes(router_, services_);
-  auto& streams = prometheus::BuildGauge()
-                      .Name("twinbridge_streams")
-                      .Help("Subscriptions to the change feed open now (Server-Sent Events and WebSocket)")
-                      .Register(metrics.registry());
-  streams_.set_gauge(&streams.Add({}));
-  feed_.add_consumer(streams_);
+  auto& gauge = prometheus::BuildGauge()
+                    .Name("twinbridge_streams")
+                    .Help("Subscriptions to the change feed open now (Server-Sent Events and WebSocket)")
+                    .Register(metrics.registry());
+  streams_.set_gauge(&gauge.Add({}));
 }
 
 Api::~Api() {
   workers_.stop();
-  feed_.remove_consumer(streams_);
   streams_.set_gauge(nullptr);
-  feed_reader_.join();
 }
 
 boost::asio::awaitable<Response> Api::handle(Request request) {
@@ -130,6 +127,7 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
         admitted = std::unexpected(caller.error());
       } else {
         ctx.caller = std::move(*caller);
+        ctx.caller->request_id = ctx.request_id;
         if (route.permission && !core::has_permission(ctx.caller->principal, *route.permission)) {
           admitted =
               core::fail(core::Errc::forbidden,

@@ -7,7 +7,6 @@
 // Built once at start-up; handle() is safe to call concurrently from every I/O thread.
 
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
 #include <memory>
@@ -18,6 +17,7 @@
 #include "core/time.hpp"
 #include "dtif/stream_hub.hpp"
 #include "dtif/twin_registry.hpp"
+#include "dtif/twin_service.hpp"
 #include "http/access_log.hpp"
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
@@ -50,6 +50,7 @@ struct ApiServices {
   const core::Clock& clock;
   store::ChangeFeed& feed;   // every committed change, in order
   dtif::StreamHub& streams;  // subscriptions to the feed (/events, /v1/system-events, the stream)
+  dtif::TwinService& twins;  // the twin plane's command path
   registry::SystemMonitor& monitor;
   // Long CPU-bound work (JSONPath filters over every TD, large answers) runs here, not on the I/O thread
   // that received the request, shared fairly between principals: see offload() in routes.hpp.
@@ -62,11 +63,11 @@ struct ApiServices {
 
 class Api {
  public:
-  // Its stream hub follows `feed` until the Api is destroyed.
-  Api(store::Store& store, store::ChangeFeed& feed, Authenticator& authenticator, Metrics& metrics,
-      const core::Clock& clock, registry::SystemMonitor& monitor, const dtif::TwinIndex& twin_index,
-      ApiSettings settings, AccessLog* access_log);
-  // Stops the worker pool first (a job still running may use any member), then leaves the feed.
+  // `streams` follows `feed` (its owner registers it); the Api counts its subscriptions until destroyed.
+  Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams, dtif::TwinService& twins,
+      Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
+      registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log);
+  // Stops the worker pool first (a job still running may use any member).
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
@@ -87,10 +88,7 @@ class Api {
   std::string request_id_for(const Request& request);
 
   store::Store& store_;
-  store::ChangeFeed& feed_;
-  // Reads of the feed for subscriptions that fell behind (they may read the store): one thread.
-  boost::asio::thread_pool feed_reader_{1};
-  dtif::StreamHub streams_;
+  dtif::StreamHub& streams_;
   core::FairPool workers_;
   // Every search hands its memory back at its end (a trim costs about a millisecond; a search far more), so
   // that the last search of a burst leaves nothing behind either.
@@ -98,7 +96,6 @@ class Api {
   ApiServices services_;
   registry::SystemRegistry third_party_systems_;
   registry::SystemRegistry twin_systems_;
-  dtif::TwinRegistry twins_;
   Router router_;
   AccessLog* access_log_;  // null: no access log
   std::string request_id_prefix_;

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/actor.hpp"
 #include "core/principal.hpp"
 #include "core/time.hpp"
 
@@ -69,11 +70,8 @@ struct Response {
 
 // Who is calling, and on which credential. The admin token yields a synthetic operator principal whose id is
 // kAdminTokenPrincipal (an id no stored principal can have: the "twinbridge:" prefix is reserved).
-struct Caller {
-  core::Principal principal;
-  std::string credential;                  // "admin-token", "api-key:<key id>" or "jwt:<kid>"
-  std::optional<core::Timestamp> expires;  // when the credential expires (API key expiry, JWT exp), if ever
-};
+// The authenticated caller of a request: the domain's actor (core/actor.hpp), on the http channel.
+using Caller = core::Actor;
 
 inline constexpr std::string_view kAdminTokenPrincipal = "twinbridge:admin-token";
 

@@ -219,19 +219,10 @@ core::Error concurrent_change(core::Error e, const Request& req) {
 
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail) {
-  core::AuditEntry a;
-  a.at = clock.now();
-  if (ctx.caller) {
-    a.actor = ctx.caller->principal.id.str();
-    a.actor_kind = std::string(core::to_string(ctx.caller->principal.kind));
-  }
-  a.action = std::move(action);
-  a.target_type = std::move(target_type);
-  a.target_id = std::move(target_id);
-  a.request_id = ctx.request_id;
-  a.detail = std::move(detail);
-  a.detail["credential"] = ctx.caller ? ctx.caller->credential : std::string();
-  return a;
+  core::Actor anonymous;
+  anonymous.request_id = ctx.request_id;
+  return core::audit_entry(ctx.caller ? *ctx.caller : anonymous, clock.now(), std::move(action),
+                           std::move(target_type), std::move(target_id), std::move(detail));
 }
 
 std::optional<std::string> serialize_nodelist(const std::vector<const boost::json::value*>& nodes,

@@ -29,9 +29,10 @@ void add_system_routes(Router& router, ApiServices& services, registry::SystemRe
 void add_monitoring_routes(Router& router, ApiServices& services, registry::SystemRegistry& registry,
                            const std::string& item);
 void add_event_routes(Router& router, ApiServices& services);
-void add_things_routes(Router& router, ApiServices& services, dtif::TwinRegistry& twins);
-void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems,
-                     dtif::TwinRegistry& twins);
+void add_things_routes(Router& router, ApiServices& services);
+void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems);
+// Twin state, policies and access checks (routes_state.cpp).
+void add_state_routes(Router& router, ApiServices& services);
 
 // A store precondition failure becomes 409 when the client sent no If-Match: it asked for no condition, the
 // resource changed between our read and our write, and a retry will do.
@@ -104,20 +105,6 @@ Response list_response(const Request& request, boost::json::array items,
 // The same with the items already serialized as one JSON array.
 Response list_response(const Request& request, std::string items_json,
                        const std::optional<std::string>& next_after);
-
-// Every write of a single twin goes through one of these: audited ("twin.create", `action`, "twin.delete"
-// with `detail`) and made durable; the change feed announces it. A changed or removed twin must still be at
-// current.version; when it is not, the error is 412 with If-Match and 409 without (see concurrent_change).
-boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& services,
-                                                                      const RequestContext& ctx,
-                                                                      core::TwinRecord twin,
-                                                                      const boost::json::object& detail);
-boost::asio::awaitable<core::Result<core::TwinRecord>> store_changed_twin(
-    ApiServices& services, const RequestContext& ctx, const Request& req, const core::TwinRecord& current,
-    core::TwinRecord twin, std::string_view action, const boost::json::object& detail);
-boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& services, const RequestContext& ctx,
-                                                       const Request& req, const core::TwinRecord& current,
-                                                       const boost::json::object& detail);
 
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,

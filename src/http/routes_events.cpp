@@ -1,8 +1,7 @@
 // W3C WoT Discovery notifications: /events (all), /events/thing_created, /events/thing_updated,
 // /events/thing_deleted as Server-Sent Events, and /v1/system-events (status changes), all read from the
 // change feed through dtif::StreamHub; ?diff=true adds the TD (created) or the merge patch (updated);
-// Last-Event-ID resumes after the given event while the store keeps it. Also the single place where twin
-// writes are audited and stored.
+// Last-Event-ID resumes after the given event while the store keeps it.
 
 #include <fmt/format.h>
 #include <boost/asio/this_coro.hpp>
@@ -14,37 +13,6 @@
 namespace twinbridge::http {
 
 using core::Errc;
-
-boost::asio::awaitable<core::Result<core::TwinRecord>> store_new_twin(ApiServices& s,
-                                                                      const RequestContext& ctx,
-                                                                      core::TwinRecord twin,
-                                                                      const boost::json::object& detail) {
-  auto audit = audit_entry(ctx, s.clock, "twin.create", "twin", twin.id, detail);
-  auto stored = co_await await_write<core::TwinRecord>(
-      [&](auto done) { s.store.create_twin(std::move(twin), std::move(audit), std::move(done)); });
-  co_return stored;
-}
-
-boost::asio::awaitable<core::Result<core::TwinRecord>> store_changed_twin(
-    ApiServices& s, const RequestContext& ctx, const Request& req, const core::TwinRecord& current,
-    core::TwinRecord twin, std::string_view action, const boost::json::object& detail) {
-  auto audit = audit_entry(ctx, s.clock, std::string(action), "twin", current.id, detail);
-  auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
-    s.store.update_twin(std::move(twin), current.version, std::move(audit), std::move(done));
-  });
-  if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
-  co_return stored;
-}
-
-boost::asio::awaitable<core::Result<void>> remove_twin(ApiServices& s, const RequestContext& ctx,
-                                                       const Request& req, const core::TwinRecord& current,
-                                                       const boost::json::object& detail) {
-  auto audit = audit_entry(ctx, s.clock, "twin.delete", "twin", current.id, detail);
-  auto done = co_await await_write<void>(
-      [&](auto cb) { s.store.delete_twin(current.id, current.version, std::move(audit), std::move(cb)); });
-  if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
-  co_return done;
-}
 
 namespace {
 

@@ -41,7 +41,7 @@ Response no_content() {
 }
 
 // `found`, when the caller may publish it (dtif::TwinRegistry::may_publish: the holder of the twin, with
-// twins:publish, or registry:admin) and If-Match holds.
+// twins:publish, or registry:admin) and If-Match holds; dtif::TwinService checks the first again.
 core::Result<core::TwinRecord> changeable(const dtif::TwinRegistry& twins,
                                           core::Result<core::TwinRecord> found, const RequestContext& ctx,
                                           const Request& req) {
@@ -64,7 +64,8 @@ core::Result<std::size_t> size_param(const std::vector<std::pair<std::string, st
 
 }  // namespace
 
-void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins) {
+void add_things_routes(Router& router, ApiServices& s) {
+  const auto& twins = s.twins.registry();
   router.add({Method::get, "/things", Auth::required, core::Permission::registry_read,
               [&s, &twins](RequestContext&, const Request& req) -> HandlerResult {
                 auto params = parse_query(req.query);
@@ -106,14 +107,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                       "an id");
                 }
                 // A TD written here belongs to no twin system: a directory twin, held by its publisher.
-                if (auto ok = twins.may_publish_directory_twin(ctx.caller->principal); !ok) {
-                  co_return std::unexpected(ok.error());
-                }
-                auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
-                if (!twin) co_return invalid_td(twin.error());
-                const boost::json::object detail{{"via", "/things"}, {"title", twin->title}};
-                auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
-                if (!stored) co_return std::unexpected(stored.error());
+                auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+                  s.twins.create(*ctx.caller, nullptr, *body, {{"via", "/things"}}, std::move(done));
+                });
+                if (!stored) co_return invalid_td(stored.error());
                 Response r;
                 r.status = 201;
                 r.header("Location", "/things/" + percent_encode_segment(stored->id));
@@ -152,11 +149,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                     e.code = Errc::bad_request;
                     co_return std::unexpected(std::move(e));
                   }
-                  auto twin = twins.from_document(*body, "", nullptr, "", ctx.caller->principal.id);
-                  if (!twin) co_return invalid_td(twin.error());
-                  const boost::json::object detail{{"via", "/things"}, {"title", twin->title}};
-                  auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
-                  if (!stored) co_return std::unexpected(stored.error());
+                  auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+                    s.twins.create(*ctx.caller, nullptr, *body, {{"via", "/things"}}, std::move(done));
+                  });
+                  if (!stored) co_return invalid_td(stored.error());
                   Response r;
                   r.status = 201;
                   r.header("Location", "/things/" + percent_encode_segment(id));
@@ -164,12 +160,11 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 }
                 current = changeable(twins, std::move(current), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                auto twin = twins.from_document(*body, "", &*current, current->system_id, current->owner);
-                if (!twin) co_return invalid_td(twin.error());
-                const boost::json::object detail{{"via", "/things"}};
-                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
-                                                          "twin.replace", detail);
-                if (!stored) co_return std::unexpected(stored.error());
+                auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+                  s.twins.replace(*ctx.caller, *current, *body, "twin.replace", {{"via", "/things"}},
+                                  std::move(done));
+                });
+                if (!stored) co_return invalid_td(concurrent_change(stored.error(), req));
                 co_return no_content();
               }});
 
@@ -180,12 +175,11 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
                 auto current = changeable(twins, twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
                 auto merged = core::merge_patch(current->document, *patch);
-                auto twin = twins.from_document(merged, "", &*current, current->system_id, current->owner);
-                if (!twin) co_return invalid_td(twin.error());
-                const boost::json::object detail{{"via", "/things"}, {"patch", *patch}};
-                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
-                                                          "twin.update", detail);
-                if (!stored) co_return std::unexpected(stored.error());
+                auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+                  s.twins.replace(*ctx.caller, *current, merged, "twin.update",
+                                  {{"via", "/things"}, {"patch", *patch}}, std::move(done));
+                });
+                if (!stored) co_return invalid_td(concurrent_change(stored.error(), req));
                 co_return no_content();
               }});
 
@@ -193,9 +187,10 @@ void add_things_routes(Router& router, ApiServices& s, dtif::TwinRegistry& twins
               [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto current = changeable(twins, twins.find(std::string(ctx.param("id"))), ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                const boost::json::object detail{{"via", "/things"}};
-                auto done = co_await remove_twin(s, ctx, req, *current, detail);
-                if (!done) co_return std::unexpected(done.error());
+                auto done = co_await await_write<void>([&](auto cb) {
+                  s.twins.remove(*ctx.caller, *current, {{"via", "/things"}}, std::move(cb));
+                });
+                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
                 co_return no_content();
               }});
 

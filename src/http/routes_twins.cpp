@@ -33,17 +33,6 @@ core::Result<core::TwinRecord> twin_of(const dtif::TwinRegistry& twins, const st
   return twin;
 }
 
-// The twin system named in the path, when the caller may publish its twins (twins:publish and its owner, or
-// registry:admin).
-core::Result<core::SystemRecord> changeable_system(ApiServices& s, const registry::SystemRegistry& systems,
-                                                   const dtif::TwinRegistry& twins,
-                                                   const RequestContext& ctx) {
-  auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
-  if (!system) return system;
-  if (auto ok = twins.may_publish(ctx.caller->principal, *system); !ok) return std::unexpected(ok.error());
-  return system;
-}
-
 core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiServices& s) {
   auto params = parse_query(req.query);
   if (!params) return std::unexpected(params.error());
@@ -122,8 +111,8 @@ boost::asio::awaitable<core::Result<TwinPage>> discover_twins(ApiServices& s, co
 
 }  // namespace
 
-void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& systems,
-                     dtif::TwinRegistry& twins) {
+void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& systems) {
+  const auto& twins = s.twins.registry();
   const std::string list = "/v1/twin-systems/{id}/twins";
   const std::string item = list + "/{twin}";
 
@@ -142,16 +131,13 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::post, list, Auth::required, core::Permission::twins_publish,
-              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, twins, ctx);
+              [&s, &systems](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto system = s.store.system(systems.kind(), std::string(ctx.param("id")));
                 if (!system) co_return std::unexpected(system.error());
                 auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
-                // The system's owner holds its twins, whoever adds them (an operator may).
-                auto twin = twins.from_document(*body, "", nullptr, system->id, system->owner);
-                if (!twin) co_return std::unexpected(twin.error());
-                const boost::json::object detail{{"system", system->id}, {"title", twin->title}};
-                auto stored = co_await store_new_twin(s, ctx, std::move(*twin), detail);
+                auto stored = co_await await_write<core::TwinRecord>(
+                    [&](auto done) { s.twins.create(*ctx.caller, &*system, *body, {}, std::move(done)); });
                 if (!stored) co_return std::unexpected(stored.error());
                 auto r = twin_response(201, *stored);
                 r.header("Location",
@@ -168,35 +154,33 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
               }});
 
   router.add({Method::put, item, Auth::required, core::Permission::twins_publish,
-              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, twins, ctx);
-                if (!system) co_return std::unexpected(system.error());
-                auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto current = twin_of(twins, std::string(ctx.param("id")), std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
+                if (auto ok = twins.may_publish(ctx.caller->principal, *current); !ok)
+                  co_return std::unexpected(ok.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
                 auto body = td_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
-                auto twin = twins.from_document(*body, "", &*current, system->id, current->owner);
-                if (!twin) co_return std::unexpected(twin.error());
-                const boost::json::object detail{{"system", system->id}};
-                auto stored = co_await store_changed_twin(s, ctx, req, *current, std::move(*twin),
-                                                          "twin.replace", detail);
-                if (!stored) co_return std::unexpected(stored.error());
+                auto stored = co_await await_write<core::TwinRecord>([&](auto done) {
+                  s.twins.replace(*ctx.caller, *current, *body, "twin.replace", {}, std::move(done));
+                });
+                if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
                 co_return twin_response(200, *stored);
               }});
 
   router.add({Method::delete_, item, Auth::required, core::Permission::twins_publish,
-              [&s, &systems, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
-                auto system = changeable_system(s, systems, twins, ctx);
-                if (!system) co_return std::unexpected(system.error());
-                auto current = twin_of(twins, system->id, std::string(ctx.param("twin")));
+              [&s, &twins](RequestContext& ctx, const Request& req) -> HandlerResult {
+                auto current = twin_of(twins, std::string(ctx.param("id")), std::string(ctx.param("twin")));
                 if (!current) co_return std::unexpected(current.error());
+                if (auto ok = twins.may_publish(ctx.caller->principal, *current); !ok)
+                  co_return std::unexpected(ok.error());
                 if (auto ok = check_if_match(req.if_match, current->version); !ok)
                   co_return std::unexpected(ok.error());
-                const boost::json::object detail{{"system", system->id}};
-                auto done = co_await remove_twin(s, ctx, req, *current, detail);
-                if (!done) co_return std::unexpected(done.error());
+                auto done = co_await await_write<void>(
+                    [&](auto cb) { s.twins.remove(*ctx.caller, *current, {}, std::move(cb)); });
+                if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
                 Response r;
                 r.status = 204;
                 co_return r;

@@ -57,6 +57,20 @@ class CachedStore final : public Store {
     return inner_->systems(query);
   }
   core::Result<core::TwinRecord> twin(const std::string& id) override { return inner_->twin(id); }
+  core::Result<std::optional<core::TwinState>> twin_state(const std::string& id) override {
+    return inner_->twin_state(id);
+  }
+  core::Result<std::optional<PolicyRecord>> twin_policy(const std::string& id) override {
+    return inner_->twin_policy(id);
+  }
+  void write_states(std::vector<StateWrite> writes,
+                    Completion<std::vector<core::Result<void>>> done) override {
+    inner_->write_states(std::move(writes), std::move(done));
+  }
+  void put_policy(PolicyRecord record, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                  Completion<PolicyRecord> done) override {
+    inner_->put_policy(std::move(record), expected_version, std::move(audit), std::move(done));
+  }
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override { return inner_->twins(query); }
   core::Result<Page<core::StatusHistoryEntry>> status_history(const StatusHistoryQuery& query) override {
     return inner_->status_history(query);

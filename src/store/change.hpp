@@ -21,6 +21,7 @@
 #include "core/system.hpp"
 #include "core/time.hpp"
 #include "core/twin.hpp"
+#include "core/twin_state.hpp"
 
 namespace twinbridge::store {
 
@@ -39,6 +40,8 @@ enum class ChangeType : std::uint8_t {
   principal_deleted,  // data: {"id"}
   key_added,          // data: {"principal", "key"}
   key_revoked,        // data: {"principal", "key"}
+  state_changed,   // data: {"id", "version", "patch", "ingestedAt", "channel", "sourceTime"?, "sourceSeq"?}
+  policy_changed,  // data: {"id", "version"}
 };
 
 std::string_view to_string(ChangeType type);
@@ -66,7 +69,8 @@ struct Change {
   std::shared_ptr<const core::SystemRecord> system;  // system_created, system_updated
   core::SystemKind system_kind = core::SystemKind::third_party;  // every system_* and status_changed
   std::optional<core::StatusChange> status;                      // status_changed
-  std::optional<PrincipalChange> principal;  // principal_updated, principal_deleted, key_revoked
+  std::optional<PrincipalChange> principal;      // principal_updated, principal_deleted, key_revoked
+  std::shared_ptr<const core::TwinState> state;  // state_changed: the new state
 };
 
 using ChangePtr = std::shared_ptr<const Change>;

@@ -148,6 +148,20 @@ CREATE TABLE changes (
   data TEXT NOT NULL
 );
 )sql"},
+    // Twin state (the document of core::to_json(TwinState)) and access control policies, one row per twin.
+    Migration{7, "twin state and policies", R"sql(
+CREATE TABLE twin_state (
+  twin_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  document TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE twin_policies (
+  twin_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  document TEXT NOT NULL,
+  modified INTEGER NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -1413,6 +1427,15 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
             if (!*row) break;
             removed.emplace_back(twins->text(0));
           }
+          for (const auto& twin : removed) {
+            for (const char* sql : {"DELETE FROM twin_state WHERE twin_id = ?1",
+                                    "DELETE FROM twin_policies WHERE twin_id = ?1"}) {
+              auto s = db.prepare(sql);
+              if (!s) return std::unexpected(s.error());
+              s->bind(1, twin);
+              if (auto ok = s->run(); !ok) return std::unexpected(ok.error());
+            }
+          }
         }
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         // The twins first: a consumer that follows systems never sees twins of a system it forgot.
@@ -1757,12 +1780,143 @@ void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expect
             !ok) {
           return std::unexpected(ok.error());
         }
-        auto s = db.prepare("DELETE FROM twins WHERE id = ?1");
-        if (!s) return std::unexpected(s.error());
-        s->bind(1, id);
-        if (auto ok = s->run(); !ok) return ok;
+        for (const char* sql :
+             {"DELETE FROM twins WHERE id = ?1", "DELETE FROM twin_state WHERE twin_id = ?1",
+              "DELETE FROM twin_policies WHERE twin_id = ?1"}) {
+          auto s = db.prepare(sql);
+          if (!s) return std::unexpected(s.error());
+          s->bind(1, id);
+          if (auto ok = s->run(); !ok) return ok;
+        }
         if (auto ok = insert_audit(db, audit); !ok) return ok;
         return log.add(make_change(ChangeType::thing_deleted, audit.at, id, boost::json::object{{"id", id}}));
+      },
+      std::move(done));
+}
+
+Result<std::optional<core::TwinState>> SqliteStore::twin_state(const std::string& id) {
+  ScopedTimer timer(observer_, "twin_state");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT document FROM twin_state WHERE twin_id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<core::TwinState>();
+  auto state = core::state_from_json(parse_json_column(text_column(*s, 0, "a twin state"), "a twin state"));
+  if (!state) {
+    Error e(Errc::internal, fmt::format("the stored state of twin '{}' cannot be read", id));
+    e.log_detail = state.error().detail;
+    return std::unexpected(std::move(e));
+  }
+  return std::optional<core::TwinState>(std::move(*state));
+}
+
+Result<std::optional<PolicyRecord>> SqliteStore::twin_policy(const std::string& id) {
+  ScopedTimer timer(observer_, "twin_policy");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT version, document, modified FROM twin_policies WHERE twin_id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<PolicyRecord>();
+  PolicyRecord p;
+  p.twin_id = id;
+  p.version = s->integer(0);
+  auto document = parse_json_column(text_column(*s, 1, "a policy"), "a policy");
+  if (auto* doc = document.if_object()) p.document = std::move(*doc);
+  p.modified = core::from_unix_micros(s->integer(2));
+  return std::optional<PolicyRecord>(std::move(p));
+}
+
+void SqliteStore::write_states(std::vector<StateWrite> writes,
+                               Completion<std::vector<core::Result<void>>> done) {
+  submit<std::vector<core::Result<void>>>(
+      [writes = std::move(writes)](Connection& db,
+                                   ChangeLog& log) -> Result<std::vector<core::Result<void>>> {
+        std::vector<core::Result<void>> results;
+        results.reserve(writes.size());
+        for (const auto& w : writes) {
+          const auto& state = *w.state;
+          auto current = db.prepare(
+              "SELECT EXISTS(SELECT 1 FROM twins WHERE id = ?1), "
+              "(SELECT version FROM twin_state WHERE twin_id = ?1)");
+          if (!current) return std::unexpected(current.error());
+          current->bind(1, state.id);
+          if (auto row = current->step(); !row) return std::unexpected(row.error());
+          if (current->integer(0) == 0) {
+            results.push_back(core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", state.id)));
+            continue;
+          }
+          const auto stored = current->is_null(1) ? 0 : current->integer(1);
+          if (stored != w.expected_version) {
+            results.push_back(core::fail(Errc::precondition_failed,
+                                         fmt::format("the state of twin '{}' is at version {}, not {}",
+                                                     state.id, stored, w.expected_version)));
+            continue;
+          }
+          auto put = db.prepare(
+              "INSERT INTO twin_state(twin_id, version, document) VALUES (?1, ?2, ?3) "
+              "ON CONFLICT(twin_id) DO UPDATE SET version = excluded.version, document = excluded.document");
+          if (!put) return std::unexpected(put.error());
+          const auto document = json_text(core::to_json(state));
+          put->bind(1, state.id).bind(2, state.version).bind(3, document);
+          if (auto ok = put->run(); !ok) return std::unexpected(ok.error());
+          Change c;
+          c.type = ChangeType::state_changed;
+          c.at = state.ingested;
+          c.subject = state.id;
+          c.data = w.data;
+          c.state = w.state;
+          if (auto ok = log.add(std::move(c)); !ok) return std::unexpected(ok.error());
+          results.emplace_back();
+        }
+        return results;
+      },
+      std::move(done));
+}
+
+void SqliteStore::put_policy(PolicyRecord record, std::optional<std::int64_t> expected_version,
+                             core::AuditEntry audit, Completion<PolicyRecord> done) {
+  submit<PolicyRecord>(
+      [p = std::move(record), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<PolicyRecord> {
+        if (auto v = twin_version(db, p.twin_id); !v) return std::unexpected(v.error());
+        auto current = db.prepare("SELECT version FROM twin_policies WHERE twin_id = ?1");
+        if (!current) return std::unexpected(current.error());
+        current->bind(1, p.twin_id);
+        auto row = current->step();
+        if (!row) return std::unexpected(row.error());
+        const std::int64_t stored = *row ? current->integer(0) : 0;
+        if (expected_version && *expected_version != stored) {
+          return core::fail(Errc::precondition_failed,
+                            stored == 0 ? fmt::format("twin '{}' has no policy yet", p.twin_id)
+                                        : fmt::format("the policy of twin '{}' is at version {}, not {}",
+                                                      p.twin_id, stored, *expected_version));
+        }
+        p.version = stored + 1;
+        p.modified = audit.at;
+        auto put = db.prepare(
+            "INSERT INTO twin_policies(twin_id, version, document, modified) VALUES (?1, ?2, ?3, ?4) "
+            "ON CONFLICT(twin_id) DO UPDATE SET version = excluded.version, document = excluded.document, "
+            "modified = excluded.modified");
+        if (!put) return std::unexpected(put.error());
+        const auto document = json_text(p.document);
+        put->bind(1, p.twin_id)
+            .bind(2, p.version)
+            .bind(3, document)
+            .bind(4, core::to_unix_micros(p.modified));
+        if (auto ok = put->run(); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(make_change(ChangeType::policy_changed, audit.at, p.twin_id,
+                                          boost::json::object{{"id", p.twin_id}, {"version", p.version}}));
+            !ok) {
+          return std::unexpected(ok.error());
+        }
+        return p;
       },
       std::move(done));
 }

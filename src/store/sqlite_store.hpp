@@ -90,6 +90,12 @@ class SqliteStore final : public Store {
                      core::AuditEntry audit, Completion<std::vector<std::string>> done) override;
 
   core::Result<core::TwinRecord> twin(const std::string& id) override;
+  core::Result<std::optional<core::TwinState>> twin_state(const std::string& id) override;
+  core::Result<std::optional<PolicyRecord>> twin_policy(const std::string& id) override;
+  void write_states(std::vector<StateWrite> writes,
+                    Completion<std::vector<core::Result<void>>> done) override;
+  void put_policy(PolicyRecord record, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                  Completion<PolicyRecord> done) override;
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override;
   void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                             core::AuditEntry audit, Completion<core::SystemRecord> done) override;

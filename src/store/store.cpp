@@ -21,6 +21,8 @@ constexpr std::pair<ChangeType, std::string_view> kChangeTypes[] = {
     {ChangeType::principal_deleted, "principal_deleted"},
     {ChangeType::key_added, "key_added"},
     {ChangeType::key_revoked, "key_revoked"},
+    {ChangeType::state_changed, "state_changed"},
+    {ChangeType::policy_changed, "policy_changed"},
 };
 }  // namespace
 

@@ -168,6 +168,21 @@ struct ChangeWindow {
   std::int64_t last = 0;
 };
 
+// One change of a twin's state (Store::write_states).
+struct StateWrite {
+  std::shared_ptr<const core::TwinState> state;  // the new state
+  std::int64_t expected_version = 0;             // the stored state's version; 0 when none is stored yet
+  std::string data;                              // the change as streams carry it (ChangeType::state_changed)
+};
+
+// The access control policy of a twin (core/policy.hpp), as stored.
+struct PolicyRecord {
+  std::string twin_id;
+  boost::json::object document;  // the policy document (core::to_json(Policy))
+  std::int64_t version = 0;
+  core::Timestamp modified{};
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -203,6 +218,11 @@ class Store {
   // not_found when there is no such twin.
   virtual core::Result<core::TwinRecord> twin(const std::string& id) = 0;
   virtual core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) = 0;
+
+  // The stored state of a twin; nullopt when none was stored (a twin starts from its TD).
+  virtual core::Result<std::optional<core::TwinState>> twin_state(const std::string& id) = 0;
+  // The policy of a twin; nullopt when it has none.
+  virtual core::Result<std::optional<PolicyRecord>> twin_policy(const std::string& id) = 0;
 
   // Monitoring of systems. An unknown system has no history and no samples (no error).
   // The status history in seq order; Page::next_after is the seq of the last entry, for after_seq.
@@ -258,7 +278,7 @@ class Store {
                                     core::AuditEntry audit, Completion<core::SystemRecord> done) = 0;
   // Twins: versions and timestamps as for principals. create fails with conflict when any twin (of any
   // system) has the id, and with not_found when its twin system does not exist (deregistered meanwhile).
-  // Deleting a twin system (delete_system) deletes its twins.
+  // Deleting a twin system (delete_system) deletes its twins. Deleting a twin deletes its state and policy.
   virtual void create_twin(core::TwinRecord twin, core::AuditEntry audit,
                            Completion<core::TwinRecord> done) = 0;
   virtual void update_twin(core::TwinRecord twin, std::int64_t expected_version, core::AuditEntry audit,
@@ -276,6 +296,17 @@ class Store {
   // Many checks (of many systems) in one write, as record_system_check each; checks of systems that no longer
   // exist are skipped. The monitor batches plain probe samples this way.
   virtual void record_system_checks(std::vector<SystemCheck> checks, Completion<void> done) = 0;
+  // Twin state changes (of one twin or many), in one write, each on its own: the completion gets one result
+  // per write, in order: not_found when the twin does not exist (deleted meanwhile), precondition_failed when
+  // the stored state's version is not expected_version. Each stored change is a state_changed change.
+  // Not audited: there may be thousands per second, and the change feed is their record.
+  virtual void write_states(std::vector<StateWrite> writes,
+                            Completion<std::vector<core::Result<void>>> done) = 0;
+  // Creates or replaces a twin's policy: version 1 on create, expected + 1 on replace; modified from the
+  // audit entry. expected_version 0: the twin must have none yet; nullopt: whatever it has. not_found when
+  // the twin does not exist; precondition_failed when the version differs. A policy_changed change.
+  virtual void put_policy(PolicyRecord record, std::optional<std::int64_t> expected_version,
+                          core::AuditEntry audit, Completion<PolicyRecord> done) = 0;
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
 
 #include <algorithm>
@@ -31,9 +32,12 @@ class OpenApiTest : public ::testing::Test {
     ASSERT_TRUE(s);
     store_ = std::move(*s);
     auth_ = std::make_unique<Authenticator>(*store_, AuthSettings{}, clock_);
-    monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, registry::MonitorSettings{});
+    const registry::MonitorSettings monitor_settings;
+    monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, monitor_settings);
     feed_ = std::make_unique<store::ChangeFeed>(*store_);
-    api_ = std::make_unique<Api>(*store_, *feed_, *auth_, metrics_, clock_, *monitor_, twin_index_,
+    hub_ = std::make_unique<dtif::StreamHub>(*feed_, reader_.get_executor());
+    twins_ = std::make_unique<dtif::TwinService>(*store_, twin_index_, *hub_, *monitor_, clock_);
+    api_ = std::make_unique<Api>(*store_, *feed_, *hub_, *twins_, *auth_, metrics_, clock_, *monitor_,
                                  ApiSettings{}, nullptr);
     doc_ = boost::json::parse(openapi_document()).as_object();
   }
@@ -52,6 +56,9 @@ class OpenApiTest : public ::testing::Test {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<registry::SystemMonitor> monitor_;
   dtif::TwinIndex twin_index_;
+  boost::asio::thread_pool reader_{1};
+  std::unique_ptr<dtif::StreamHub> hub_;
+  std::unique_ptr<dtif::TwinService> twins_;
   std::unique_ptr<Api> api_;
   boost::json::object doc_;
 };

@@ -1451,6 +1451,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   exec_sql(options().path,
            "BEGIN; DROP TABLE system_probes; DROP TABLE system_status_history; "
            "DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
+           "DROP TABLE twin_state; DROP TABLE twin_policies; "
            "DELETE FROM schema_migrations WHERE version > 3; COMMIT;");
   ASSERT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 3);
   ASSERT_EQ(query_integer(options().path,
@@ -1461,7 +1462,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
             SqliteStore::schema_version());
-  EXPECT_EQ(SqliteStore::schema_version(), 6);
+  EXPECT_EQ(SqliteStore::schema_version(), 7);
   const auto kept = store_->system(core::SystemKind::third_party, "s1");
   ASSERT_TRUE(kept) << kept.error().detail;
   EXPECT_EQ(kept->status, core::SystemStatus::unknown);
@@ -1795,6 +1796,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema4KnowsItsDeletedPrincipalsFromTheAuditL
   // Back to what schema 4 left: no tombstones; the audit log remembers the deletion.
   exec_sql(options().path,
            "BEGIN; DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
+           "DROP TABLE twin_state; DROP TABLE twin_policies; "
            "DELETE FROM schema_migrations WHERE version > 4; COMMIT;");
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),

@@ -1,0 +1,533 @@
+#include "dtif/twin_service.hpp"
+
+#include <fmt/format.h>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+
+#include "core/access.hpp"
+
+namespace twinbridge::dtif {
+
+using core::Errc;
+
+struct TwinService::Entry {
+  std::mutex mutex;
+  // Under mutex:
+  std::int64_t td_version = 0;  // the TD the schema was built from
+  std::shared_ptr<const core::StateSchema> schema;
+  std::shared_ptr<const core::TwinState> state;  // the latest accepted state (its write may be queued)
+  bool stored = false;  // `state` came from the store or was written to it (else: the initial state)
+  boost::json::object live;
+  std::map<std::string, core::Timestamp> live_updated;
+  std::optional<core::Pose> live_pose;
+  std::optional<core::Timestamp> live_pose_updated;
+  // Set (without the lock) when a write of this twin failed: the state is read from the store again.
+  std::atomic<bool> reload{false};
+};
+
+namespace {
+
+// Seconds of the TD term "twinbridge:maxAge" in `object`, when present and positive.
+std::optional<std::int64_t> max_age(const boost::json::object& object) {
+  const auto* v = object.if_contains(kMaxAgeTerm);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() > 0) return static_cast<std::int64_t>(v->get_uint64());
+  return std::nullopt;
+}
+
+core::Result<std::shared_ptr<const core::TwinView>> live_twin(const TwinIndex& index, const std::string& id,
+                                                              core::Timestamp now) {
+  auto view = index.get(id);
+  if (!view || (view->expires() && *view->expires() <= now)) {
+    return core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", id));
+  }
+  return view;
+}
+
+// The report's pointer prefix: errors of report i of a batch point into it.
+std::string report_pointer(std::size_t index, std::size_t count) {
+  return count == 1 ? std::string("/patch") : fmt::format("/changes/{}/patch", index);
+}
+
+core::Error prefixed(core::Error e, const std::string& prefix) {
+  for (auto& f : e.fields) f.pointer = prefix + f.pointer;
+  return e;
+}
+
+}  // namespace
+
+boost::json::object to_json(const StateView& view, const std::function<bool(std::string_view)>& readable) {
+  auto doc = core::to_json(*view.state);
+  auto& properties = doc["properties"].as_object();
+  auto& updated = doc["updated"].as_object();
+  for (const auto& [name, value] : view.live) {
+    properties[name] = value;
+    if (auto it = view.live_updated.find(std::string(name)); it != view.live_updated.end())
+      updated[name] = core::format_rfc3339(it->second);
+  }
+  if (view.live_pose) {
+    core::TwinState pose_only;
+    pose_only.pose = view.live_pose;
+    doc["pose"] = core::to_json(pose_only).at("pose");
+  }
+  if (readable) {
+    for (auto it = properties.begin(); it != properties.end();) {
+      if (readable(it->key())) {
+        ++it;
+      } else {
+        updated.erase(it->key());
+        it = properties.erase(it);
+      }
+    }
+  }
+  if (view.stale) {
+    boost::json::array names;
+    for (const auto& n : view.stale->properties) names.emplace_back(n);
+    doc["stale"] = boost::json::object{{"since", core::format_rfc3339(view.stale->since)},
+                                       {"reason", view.stale->reason},
+                                       {"properties", std::move(names)}};
+  }
+  return doc;
+}
+
+TwinService::TwinService(store::Store& store, const TwinIndex& index, StreamHub& hub,
+                         const registry::SystemMonitor& monitor, const core::Clock& clock)
+    : store_(store),
+      index_(index),
+      hub_(hub),
+      monitor_(monitor),
+      clock_(clock),
+      registry_(store, index, clock) {}
+
+void TwinService::create(const core::Actor& actor, const core::SystemRecord* system,
+                         const boost::json::value& td, boost::json::object detail,
+                         store::Completion<core::TwinRecord> done) {
+  auto allowed = system != nullptr ? registry_.may_publish(actor.principal, *system)
+                                   : registry_.may_publish_directory_twin(actor.principal);
+  if (!allowed) return done(std::unexpected(allowed.error()));
+  // The twin system's owner holds its twins, whoever adds them (an operator may); a directory twin is held
+  // by its publisher.
+  auto twin = registry_.from_document(td, "", nullptr, system != nullptr ? system->id : std::string(),
+                                      system != nullptr ? system->owner : actor.principal.id);
+  if (!twin) return done(std::unexpected(twin.error()));
+  if (system != nullptr) detail["system"] = system->id;
+  detail["title"] = twin->title;
+  auto audit = core::audit_entry(actor, clock_.now(), "twin.create", "twin", twin->id, std::move(detail));
+  store_.create_twin(std::move(*twin), std::move(audit), std::move(done));
+}
+
+void TwinService::replace(const core::Actor& actor, const core::TwinRecord& current,
+                          const boost::json::value& td, std::string action, boost::json::object detail,
+                          store::Completion<core::TwinRecord> done) {
+  if (auto ok = registry_.may_publish(actor.principal, current); !ok)
+    return done(std::unexpected(ok.error()));
+  auto twin = registry_.from_document(td, "", &current, current.system_id, current.owner);
+  if (!twin) return done(std::unexpected(twin.error()));
+  if (!current.system_id.empty()) detail["system"] = current.system_id;
+  auto audit =
+      core::audit_entry(actor, clock_.now(), std::move(action), "twin", current.id, std::move(detail));
+  store_.update_twin(std::move(*twin), current.version, std::move(audit), std::move(done));
+}
+
+void TwinService::remove(const core::Actor& actor, const core::TwinRecord& current,
+                         boost::json::object detail, store::Completion<void> done) {
+  if (auto ok = registry_.may_publish(actor.principal, current); !ok)
+    return done(std::unexpected(ok.error()));
+  if (!current.system_id.empty()) detail["system"] = current.system_id;
+  auto audit = core::audit_entry(actor, clock_.now(), "twin.delete", "twin", current.id, std::move(detail));
+  store_.delete_twin(current.id, current.version, std::move(audit), std::move(done));
+}
+
+std::shared_ptr<TwinService::Entry> TwinService::entry(const std::string& twin_id) {
+  std::lock_guard lock(entries_mutex_);
+  auto& slot = entries_[twin_id];
+  if (!slot) slot = std::make_shared<Entry>();
+  return slot;
+}
+
+std::size_t TwinService::cached() const {
+  std::lock_guard lock(entries_mutex_);
+  return entries_.size();
+}
+
+core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
+  if (!e.schema || e.td_version != twin.version()) {
+    e.schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(twin.json().as_object()));
+    e.td_version = twin.version();
+  }
+  if (!e.state || e.reload.exchange(false)) {
+    auto stored = store_.twin_state(twin.id());
+    if (!stored) return std::unexpected(stored.error());
+    if (*stored) {
+      e.state = std::make_shared<const core::TwinState>(std::move(**stored));
+      e.stored = true;
+    } else {
+      e.state = std::make_shared<const core::TwinState>(e.schema->initial_state(twin.id(), clock_.now()));
+      e.stored = false;
+    }
+  }
+  return {};
+}
+
+void TwinService::report(const core::Actor& actor, std::vector<StateReport> reports,
+                         const std::optional<std::string>& system_id,
+                         store::Completion<std::vector<ReportResult>> done) {
+  const auto now = clock_.now();
+  const auto count = reports.size();
+  auto results = std::make_shared<std::vector<ReportResult>>(
+      count, ReportResult(core::fail(Errc::internal, "the report was not applied")));
+  if (count > kMaxBatchReports) {
+    for (auto& r : *results) {
+      r = core::fail(Errc::validation_failed,
+                     fmt::format("a batch holds at most {} changes; split it", kMaxBatchReports));
+    }
+    return done(std::move(*results));
+  }
+  // The twins of the batch, locked in id order (no two batches wait for each other).
+  std::map<std::string, std::pair<std::shared_ptr<const core::TwinView>, std::shared_ptr<Entry>>> twins;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& id = reports[i].twin_id;
+    if (twins.contains(id)) continue;
+    auto view = live_twin(index_, id, now);
+    if (!view) continue;
+    twins.emplace(id, std::pair(*view, entry(id)));
+  }
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(twins.size());
+  for (auto& [id, t] : twins) locks.emplace_back(t.second->mutex);
+
+  std::vector<store::StateWrite> writes;
+  std::vector<std::size_t> written;  // the report of each write
+  std::vector<store::ChangePtr> live_changes;
+  for (std::size_t i = 0; i < count; ++i) {
+    auto& r = reports[i];
+    const auto prefix = report_pointer(i, count);
+    auto found = twins.find(r.twin_id);
+    if (found == twins.end()) {
+      (*results)[i] = core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", r.twin_id));
+      continue;
+    }
+    const auto& view = *found->second.first;
+    auto& e = *found->second.second;
+    if (system_id && view.system_id() != *system_id) {
+      (*results)[i] = core::fail(Errc::not_found,
+                                 fmt::format("twin system '{}' has no twin '{}'", *system_id, r.twin_id));
+      continue;
+    }
+    if (auto ok = core::may_publish_twins(actor.principal, view.owner(), fmt::format("twin '{}'", view.id()));
+        !ok) {
+      (*results)[i] = std::unexpected(ok.error());
+      continue;
+    }
+    if (auto ok = prepare(e, view); !ok) {
+      (*results)[i] = std::unexpected(ok.error());
+      continue;
+    }
+    const auto order = core::change_order(*e.state, r.source_seq, r.source_time);
+    if (order == core::ChangeOrder::duplicate) {
+      (*results)[i] = e.state;
+      continue;
+    }
+    if (order == core::ChangeOrder::older) {
+      (*results)[i] = core::fail(
+          Errc::conflict,
+          fmt::format("the change is older than the state of twin '{}' (source {} {}); it is not applied",
+                      r.twin_id, e.state->source_seq ? "sequence" : "time",
+                      e.state->source_seq ? std::to_string(*e.state->source_seq)
+                                          : core::format_rfc3339(e.state->source_time.value_or(now))));
+      continue;
+    }
+    const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
+                                  r.source_time};
+    // The whole change is checked first; then its ephemeral members leave for the live channel.
+    auto checked = e.schema->apply(*e.state, r.patch, core::ChangeSource::twin_system, facts);
+    if (!checked) {
+      (*results)[i] = std::unexpected(prefixed(checked.error(), prefix));
+      continue;
+    }
+    boost::json::value durable = r.patch;
+    boost::json::object ephemeral;
+    if (auto* patch = durable.if_object()) {
+      if (auto* props = patch->if_contains("properties"); props != nullptr && props->is_object()) {
+        auto& p = props->as_object();
+        for (auto it = p.begin(); it != p.end();) {
+          const auto* prop = e.schema->property(it->key());
+          if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
+            ephemeral[it->key()] = it->value();
+            e.live[it->key()] = it->value();
+            e.live_updated[std::string(it->key())] = now;
+            it = p.erase(it);
+          } else {
+            if (prop != nullptr && prop->ephemeral) {
+              e.live.erase(it->key());
+              e.live_updated.erase(std::string(it->key()));
+            }
+            ++it;
+          }
+        }
+        if (p.empty()) patch->erase("properties");
+      }
+      if (e.schema->pose_ephemeral() && patch->contains("pose") && checked->pose) {
+        ephemeral["pose"] = core::to_json(*checked).at("pose");
+        e.live_pose = checked->pose;
+        e.live_pose_updated = now;
+        patch->erase("pose");
+      }
+    }
+    if (!ephemeral.empty()) {
+      auto c = std::make_shared<store::Change>();
+      c->type = store::ChangeType::state_changed;
+      c->at = now;
+      c->subject = view.id();
+      boost::json::object data{
+          {"id", view.id()}, {"ephemeral", true}, {"ingestedAt", core::format_rfc3339(now)}};
+      boost::json::object props;
+      for (auto& [k, v] : ephemeral) {
+        if (k != "pose") props[k] = v;
+      }
+      boost::json::object patch_out;
+      if (!props.empty()) patch_out["properties"] = std::move(props);
+      if (ephemeral.contains("pose")) patch_out["pose"] = ephemeral.at("pose");
+      data["patch"] = std::move(patch_out);
+      c->data = boost::json::serialize(data);
+      live_changes.push_back(std::move(c));
+    }
+    const bool has_durable = durable.is_object() && !durable.as_object().empty();
+    if (!has_durable && !ephemeral.empty()) {
+      (*results)[i] = e.state;  // nothing to store: the live values are out
+      continue;
+    }
+    auto next = e.schema->apply(*e.state, durable, core::ChangeSource::twin_system, facts);
+    if (!next) {
+      (*results)[i] = std::unexpected(prefixed(next.error(), prefix));
+      continue;
+    }
+    auto state = std::make_shared<const core::TwinState>(std::move(*next));
+    boost::json::object data{{"id", state->id},
+                             {"version", state->version},
+                             {"patch", durable},
+                             {"ingestedAt", core::format_rfc3339(now)},
+                             {"channel", state->channel}};
+    if (state->source_time) data["sourceTime"] = core::format_rfc3339(*state->source_time);
+    if (state->source_seq) data["sourceSeq"] = *state->source_seq;
+    writes.push_back({state, e.stored ? e.state->version : 0, boost::json::serialize(data)});
+    written.push_back(i);
+    e.state = state;
+    e.stored = true;
+    (*results)[i] = state;
+  }
+  for (const auto& c : live_changes) hub_.publish_live(c);
+  if (writes.empty()) {
+    locks.clear();
+    return done(std::move(*results));
+  }
+  // Entries whose write fails are read again from the store on their next use.
+  std::vector<std::shared_ptr<Entry>> written_entries;
+  written_entries.reserve(written.size());
+  for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
+  store_.write_states(std::move(writes),
+                      [results, written = std::move(written), written_entries = std::move(written_entries),
+                       done = std::move(done)](core::Result<std::vector<core::Result<void>>> stored) mutable {
+                        for (std::size_t w = 0; w < written.size(); ++w) {
+                          const core::Result<void> outcome =
+                              stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
+                          if (!outcome) {
+                            (*results)[written[w]] = std::unexpected(outcome.error());
+                            written_entries[w]->reload = true;
+                          }
+                        }
+                        done(std::move(*results));
+                      });
+  // The locks go here, after the write is queued: the next change of these twins follows it.
+}
+
+core::Result<StateView> TwinService::state(const std::string& twin_id) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return std::unexpected(view.error());
+  auto e = entry(twin_id);
+  std::lock_guard lock(e->mutex);
+  if (auto ok = prepare(*e, **view); !ok) return std::unexpected(ok.error());
+  StateView out;
+  out.state = e->state;
+  out.live = e->live;
+  out.live_updated = e->live_updated;
+  out.live_pose = e->live_pose;
+  out.live_pose_updated = e->live_pose_updated;
+  out.stale = staleness(**view, *e->state, *e->schema);
+  return out;
+}
+
+std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, const core::TwinState& state,
+                                                const core::StateSchema&) const {
+  if (!twin.system_id().empty()) {
+    if (auto status = monitor_.status(core::SystemKind::twin, twin.system_id());
+        status && status->status == core::SystemStatus::down) {
+      return Staleness{status->since,
+                       fmt::format("twin system '{}' is down since {}: {}", twin.system_id(),
+                                   core::format_rfc3339(status->since), status->reason),
+                       {}};
+    }
+  }
+  const auto& td = twin.json().as_object();
+  const auto now = clock_.now();
+  const auto twin_max = max_age(td);
+  std::optional<Staleness> out;
+  const auto* properties = td.if_contains("properties");
+  for (const auto& [name, when] : state.updated) {
+    std::optional<std::int64_t> limit = twin_max;
+    if (properties != nullptr && properties->is_object()) {
+      if (const auto* p = properties->as_object().if_contains(name); p != nullptr && p->is_object()) {
+        if (auto own = max_age(p->as_object())) limit = own;
+      }
+    }
+    if (!limit) continue;
+    const auto stale_at = when + std::chrono::seconds(*limit);
+    if (stale_at > now) continue;
+    if (!out) out = Staleness{stale_at, "", {}};
+    out->since = std::min(out->since, stale_at);
+    out->properties.push_back(name);
+  }
+  if (out) {
+    out->reason =
+        fmt::format("{} value(s) older than their maximum age (twinbridge:maxAge)", out->properties.size());
+  }
+  return out;
+}
+
+core::Result<core::Decision> TwinService::decide(const core::Actor& actor, core::Operation op,
+                                                 const std::string& twin_id, std::string_view affordance) {
+  return decide_impl(actor.principal, op, twin_id, affordance);
+}
+
+core::Result<core::Decision> TwinService::decide_for(const core::Principal& subject, core::Operation op,
+                                                     const std::string& twin_id,
+                                                     std::string_view affordance) {
+  return decide_impl(subject, op, twin_id, affordance);
+}
+
+core::Result<core::Decision> TwinService::decide_impl(const core::Principal& subject, core::Operation op,
+                                                      const std::string& twin_id,
+                                                      std::string_view affordance) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return std::unexpected(view.error());
+  const auto& td = (*view)->json().as_object();
+  if (auto ok = core::check_characteristics(td, op, affordance); !ok) {
+    core::Decision d;
+    d.reason = ok.error().detail;
+    return d;
+  }
+  core::Decision d;
+  if (core::has_permission(subject, core::Permission::registry_admin)) {
+    d.allowed = true;
+    d.reason = fmt::format("principal '{}' has registry:admin", subject.id.str());
+    return d;
+  }
+  if (subject.id == (*view)->owner()) {
+    d.allowed = true;
+    d.reason = fmt::format("principal '{}' holds twin '{}'", subject.id.str(), twin_id);
+    return d;
+  }
+  auto policy = store_.twin_policy(twin_id);
+  if (!policy) return std::unexpected(policy.error());
+  if (*policy) {
+    auto parsed = core::parse_policy((*policy)->document);
+    if (!parsed) {
+      d.reason = "the twin's stored policy cannot be read (default deny)";
+      return d;
+    }
+    core::SubjectFacts who{subject.id, subject.roles, {}};
+    auto owned = store_.owned_by(subject.id);
+    if (owned) {
+      for (const auto& [kind, id] : owned->systems) who.systems.push_back(id);
+    }
+    return core::decide(*parsed, who, op, affordance);
+  }
+  const bool reads = op == core::Operation::readproperty || op == core::Operation::observeproperty ||
+                     op == core::Operation::subscribeevent;
+  if (reads && core::has_permission(subject, core::Permission::twins_read)) {
+    d.allowed = true;
+    d.reason = "the twin has no policy: principals with twins:read may read, observe and subscribe";
+  } else {
+    d.reason = reads ? "the twin has no policy, and the principal lacks twins:read"
+                     : "the twin has no policy: writes and invocations need one that allows them";
+  }
+  return d;
+}
+
+core::Result<std::function<bool(std::string_view)>> TwinService::readable(const core::Actor& actor,
+                                                                          const std::string& twin_id) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return std::unexpected(view.error());
+  const auto& subject = actor.principal;
+  auto td = std::make_shared<const boost::json::object>((*view)->json().as_object());
+  if (core::has_permission(subject, core::Permission::registry_admin) || subject.id == (*view)->owner()) {
+    return [td](std::string_view p) {
+      return core::check_characteristics(*td, core::Operation::readproperty, p).has_value();
+    };
+  }
+  auto stored = store_.twin_policy(twin_id);
+  if (!stored) return std::unexpected(stored.error());
+  if (!*stored) {
+    const bool may = core::has_permission(subject, core::Permission::twins_read);
+    return [td, may](std::string_view p) {
+      return may && core::check_characteristics(*td, core::Operation::readproperty, p).has_value();
+    };
+  }
+  auto parsed = core::parse_policy((*stored)->document);
+  if (!parsed) return [](std::string_view) { return false; };
+  core::SubjectFacts who{subject.id, subject.roles, {}};
+  if (auto owned = store_.owned_by(subject.id)) {
+    for (const auto& [kind, id] : owned->systems) who.systems.push_back(id);
+  }
+  auto policy = std::make_shared<const core::Policy>(std::move(*parsed));
+  return [td, policy, who = std::move(who)](std::string_view p) {
+    return core::check_characteristics(*td, core::Operation::readproperty, p).has_value() &&
+           core::decide(*policy, who, core::Operation::readproperty, p).allowed;
+  };
+}
+
+core::Result<std::optional<store::PolicyRecord>> TwinService::policy(const std::string& twin_id) {
+  if (auto view = live_twin(index_, twin_id, clock_.now()); !view) return std::unexpected(view.error());
+  return store_.twin_policy(twin_id);
+}
+
+void TwinService::set_policy(const core::Actor& actor, const std::string& twin_id,
+                             const boost::json::value& document, std::optional<std::int64_t> expected_version,
+                             store::Completion<store::PolicyRecord> done) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return done(std::unexpected(view.error()));
+  if (!core::has_permission(actor.principal, core::Permission::registry_admin) &&
+      actor.principal.id != (*view)->owner()) {
+    return done(
+        core::fail(Errc::forbidden,
+                   fmt::format("the policy of twin '{}' is set by the principal that holds it ('{}') or "
+                               "an operator with registry:admin",
+                               twin_id, (*view)->owner().str())));
+  }
+  auto policy = core::parse_policy(document);
+  if (!policy) return done(std::unexpected(policy.error()));
+  if (auto ok = core::check_policy_affordances(*policy, (*view)->json().as_object()); !ok)
+    return done(std::unexpected(ok.error()));
+  store::PolicyRecord record;
+  record.twin_id = twin_id;
+  record.document = core::to_json(*policy);
+  auto audit =
+      core::audit_entry(actor, clock_.now(), "twin.policy", "twin", twin_id,
+                        boost::json::object{{"rules", record.document.at("rules").as_array().size()}});
+  store_.put_policy(std::move(record), expected_version, std::move(audit), std::move(done));
+}
+
+void TwinService::apply(std::span<const store::ChangePtr> changes) {
+  for (const auto& c : changes) {
+    if (c->type == store::ChangeType::thing_deleted) {
+      std::lock_guard lock(entries_mutex_);
+      entries_.erase(c->subject);
+    }
+  }
+}
+
+}  // namespace twinbridge::dtif
