@@ -134,6 +134,49 @@ class CachedStore final : public Store {
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;
 
+  core::Result<std::optional<SelectionRecord>> selection(const core::PrincipalId& owner,
+                                                         const std::string& id) override {
+    return inner_->selection(owner, id);
+  }
+  core::Result<Page<SelectionRecord>> selections(const core::PrincipalId& owner,
+                                                 const PageRequest& page) override {
+    return inner_->selections(owner, page);
+  }
+  void create_selection(SelectionRecord record, core::AuditEntry audit,
+                        Completion<SelectionRecord> done) override {
+    inner_->create_selection(std::move(record), std::move(audit), std::move(done));
+  }
+  void update_selection(SelectionRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                        Completion<SelectionRecord> done) override {
+    inner_->update_selection(std::move(record), expected_version, std::move(audit), std::move(done));
+  }
+  void delete_selection(core::PrincipalId owner, std::string id, std::optional<std::int64_t> expected_version,
+                        core::AuditEntry audit, Completion<void> done) override {
+    inner_->delete_selection(std::move(owner), std::move(id), expected_version, std::move(audit),
+                             std::move(done));
+  }
+  core::Result<std::optional<SystemCredentials>> system_credentials(core::SystemKind kind,
+                                                                    const std::string& id) override {
+    return inner_->system_credentials(kind, id);
+  }
+  void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                            SystemCredentials credentials, core::AuditEntry audit,
+                            Completion<core::SystemRecord> done) override {
+    inner_->register_twin_system(std::move(record), std::move(twins), std::move(credentials),
+                                 std::move(audit), std::move(done));
+  }
+  void update_system(core::SystemRecord record, std::int64_t expected_version, SystemCredentials credentials,
+                     core::AuditEntry audit, Completion<core::SystemRecord> done) override {
+    inner_->update_system(std::move(record), expected_version, std::move(credentials), std::move(audit),
+                          std::move(done));
+  }
+  core::Result<std::optional<AcquisitionRecord>> acquisition(const std::string& twin_id) override {
+    return inner_->acquisition(twin_id);
+  }
+  void record_acquisition(AcquisitionRecord record, Completion<AcquisitionRecord> done) override {
+    inner_->record_acquisition(std::move(record), std::move(done));
+  }
+
  private:
   // Called after a write of `principal` committed: stores the new value (or drops it) and drops every
   // credential.

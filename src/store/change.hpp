@@ -42,6 +42,8 @@ enum class ChangeType : std::uint8_t {
   key_revoked,        // data: {"principal", "key"}
   state_changed,   // data: {"id", "version", "patch", "ingestedAt", "channel", "sourceTime"?, "sourceSeq"?}
   policy_changed,  // data: {"id", "version"}
+  selection_changed,  // data: {"owner", "id", "version"}: a selection was created or replaced
+  selection_deleted,  // data: {"owner", "id"}
 };
 
 std::string_view to_string(ChangeType type);
@@ -61,7 +63,7 @@ struct Change {
   std::int64_t seq = 0;  // the feed's sequence number: durable, gap-free, increasing in commit order
   core::Timestamp at{};  // commit time (the time of the write's audit entry)
   ChangeType type = ChangeType::thing_created;
-  std::string subject;  // the twin id, the system id, the principal id
+  std::string subject;  // the twin id, the system id, the principal id, the selection id
   std::string data;     // JSON text (see ChangeType)
 
   // Live only (null or empty on changes read back from the store):

@@ -162,6 +162,30 @@ CREATE TABLE twin_policies (
   modified INTEGER NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+    // Selections of twins (per owner), the credentials systems give for twinbridge's calls to them (apart
+    // from the registration: never served), and what the acquisition last fetched of each twin.
+    Migration{8, "selections, system credentials, acquisitions", R"sql(
+CREATE TABLE selections (
+  owner TEXT NOT NULL,
+  id TEXT NOT NULL,
+  document TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  PRIMARY KEY (owner, id)
+) WITHOUT ROWID;
+CREATE TABLE system_credentials (
+  kind TEXT NOT NULL,
+  system_id TEXT NOT NULL,
+  document TEXT NOT NULL,
+  PRIMARY KEY (kind, system_id)
+) WITHOUT ROWID;
+CREATE TABLE twin_acquisitions (
+  twin_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  document TEXT NOT NULL
+) WITHOUT ROWID;
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -1081,6 +1105,24 @@ void SqliteStore::delete_principal(core::PrincipalId id, std::optional<std::int6
         if (!grave) return std::unexpected(grave.error());
         grave->bind(1, id.str()).bind(2, core::to_unix_micros(audit.at));
         if (auto ok = grave->run(); !ok) return ok;
+        // Its selections go with it (they are its own, not registrations others use).
+        auto selections = db.prepare("DELETE FROM selections WHERE owner = ?1 RETURNING id");
+        if (!selections) return std::unexpected(selections.error());
+        selections->bind(1, id.str());
+        std::vector<std::string> gone;
+        for (;;) {
+          auto row = selections->step();
+          if (!row) return std::unexpected(row.error());
+          if (!*row) break;
+          gone.emplace_back(selections->text(0));
+        }
+        for (const auto& selection : gone) {
+          if (auto ok = log.add(make_change(ChangeType::selection_deleted, audit.at, selection,
+                                            boost::json::object{{"owner", id.str()}, {"id", selection}}));
+              !ok) {
+            return ok;
+          }
+        }
         if (auto ok = insert_audit(db, audit); !ok) return ok;
         return log.add(principal_change(ChangeType::principal_deleted, audit.at, {.id = id, .deleted = true},
                                         {{"id", id.str()}}));
@@ -1375,25 +1417,82 @@ void SqliteStore::create_system(core::SystemRecord record, core::AuditEntry audi
       std::move(done));
 }
 
+namespace {
+
+// Replaces the stored credentials of a system (empty: none).
+Result<void> write_credentials(Connection& db, core::SystemKind kind, const std::string& id,
+                               const SystemCredentials& credentials) {
+  auto s = credentials.by_scheme.empty()
+               ? db.prepare("DELETE FROM system_credentials WHERE kind = ?1 AND system_id = ?2")
+               : db.prepare(
+                     "INSERT INTO system_credentials(kind, system_id, document) VALUES (?1, ?2, ?3) "
+                     "ON CONFLICT(kind, system_id) DO UPDATE SET document = excluded.document");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind)).bind(2, id);
+  if (!credentials.by_scheme.empty()) s->bind(3, json_text(credentials.by_scheme));
+  return s->run();
+}
+
+// The write of update_system; with `credentials`, they replace the stored ones in the same transaction.
+auto system_update(core::SystemRecord record, std::int64_t expected_version,
+                   std::optional<SystemCredentials> credentials, core::AuditEntry audit) {
+  return [r = std::move(record), expected_version, credentials = std::move(credentials),
+          audit = std::move(audit)](Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
+    if (auto ok = expect_version(system_version(db, r.kind, r.id), expected_version,
+                                 fmt::format("{} '{}'", core::to_string(r.kind), r.id));
+        !ok) {
+      return std::unexpected(ok.error());
+    }
+    r.version = expected_version + 1;
+    r.modified = audit.at;
+    if (auto ok = update_system_row(db, r); !ok) return std::unexpected(ok.error());
+    if (credentials) {
+      if (auto ok = write_credentials(db, r.kind, r.id, *credentials); !ok)
+        return std::unexpected(ok.error());
+    }
+    if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+    if (auto ok = log.add(system_change(ChangeType::system_updated, audit.at, r.kind, r.id, &r)); !ok)
+      return std::unexpected(ok.error());
+    return r;
+  };
+}
+
+}  // namespace
+
 void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected_version,
                                 core::AuditEntry audit, Completion<core::SystemRecord> done) {
   submit<core::SystemRecord>(
-      [r = std::move(record), expected_version, audit = std::move(audit)](
-          Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
-        if (auto ok = expect_version(system_version(db, r.kind, r.id), expected_version,
-                                     fmt::format("{} '{}'", core::to_string(r.kind), r.id));
-            !ok) {
-          return std::unexpected(ok.error());
-        }
-        r.version = expected_version + 1;
-        r.modified = audit.at;
-        if (auto ok = update_system_row(db, r); !ok) return std::unexpected(ok.error());
-        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
-        if (auto ok = log.add(system_change(ChangeType::system_updated, audit.at, r.kind, r.id, &r)); !ok)
-          return std::unexpected(ok.error());
-        return r;
-      },
+      system_update(std::move(record), expected_version, std::nullopt, std::move(audit)), std::move(done));
+}
+
+void SqliteStore::update_system(core::SystemRecord record, std::int64_t expected_version,
+                                SystemCredentials credentials, core::AuditEntry audit,
+                                Completion<core::SystemRecord> done) {
+  submit<core::SystemRecord>(
+      system_update(std::move(record), expected_version, std::move(credentials), std::move(audit)),
       std::move(done));
+}
+
+Result<std::optional<SystemCredentials>> SqliteStore::system_credentials(core::SystemKind kind,
+                                                                         const std::string& id) {
+  ScopedTimer timer(observer_, "system_credentials");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT document FROM system_credentials WHERE kind = ?1 AND system_id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, core::to_string(kind)).bind(2, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<SystemCredentials>();
+  SystemCredentials out;
+  // Not through parse_json_column: its log lines name the column, and nothing of a secret is logged.
+  boost::system::error_code ec;
+  auto document = boost::json::parse(s->text(0), ec);
+  if (ec || !document.is_object())
+    return core::fail(Errc::internal,
+                      fmt::format("the stored credentials of system '{}' cannot be read", id));
+  out.by_scheme = std::move(document.get_object());
+  return std::optional<SystemCredentials>(std::move(out));
 }
 
 void SqliteStore::delete_system(core::SystemKind kind, std::string id,
@@ -1410,7 +1509,8 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
         // The system row, then what belongs to it.
         for (const char* sql : {"DELETE FROM systems WHERE kind = ?1 AND id = ?2",
                                 "DELETE FROM system_probes WHERE kind = ?1 AND system_id = ?2",
-                                "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2"}) {
+                                "DELETE FROM system_status_history WHERE kind = ?1 AND system_id = ?2",
+                                "DELETE FROM system_credentials WHERE kind = ?1 AND system_id = ?2"}) {
           auto s = db.prepare(sql);
           if (!s) return std::unexpected(s.error());
           s->bind(1, core::to_string(kind)).bind(2, id);
@@ -1428,8 +1528,9 @@ void SqliteStore::delete_system(core::SystemKind kind, std::string id,
             removed.emplace_back(twins->text(0));
           }
           for (const auto& twin : removed) {
-            for (const char* sql : {"DELETE FROM twin_state WHERE twin_id = ?1",
-                                    "DELETE FROM twin_policies WHERE twin_id = ?1"}) {
+            for (const char* sql :
+                 {"DELETE FROM twin_state WHERE twin_id = ?1", "DELETE FROM twin_policies WHERE twin_id = ?1",
+                  "DELETE FROM twin_acquisitions WHERE twin_id = ?1"}) {
               auto s = db.prepare(sql);
               if (!s) return std::unexpected(s.error());
               s->bind(1, twin);
@@ -1690,32 +1791,54 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
   return page;
 }
 
+namespace {
+
+// The write of register_twin_system; with `credentials`, they are stored in the same transaction.
+auto twin_system_registration(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                              std::optional<SystemCredentials> credentials, core::AuditEntry audit) {
+  return [r = std::move(record), stored = std::move(twins), credentials = std::move(credentials),
+          audit = std::move(audit)](Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
+    r.version = 1;
+    r.created = r.modified = r.status_since = audit.at;
+    if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+      auto& t = stored[i];
+      t.version = 1;
+      t.created = t.modified = audit.at;
+      if (auto ok = write_twin(db, t, true, fmt::format("/twins/{}/id", i)); !ok) {
+        return std::unexpected(ok.error());
+      }
+    }
+    if (credentials) {
+      if (auto ok = write_credentials(db, r.kind, r.id, *credentials); !ok)
+        return std::unexpected(ok.error());
+    }
+    if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+    // The system first: a consumer that follows systems knows the system of each twin it hears of.
+    if (auto ok = log.add(system_change(ChangeType::system_created, audit.at, r.kind, r.id, &r)); !ok)
+      return std::unexpected(ok.error());
+    for (const auto& t : stored) {
+      if (auto ok = log.add(twin_change(ChangeType::thing_created, audit.at, t, core::to_json(t))); !ok)
+        return std::unexpected(ok.error());
+    }
+    return r;
+  };
+}
+
+}  // namespace
+
 void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                                        core::AuditEntry audit, Completion<core::SystemRecord> done) {
   submit<core::SystemRecord>(
-      [r = std::move(record), stored = std::move(twins), audit = std::move(audit)](
-          Connection& db, ChangeLog& log) mutable -> Result<core::SystemRecord> {
-        r.version = 1;
-        r.created = r.modified = r.status_since = audit.at;
-        if (auto ok = insert_system(db, r); !ok) return std::unexpected(ok.error());
-        for (std::size_t i = 0; i < stored.size(); ++i) {
-          auto& t = stored[i];
-          t.version = 1;
-          t.created = t.modified = audit.at;
-          if (auto ok = write_twin(db, t, true, fmt::format("/twins/{}/id", i)); !ok) {
-            return std::unexpected(ok.error());
-          }
-        }
-        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
-        // The system first: a consumer that follows systems knows the system of each twin it hears of.
-        if (auto ok = log.add(system_change(ChangeType::system_created, audit.at, r.kind, r.id, &r)); !ok)
-          return std::unexpected(ok.error());
-        for (const auto& t : stored) {
-          if (auto ok = log.add(twin_change(ChangeType::thing_created, audit.at, t, core::to_json(t))); !ok)
-            return std::unexpected(ok.error());
-        }
-        return r;
-      },
+      twin_system_registration(std::move(record), std::move(twins), std::nullopt, std::move(audit)),
+      std::move(done));
+}
+
+void SqliteStore::register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                                       SystemCredentials credentials, core::AuditEntry audit,
+                                       Completion<core::SystemRecord> done) {
+  submit<core::SystemRecord>(
+      twin_system_registration(std::move(record), std::move(twins), std::move(credentials), std::move(audit)),
       std::move(done));
 }
 
@@ -1782,7 +1905,8 @@ void SqliteStore::delete_twin(std::string id, std::optional<std::int64_t> expect
         }
         for (const char* sql :
              {"DELETE FROM twins WHERE id = ?1", "DELETE FROM twin_state WHERE twin_id = ?1",
-              "DELETE FROM twin_policies WHERE twin_id = ?1"}) {
+              "DELETE FROM twin_policies WHERE twin_id = ?1",
+              "DELETE FROM twin_acquisitions WHERE twin_id = ?1"}) {
           auto s = db.prepare(sql);
           if (!s) return std::unexpected(s.error());
           s->bind(1, id);
@@ -1917,6 +2041,230 @@ void SqliteStore::put_policy(PolicyRecord record, std::optional<std::int64_t> ex
           return std::unexpected(ok.error());
         }
         return p;
+      },
+      std::move(done));
+}
+
+namespace {
+
+SelectionRecord read_selection(const sqlite::Statement& s) {
+  SelectionRecord r;
+  r.owner = core::PrincipalId(std::string(s.text(0)));
+  r.id = text_column(s, 1, "a selection's id");
+  if (auto doc = parse_json_column(s.text(2), fmt::format("the document of selection '{}'", r.id));
+      doc.is_object())
+    r.document = std::move(doc.get_object());
+  r.created = core::from_unix_micros(s.integer(3));
+  r.modified = core::from_unix_micros(s.integer(4));
+  r.version = s.integer(5);
+  return r;
+}
+
+Result<std::int64_t> selection_version(Connection& db, const core::PrincipalId& owner,
+                                       const std::string& id) {
+  auto s = db.prepare("SELECT version FROM selections WHERE owner = ?1 AND id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, owner.str()).bind(2, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return core::fail(Errc::not_found, fmt::format("selection '{}' does not exist", id));
+  return s->integer(0);
+}
+
+Change selection_change(const SelectionRecord& r, core::Timestamp at) {
+  return make_change(ChangeType::selection_changed, at, r.id,
+                     boost::json::object{{"owner", r.owner.str()}, {"id", r.id}, {"version", r.version}});
+}
+
+boost::json::object acquisition_document(const AcquisitionRecord& r) {
+  boost::json::object doc;
+  const auto time = [](const std::optional<core::Timestamp>& t) -> boost::json::value {
+    if (!t) return nullptr;
+    return boost::json::value(core::to_unix_micros(*t));
+  };
+  doc["values_at"] = time(r.values_at);
+  doc["values_from"] = r.values_from;
+  doc["failing_since"] = time(r.failing_since);
+  doc["problem"] = r.problem;
+  doc["permissions_at"] = time(r.permissions_at);
+  doc["permissions_from"] = r.permissions_from;
+  doc["permissions_answer"] = r.permissions_answer;
+  return doc;
+}
+
+AcquisitionRecord read_acquisition(std::string twin_id, std::int64_t version, const boost::json::value& v) {
+  AcquisitionRecord r;
+  r.twin_id = std::move(twin_id);
+  r.version = version;
+  const auto* doc = v.if_object();
+  if (doc == nullptr) return r;
+  const auto time = [&](std::string_view key) -> std::optional<core::Timestamp> {
+    const auto* t = doc->if_contains(key);
+    if (t == nullptr || !t->is_int64()) return std::nullopt;
+    return core::from_unix_micros(t->get_int64());
+  };
+  const auto text = [&](std::string_view key) {
+    const auto* t = doc->if_contains(key);
+    return t != nullptr && t->is_string() ? std::string(t->get_string()) : std::string();
+  };
+  r.values_at = time("values_at");
+  if (const auto* from = doc->if_contains("values_from"); from != nullptr && from->is_object())
+    r.values_from = from->get_object();
+  r.failing_since = time("failing_since");
+  r.problem = text("problem");
+  r.permissions_at = time("permissions_at");
+  r.permissions_from = text("permissions_from");
+  if (const auto* answer = doc->if_contains("permissions_answer")) r.permissions_answer = *answer;
+  return r;
+}
+
+}  // namespace
+
+Result<std::optional<SelectionRecord>> SqliteStore::selection(const core::PrincipalId& owner,
+                                                              const std::string& id) {
+  ScopedTimer timer(observer_, "selection");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT owner, id, document, created, modified, version FROM selections WHERE owner = ?1 AND id = ?2");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, owner.str()).bind(2, id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<SelectionRecord>();
+  return std::optional<SelectionRecord>(read_selection(*s));
+}
+
+Result<Page<SelectionRecord>> SqliteStore::selections(const core::PrincipalId& owner,
+                                                      const PageRequest& page) {
+  ScopedTimer timer(observer_, "selections");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare(
+      "SELECT owner, id, document, created, modified, version FROM selections WHERE owner = ?1 AND id > ?2 "
+      "ORDER BY id LIMIT ?3");
+  if (!s) return std::unexpected(s.error());
+  const auto limit = std::clamp<std::size_t>(page.limit, 1, kMaxPageSize);
+  s->bind(1, owner.str()).bind(2, page.after).bind(3, static_cast<std::int64_t>(limit + 1));
+  return read_page<SelectionRecord>(
+      *s, limit, [](const sqlite::Statement& st) { return read_selection(st); },
+      [](const SelectionRecord& r) { return r.id; });
+}
+
+void SqliteStore::create_selection(SelectionRecord record, core::AuditEntry audit,
+                                   Completion<SelectionRecord> done) {
+  submit<SelectionRecord>(
+      [r = std::move(record), audit = std::move(audit)](Connection& db,
+                                                        ChangeLog& log) mutable -> Result<SelectionRecord> {
+        r.version = 1;
+        r.created = r.modified = audit.at;
+        auto s = db.prepare(
+            "INSERT INTO selections(owner, id, document, created, modified, version) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, r.owner.str())
+            .bind(2, r.id)
+            .bind(3, json_text(r.document))
+            .bind(4, core::to_unix_micros(r.created))
+            .bind(5, core::to_unix_micros(r.modified))
+            .bind(6, r.version);
+        if (auto ok = s->run(); !ok) {
+          if (ok.error().code == Errc::conflict) {
+            return core::fail_at(Errc::conflict, "/id",
+                                 fmt::format("you have a selection '{}' already", r.id));
+          }
+          return std::unexpected(ok.error());
+        }
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(selection_change(r, audit.at)); !ok) return std::unexpected(ok.error());
+        return r;
+      },
+      std::move(done));
+}
+
+void SqliteStore::update_selection(SelectionRecord record, std::int64_t expected_version,
+                                   core::AuditEntry audit, Completion<SelectionRecord> done) {
+  submit<SelectionRecord>(
+      [r = std::move(record), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) mutable -> Result<SelectionRecord> {
+        if (auto ok = expect_version(selection_version(db, r.owner, r.id), expected_version,
+                                     fmt::format("selection '{}'", r.id));
+            !ok) {
+          return std::unexpected(ok.error());
+        }
+        r.version = expected_version + 1;
+        r.modified = audit.at;
+        auto s = db.prepare(
+            "UPDATE selections SET document = ?3, modified = ?4, version = ?5 WHERE owner = ?1 AND id = ?2 "
+            "RETURNING created");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, r.owner.str())
+            .bind(2, r.id)
+            .bind(3, json_text(r.document))
+            .bind(4, core::to_unix_micros(r.modified))
+            .bind(5, r.version);
+        auto row = s->step();
+        if (!row) return std::unexpected(row.error());
+        if (*row) r.created = core::from_unix_micros(s->integer(0));
+        if (auto ok = s->run(); !ok) return std::unexpected(ok.error());
+        if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
+        if (auto ok = log.add(selection_change(r, audit.at)); !ok) return std::unexpected(ok.error());
+        return r;
+      },
+      std::move(done));
+}
+
+void SqliteStore::delete_selection(core::PrincipalId owner, std::string id,
+                                   std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                                   Completion<void> done) {
+  submit<void>(
+      [owner = std::move(owner), id = std::move(id), expected_version, audit = std::move(audit)](
+          Connection& db, ChangeLog& log) -> Result<void> {
+        if (auto ok = expect_version(selection_version(db, owner, id), expected_version,
+                                     fmt::format("selection '{}'", id));
+            !ok) {
+          return ok;
+        }
+        auto s = db.prepare("DELETE FROM selections WHERE owner = ?1 AND id = ?2");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, owner.str()).bind(2, id);
+        if (auto ok = s->run(); !ok) return ok;
+        if (auto ok = insert_audit(db, audit); !ok) return ok;
+        return log.add(make_change(ChangeType::selection_deleted, audit.at, id,
+                                   boost::json::object{{"owner", owner.str()}, {"id", id}}));
+      },
+      std::move(done));
+}
+
+Result<std::optional<AcquisitionRecord>> SqliteStore::acquisition(const std::string& twin_id) {
+  ScopedTimer timer(observer_, "acquisition");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  auto s = (*db)->prepare("SELECT version, document FROM twin_acquisitions WHERE twin_id = ?1");
+  if (!s) return std::unexpected(s.error());
+  s->bind(1, twin_id);
+  auto row = s->step();
+  if (!row) return std::unexpected(row.error());
+  if (!*row) return std::optional<AcquisitionRecord>();
+  return std::optional<AcquisitionRecord>(
+      read_acquisition(twin_id, s->integer(0), parse_json_column(s->text(1), "an acquisition record")));
+}
+
+void SqliteStore::record_acquisition(AcquisitionRecord record, Completion<AcquisitionRecord> done) {
+  submit<AcquisitionRecord>(
+      [r = std::move(record)](Connection& db, ChangeLog&) mutable -> Result<AcquisitionRecord> {
+        if (auto v = twin_version(db, r.twin_id); !v) return std::unexpected(v.error());
+        auto s = db.prepare(
+            "INSERT INTO twin_acquisitions(twin_id, version, document) VALUES (?1, 1, ?2) "
+            "ON CONFLICT(twin_id) DO UPDATE SET version = version + 1, document = excluded.document "
+            "RETURNING version");
+        if (!s) return std::unexpected(s.error());
+        s->bind(1, r.twin_id).bind(2, json_text(acquisition_document(r)));
+        auto row = s->step();
+        if (!row) return std::unexpected(row.error());
+        if (*row) r.version = s->integer(0);
+        if (auto ok = s->run(); !ok) return std::unexpected(ok.error());
+        return r;
       },
       std::move(done));
 }

@@ -127,6 +127,26 @@ class SqliteStore final : public Store {
   void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                       Completion<void> done) override;
 
+  core::Result<std::optional<SelectionRecord>> selection(const core::PrincipalId& owner,
+                                                         const std::string& id) override;
+  core::Result<Page<SelectionRecord>> selections(const core::PrincipalId& owner,
+                                                 const PageRequest& page) override;
+  void create_selection(SelectionRecord record, core::AuditEntry audit,
+                        Completion<SelectionRecord> done) override;
+  void update_selection(SelectionRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                        Completion<SelectionRecord> done) override;
+  void delete_selection(core::PrincipalId owner, std::string id, std::optional<std::int64_t> expected_version,
+                        core::AuditEntry audit, Completion<void> done) override;
+  core::Result<std::optional<SystemCredentials>> system_credentials(core::SystemKind kind,
+                                                                    const std::string& id) override;
+  void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                            SystemCredentials credentials, core::AuditEntry audit,
+                            Completion<core::SystemRecord> done) override;
+  void update_system(core::SystemRecord record, std::int64_t expected_version, SystemCredentials credentials,
+                     core::AuditEntry audit, Completion<core::SystemRecord> done) override;
+  core::Result<std::optional<AcquisitionRecord>> acquisition(const std::string& twin_id) override;
+  void record_acquisition(AcquisitionRecord record, Completion<AcquisitionRecord> done) override;
+
   static int schema_version();
 
  private:

@@ -23,6 +23,8 @@ constexpr std::pair<ChangeType, std::string_view> kChangeTypes[] = {
     {ChangeType::key_revoked, "key_revoked"},
     {ChangeType::state_changed, "state_changed"},
     {ChangeType::policy_changed, "policy_changed"},
+    {ChangeType::selection_changed, "selection_changed"},
+    {ChangeType::selection_deleted, "selection_deleted"},
 };
 }  // namespace
 

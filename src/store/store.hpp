@@ -7,9 +7,9 @@
 // completion runs only after the transaction is durable, on the store's writer thread. Completions must not
 // block; they hand the result back to the caller's executor. Every write carries the audit entry that records
 // it; both commit together. Every write also records what it changed in the change feed (change.hpp), in the
-// same transaction: the feed's sequence, not the writer thread, defines the order of changes. The one
-// exception is record_system_check: the monitor's findings are machine-made and frequent, and the status
-// history they write is their own record.
+// same transaction: the feed's sequence, not the writer thread, defines the order of changes. The exceptions
+// are record_system_check (the monitor's findings are machine-made and frequent, and the status history they
+// write is their own record) and record_acquisition, for the same reasons.
 //
 // Errors: not_found, conflict (id taken), precondition_failed (expected version differs), unavailable (store
 // stopped or not reachable), internal (unexpected database error, logged by the implementation).
@@ -183,6 +183,41 @@ struct PolicyRecord {
   core::Timestamp modified{};
 };
 
+// A named, persistent selection of twins that a principal made (FGMV-29 flow 9.2 step 6), as stored: its
+// owner and id (unique per owner) and its document as dtif::Selections wrote it ({"title"?, "twins": [...]}
+// or {"title"?, "filter": "<JSONPath>"}); the store keeps the document as it is.
+struct SelectionRecord {
+  core::PrincipalId owner;
+  std::string id;
+  boost::json::object document;
+  core::Timestamp created{};
+  core::Timestamp modified{};
+  std::int64_t version = 0;
+};
+
+// The credentials a system gave twinbridge for calling it: for a twin system, per name of a security
+// definition of its TDs, {"username", "password"} or {"token"}. Stored apart from the registration (a row of
+// its own, deleted with the system); never served, never in an audit entry, a change or a log line. Empty:
+// none.
+struct SystemCredentials {
+  boost::json::object by_scheme;
+};
+
+// What twinbridge last acquired of a twin from its twin system (DTIA 8.3.3): its values and the system's
+// permission answer, each with when and from where, and the failure since the last success. Written by the
+// acquisition only (record_acquisition); deleted with the twin.
+struct AcquisitionRecord {
+  std::string twin_id;
+  std::optional<core::Timestamp> values_at;       // the last values taken in
+  boost::json::object values_from;                // {"system", "operation", "urls"} of those values
+  std::optional<core::Timestamp> failing_since;   // the first failed attempt after the last success
+  std::string problem;                            // what the last failed attempt said (empty after a success)
+  std::optional<core::Timestamp> permissions_at;  // the last permission answer
+  std::string permissions_from;                   // the URL that gave it
+  boost::json::value permissions_answer;          // the answer as received (null: none yet)
+  std::int64_t version = 0;                       // set by the store: +1 on every record
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -310,6 +345,43 @@ class Store {
   virtual void add_api_key(ApiKeyRecord key, core::AuditEntry audit, Completion<ApiKeyRecord> done) = 0;
   virtual void revoke_api_key(core::PrincipalId principal, core::ApiKeyId key, core::AuditEntry audit,
                               Completion<void> done) = 0;
+
+  // Selections, by owner and id: versions and timestamps as for principals. create fails with conflict
+  // (pointer /id) when the owner has a selection of that id; update and delete with not_found when there is
+  // none and precondition_failed when the version differs. Changes: selection_changed, selection_deleted.
+  // Deleting a principal deletes its selections.
+  virtual core::Result<std::optional<SelectionRecord>> selection(const core::PrincipalId& owner,
+                                                                 const std::string& id) = 0;
+  // The owner's selections in id order.
+  virtual core::Result<Page<SelectionRecord>> selections(const core::PrincipalId& owner,
+                                                         const PageRequest& page) = 0;
+  virtual void create_selection(SelectionRecord record, core::AuditEntry audit,
+                                Completion<SelectionRecord> done) = 0;
+  virtual void update_selection(SelectionRecord record, std::int64_t expected_version, core::AuditEntry audit,
+                                Completion<SelectionRecord> done) = 0;
+  virtual void delete_selection(core::PrincipalId owner, std::string id,
+                                std::optional<std::int64_t> expected_version, core::AuditEntry audit,
+                                Completion<void> done) = 0;
+
+  // The credentials of a system (SystemCredentials); nullopt when it has none.
+  virtual core::Result<std::optional<SystemCredentials>> system_credentials(core::SystemKind kind,
+                                                                            const std::string& id) = 0;
+  // As register_twin_system and update_system, and in the same transaction the system's credentials become
+  // `credentials` (empty: none). The other writes of systems leave the credentials as they are;
+  // delete_system deletes them.
+  virtual void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
+                                    SystemCredentials credentials, core::AuditEntry audit,
+                                    Completion<core::SystemRecord> done) = 0;
+  virtual void update_system(core::SystemRecord record, std::int64_t expected_version,
+                             SystemCredentials credentials, core::AuditEntry audit,
+                             Completion<core::SystemRecord> done) = 0;
+
+  // The last acquisition of a twin; nullopt when there was none.
+  virtual core::Result<std::optional<AcquisitionRecord>> acquisition(const std::string& twin_id) = 0;
+  // Replaces the twin's acquisition record; the completion gets it with its version. not_found when the twin
+  // does not exist. Neither audited nor on the change feed, like record_system_check: machine-made and
+  // frequent; the values themselves reach the feed as state changes, a seeded policy as a policy change.
+  virtual void record_acquisition(AcquisitionRecord record, Completion<AcquisitionRecord> done) = 0;
 };
 
 }  // namespace twinbridge::store

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -1451,7 +1452,8 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   exec_sql(options().path,
            "BEGIN; DROP TABLE system_probes; DROP TABLE system_status_history; "
            "DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
-           "DROP TABLE twin_state; DROP TABLE twin_policies; "
+           "DROP TABLE twin_state; DROP TABLE twin_policies; DROP TABLE selections; "
+           "DROP TABLE system_credentials; DROP TABLE twin_acquisitions; "
            "DELETE FROM schema_migrations WHERE version > 3; COMMIT;");
   ASSERT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"), 3);
   ASSERT_EQ(query_integer(options().path,
@@ -1462,7 +1464,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
             SqliteStore::schema_version());
-  EXPECT_EQ(SqliteStore::schema_version(), 7);
+  EXPECT_EQ(SqliteStore::schema_version(), 8);
   const auto kept = store_->system(core::SystemKind::third_party, "s1");
   ASSERT_TRUE(kept) << kept.error().detail;
   EXPECT_EQ(kept->status, core::SystemStatus::unknown);
@@ -1796,7 +1798,8 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema4KnowsItsDeletedPrincipalsFromTheAuditL
   // Back to what schema 4 left: no tombstones; the audit log remembers the deletion.
   exec_sql(options().path,
            "BEGIN; DROP TABLE principal_tombstones; DROP INDEX twins_by_owner; DROP TABLE changes; "
-           "DROP TABLE twin_state; DROP TABLE twin_policies; "
+           "DROP TABLE twin_state; DROP TABLE twin_policies; DROP TABLE selections; "
+           "DROP TABLE system_credentials; DROP TABLE twin_acquisitions; "
            "DELETE FROM schema_migrations WHERE version > 4; COMMIT;");
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
@@ -1816,6 +1819,168 @@ namespace {
 
 // SQLite's own messages name tables, columns and constraints: they belong in the log, never in a problem
 // document a client reads.
+SelectionRecord selection_record(std::string owner, std::string id, boost::json::object document) {
+  SelectionRecord r;
+  r.owner = PrincipalId(std::move(owner));
+  r.id = std::move(id);
+  r.document = std::move(document);
+  return r;
+}
+
+TEST_F(SqliteStoreTest, SelectionsAreVersionedPerOwnerAuditedAndOnTheFeed) {
+  auto put = [&](SelectionRecord r) {
+    return wait_for<SelectionRecord>([&](Completion<SelectionRecord> done) {
+      store_->create_selection(std::move(r), make_audit("selection.create", "s"), std::move(done));
+    });
+  };
+  auto made = put(selection_record("mv-1", "lamps", {{"twins", boost::json::array{"urn:t:1"}}}));
+  ASSERT_TRUE(made) << made.error().detail;
+  EXPECT_EQ(made->version, 1);
+  EXPECT_EQ(made->created, kT0);
+  // Ids are per owner: another principal may use the same one; the same owner may not.
+  ASSERT_TRUE(put(selection_record("mv-2", "lamps", {{"filter", "$[?@.title]"}})));
+  auto taken = put(selection_record("mv-1", "lamps", {}));
+  ASSERT_FALSE(taken);
+  EXPECT_EQ(taken.error().code, Errc::conflict);
+  EXPECT_EQ(taken.error().fields.at(0).pointer, "/id");
+
+  auto changed = wait_for<SelectionRecord>([&](Completion<SelectionRecord> done) {
+    store_->update_selection(selection_record("mv-1", "lamps", {{"filter", "$[?@.title == 'x']"}}), 1,
+                             make_audit("selection.replace", "lamps", kT0 + 1s), std::move(done));
+  });
+  ASSERT_TRUE(changed) << changed.error().detail;
+  EXPECT_EQ(changed->version, 2);
+  EXPECT_EQ(changed->created, kT0);
+  EXPECT_EQ(changed->modified, kT0 + 1s);
+  auto stale = wait_for<SelectionRecord>([&](Completion<SelectionRecord> done) {
+    store_->update_selection(selection_record("mv-1", "lamps", {}), 1, make_audit("r", "lamps"),
+                             std::move(done));
+  });
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.error().code, Errc::precondition_failed);
+
+  auto read = store_->selection(PrincipalId("mv-1"), "lamps");
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((*read)->document.at("filter"), "$[?@.title == 'x']");
+  EXPECT_EQ((*read)->version, 2);
+  auto mine = store_->selections(PrincipalId("mv-1"), {"", 10});
+  ASSERT_TRUE(mine);
+  ASSERT_EQ(mine->items.size(), 1u);
+  EXPECT_EQ(mine->items[0].owner, PrincipalId("mv-1"));
+
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->delete_selection(PrincipalId("mv-1"), "lamps", 2, make_audit("selection.delete", "lamps"),
+                             std::move(done));
+  }));
+  auto gone = store_->selection(PrincipalId("mv-1"), "lamps");
+  ASSERT_TRUE(gone);
+  EXPECT_FALSE(*gone);
+  EXPECT_EQ(recorder_->of(ChangeType::selection_changed).size(), 3u);
+  ASSERT_EQ(recorder_->of(ChangeType::selection_deleted).size(), 1u);
+  EXPECT_EQ(boost::json::parse(recorder_->of(ChangeType::selection_deleted)[0]->data),
+            (boost::json::object{{"owner", "mv-1"}, {"id", "lamps"}}));
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM audit WHERE action LIKE 'selection.%'"), 4);
+}
+
+TEST_F(SqliteStoreTest, DeletingAPrincipalDeletesItsSelections) {
+  ASSERT_TRUE(create(make_principal("mv", core::PrincipalKind::metaverse_system)));
+  ASSERT_TRUE(wait_for<SelectionRecord>([&](Completion<SelectionRecord> done) {
+    store_->create_selection(selection_record("mv", "a", {{"filter", "$"}}), make_audit("s", "a"),
+                             std::move(done));
+  }));
+  ASSERT_TRUE(remove(PrincipalId("mv"), std::nullopt));
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM selections"), 0);
+  EXPECT_EQ(recorder_->of(ChangeType::selection_deleted).size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, CredentialsAreStoredApartFromTheRegistrationAndGoWithTheSystem) {
+  auto plant = system_record("plant", "factory", "a");
+  plant.kind = core::SystemKind::twin;
+  SystemCredentials secret;
+  secret.by_scheme = {{"basic_sc", {{"username", "u"}, {"password", "p4ss-w0rd"}}}};
+  auto stored = wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->register_twin_system(plant, {twin_record("urn:t:1", "plant", "a")}, secret,
+                                 make_audit("r", "plant"), std::move(done));
+  });
+  ASSERT_TRUE(stored) << stored.error().detail;
+  auto read = store_->system_credentials(core::SystemKind::twin, "plant");
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((*read)->by_scheme, secret.by_scheme);
+  // Nothing of them is in the record, the audit log or the change feed.
+  auto record = store_->system(core::SystemKind::twin, "plant");
+  ASSERT_TRUE(record);
+  EXPECT_FALSE(contains(boost::json::serialize(core::to_json(*record)), "p4ss-w0rd"));
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM audit WHERE detail LIKE '%p4ss%'"), 0);
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM changes WHERE data LIKE '%p4ss%'"), 0);
+
+  // An update without credentials keeps them; with, replaces them; empty removes them.
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->update_system(plant, 1, make_audit("u", "plant"), std::move(done));
+  }));
+  EXPECT_TRUE(*store_->system_credentials(core::SystemKind::twin, "plant"));
+  SystemCredentials bearer;
+  bearer.by_scheme = {{"bearer_sc", {{"token", "t0k"}}}};
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->update_system(plant, 2, bearer, make_audit("u", "plant"), std::move(done));
+  }));
+  EXPECT_EQ((*store_->system_credentials(core::SystemKind::twin, "plant"))->by_scheme, bearer.by_scheme);
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->update_system(plant, 3, SystemCredentials{}, make_audit("u", "plant"), std::move(done));
+  }));
+  EXPECT_FALSE(*store_->system_credentials(core::SystemKind::twin, "plant"));
+
+  ASSERT_TRUE(wait_for<core::SystemRecord>([&](Completion<core::SystemRecord> done) {
+    store_->update_system(plant, 4, bearer, make_audit("u", "plant"), std::move(done));
+  }));
+  ASSERT_TRUE(wait_for<std::vector<std::string>>([&](Completion<std::vector<std::string>> done) {
+    store_->delete_system(core::SystemKind::twin, "plant", 5, make_audit("d", "plant"), std::move(done));
+  }));
+  EXPECT_EQ(query_integer(options().path, "SELECT COUNT(*) FROM system_credentials"), 0);
+}
+
+TEST_F(SqliteStoreTest, AnAcquisitionRecordIsVersionedAndGoesWithItsTwin) {
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:a", "", "o"), make_audit("t", "urn:t:a"), std::move(done));
+  }));
+  AcquisitionRecord r;
+  r.twin_id = "urn:t:a";
+  r.values_at = kT0;
+  r.values_from = {{"system", "plant"}, {"operation", "readallproperties"}};
+  r.permissions_at = kT0 + 1s;
+  r.permissions_from = "http://plant.example/permissions?twin=urn%3At%3Aa";
+  r.permissions_answer = boost::json::object{{"permissions", boost::json::array{}}};
+  auto first = wait_for<AcquisitionRecord>(
+      [&](Completion<AcquisitionRecord> done) { store_->record_acquisition(r, std::move(done)); });
+  ASSERT_TRUE(first) << first.error().detail;
+  EXPECT_EQ(first->version, 1);
+  r.failing_since = kT0 + 2s;
+  r.problem = "connection refused";
+  auto second = wait_for<AcquisitionRecord>(
+      [&](Completion<AcquisitionRecord> done) { store_->record_acquisition(r, std::move(done)); });
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->version, 2);
+  auto read = store_->acquisition("urn:t:a");
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((*read)->values_at, kT0);
+  EXPECT_EQ((*read)->values_from, r.values_from);
+  EXPECT_EQ((*read)->failing_since, kT0 + 2s);
+  EXPECT_EQ((*read)->problem, "connection refused");
+  EXPECT_EQ((*read)->permissions_at, kT0 + 1s);
+  EXPECT_EQ((*read)->permissions_from, r.permissions_from);
+  EXPECT_EQ((*read)->permissions_answer, r.permissions_answer);
+  EXPECT_EQ((*read)->version, 2);
+
+  r.twin_id = "urn:t:none";
+  auto missing = wait_for<AcquisitionRecord>(
+      [&](Completion<AcquisitionRecord> done) { store_->record_acquisition(r, std::move(done)); });
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+  ASSERT_TRUE(wait_for<void>([&](Completion<void> done) {
+    store_->delete_twin("urn:t:a", std::nullopt, make_audit("t", "urn:t:a"), std::move(done));
+  }));
+  EXPECT_FALSE(*store_->acquisition("urn:t:a"));
+}
+
 TEST(SqliteErrors, SqliteMessagesGoToTheLogDetailOnly) {
   const auto dir = std::filesystem::temp_directory_path() / fmt::format("tb-sqlite-errors-{}", ::getpid());
   std::filesystem::create_directories(dir);
