@@ -499,6 +499,7 @@ struct Prepared {
   std::vector<std::string> properties;
   std::vector<std::string> secrets;
   std::size_t max_json_depth = 64;
+  std::string url;  // TdResponse::url
 };
 
 core::Result<void> check_variables(const TdForm& form, const UriTemplate& href, const UriVariables& values,
@@ -623,6 +624,7 @@ core::Result<Prepared> prepare(const json::object& td, const TdCall& call, const
   }
   url.remove_fragment();
 
+  p.url = std::string(url.buffer());
   Applied applied;
   const SecurityApplier security(td, credentials);
   for (const auto& name : form->security) {
@@ -678,6 +680,7 @@ core::Result<TdResponse> finish(const Prepared& p, core::Result<HttpResponse> re
   TdResponse out;
   out.status = response.status;
   out.elapsed = response.elapsed;
+  out.url = p.url;
   if (response.body.empty()) {
     if (p.op != TdOperation::writeproperty && p.op != TdOperation::invokeaction) {
       return fail(Errc::unavailable,

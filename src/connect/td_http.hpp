@@ -149,6 +149,9 @@ struct TdResponse {
   // writeproperty, invokeaction: the response's JSON value, or null when the body is empty.
   boost::json::value value;
   std::chrono::microseconds elapsed{0};
+  // The URL called: the form's href expanded and resolved, before the query parameters a security scheme
+  // adds (an API key "in": "query"), so that it never holds a secret.
+  std::string url;
 };
 
 class TdHttpClient {

@@ -374,6 +374,7 @@ TEST_F(TdHttpTest, ReadsAPropertyThroughItsFormWithUriVariables) {
   ASSERT_TRUE(r) << r.error().detail;
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->value, json::value(21.5));
+  EXPECT_EQ(r->url, upstream.url("/things/hall%202%2Flamp/properties/temp?unit=C"));
   EXPECT_NE(done_on_, std::this_thread::get_id());
   auto seen = last();
   EXPECT_EQ(seen.method, "GET");
@@ -506,8 +507,11 @@ TEST_F(TdHttpTest, SendsAnApiKeyInAHeaderOrTheQuery) {
   const auto in_query =
       secured_thing(upstream.url(""), R"({"key_sc": {"scheme": "apikey", "name": "api_key"}})", R"("key_sc")",
                     "/lamp/temp?fields=all{&unit}");
-  ASSERT_TRUE(perform(in_query, make(TdOperation::readproperty, "temp", {{"unit", "C"}}), credentials));
+  auto r = perform(in_query, make(TdOperation::readproperty, "temp", {{"unit", "C"}}), credentials);
+  ASSERT_TRUE(r);
   EXPECT_EQ(last().target, "/lamp/temp?fields=all&unit=C&api_key=k3y%2B%2F%3D");
+  // The URL it reports having called holds no secret.
+  EXPECT_EQ(r->url, upstream.url("/lamp/temp?fields=all&unit=C"));
   EXPECT_EQ(last().headers.count("x-api-key"), 0u);
 }
 
