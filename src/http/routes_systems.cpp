@@ -104,9 +104,19 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
            for (const auto& t : initial) ids.emplace_back(t.id);
            detail["twins"] = std::move(ids);
          }
+         // Write-only credentials (twin systems): stored with the registration, apart from it; only the names
+         // they are for reach the audit log.
+         const auto credentials =
+             twins != nullptr ? registry::SystemRegistry::credentials(*body) : std::nullopt;
+         if (credentials) {
+           detail["credentials"] =
+               registry::SystemRegistry::without_secrets(*body).as_object().at("credentials");
+         }
          auto audit = audit_entry(ctx, s.clock, kind + ".register", kind, record->id, std::move(detail));
          auto stored = co_await await_write<core::SystemRecord>([&](auto done) {
-           if (twins != nullptr) {
+           if (twins != nullptr && credentials) {
+             s.store.register_twin_system(*record, initial, *credentials, audit, std::move(done));
+           } else if (twins != nullptr) {
              s.store.register_twin_system(*record, initial, audit, std::move(done));
            } else {
              s.store.create_system(*record, audit, std::move(done));
@@ -168,11 +178,32 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
                         Errc::validation_failed, "/twins",
                         "twins are managed one by one under " + std::string(req.path) + "/twins");
                   }
-                  auto audit =
-                      audit_entry(ctx, s.clock, kind + (merge ? ".update" : ".replace"), kind, current->id,
-                                  merge ? boost::json::object{{"patch", *body}} : boost::json::object{});
+                  // Credentials (twin systems): PUT replaces them (none given: none kept); PATCH keeps them
+                  // unless it names them (null: removed).
+                  std::optional<store::SystemCredentials> credentials;
+                  if (registry.kind() == core::SystemKind::twin &&
+                      (!merge || registry::SystemRegistry::credentials(*body))) {
+                    // The merged document's (the patch's without its nulls, checked by the schema).
+                    credentials =
+                        registry::SystemRegistry::credentials(document).value_or(store::SystemCredentials{});
+                  }
+                  auto audit = audit_entry(
+                      ctx, s.clock, kind + (merge ? ".update" : ".replace"), kind, current->id,
+                      merge ? boost::json::object{{"patch", registry::SystemRegistry::without_secrets(*body)}}
+                            : boost::json::object{});
+                  if (credentials && !merge) {
+                    audit.detail["credentials"] =
+                        registry::SystemRegistry::without_secrets(
+                            boost::json::object{{"credentials", credentials->by_scheme}})
+                            .as_object()
+                            .at("credentials");
+                  }
                   auto stored = co_await await_write<core::SystemRecord>([&](auto done) {
-                    s.store.update_system(*record, current->version, audit, std::move(done));
+                    if (credentials) {
+                      s.store.update_system(*record, current->version, *credentials, audit, std::move(done));
+                    } else {
+                      s.store.update_system(*record, current->version, audit, std::move(done));
+                    }
                   });
                   if (!stored) co_return std::unexpected(concurrent_change(stored.error(), req));
                   co_return system_response(200, *stored);

@@ -24,6 +24,7 @@ core::JsonSchema compile_or_throw(std::string_view text) {
 }
 
 constexpr std::size_t kScanBatch = 500;
+constexpr std::string_view kCredentialsMember = "credentials";
 
 }  // namespace
 
@@ -90,10 +91,31 @@ core::Result<core::SystemRecord> SystemRegistry::from_document(const boost::json
   record.body = *object;
   for (auto member : core::kSystemServerMembers) record.body.erase(member);
   record.body.erase("id");
+  record.body.erase(kCredentialsMember);  // stored apart, never served
   record.type = std::string(object->at("type").get_string());
   record.name = std::string(object->at("name").get_string());
   if (current == nullptr) record.status_reason = core::initial_status_reason(record.body);
   return record;
+}
+
+std::optional<store::SystemCredentials> SystemRegistry::credentials(const boost::json::value& document) {
+  const auto* object = document.if_object();
+  const auto* member = object != nullptr ? object->if_contains(kCredentialsMember) : nullptr;
+  if (member == nullptr) return std::nullopt;
+  store::SystemCredentials out;
+  if (const auto* by_scheme = member->if_object()) out.by_scheme = *by_scheme;
+  return out;
+}
+
+boost::json::value SystemRegistry::without_secrets(boost::json::value document) {
+  auto* object = document.if_object();
+  auto* member = object != nullptr ? object->if_contains(kCredentialsMember) : nullptr;
+  if (member != nullptr && member->is_object()) {
+    boost::json::array names;
+    for (const auto& [name, secret] : member->get_object()) names.emplace_back(name);
+    *member = std::move(names);
+  }
+  return document;
 }
 
 core::Result<void> SystemRegistry::may_register(const core::Principal& caller) const {

@@ -62,6 +62,14 @@ class SystemRegistry {
                                                  const core::SystemRecord* current,
                                                  const core::PrincipalId& owner) const;
 
+  // The write-only "credentials" member of a registration document (twin systems): nullopt when the document
+  // has none, empty credentials when it is null, else the credentials by security definition name (their
+  // shape is the schema's to check). from_document() leaves them out of the record: they are stored apart
+  // (store::SystemCredentials) and never served, logged or audited.
+  static std::optional<store::SystemCredentials> credentials(const boost::json::value& document);
+  // `document` with its credentials replaced by the names they are for (for audit entries).
+  static boost::json::value without_secrets(boost::json::value document);
+
   // forbidden unless `caller` may register a system of this kind: registry:write and a principal of the
   // kind's registrant kind (third-party-system, twin-system), or registry:admin.
   core::Result<void> may_register(const core::Principal& caller) const;
