@@ -521,6 +521,40 @@ void TwinService::set_policy(const core::Actor& actor, const std::string& twin_i
   store_.put_policy(std::move(record), expected_version, std::move(audit), std::move(done));
 }
 
+void TwinService::seed_policy(const core::Actor& actor, const std::string& twin_id,
+                              const core::Policy& policy, std::string source,
+                              store::Completion<store::PolicyRecord> done) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return done(std::unexpected(view.error()));
+  if (!core::has_permission(actor.principal, core::Permission::registry_admin) &&
+      actor.principal.id != (*view)->owner()) {
+    return done(core::fail(
+        Errc::forbidden, fmt::format("the policy of twin '{}' is seeded by twinbridge or the principal that "
+                                     "holds it ('{}')",
+                                     twin_id, (*view)->owner().str())));
+  }
+  if (auto ok = core::check_policy_affordances(policy, (*view)->json().as_object()); !ok)
+    return done(std::unexpected(ok.error()));
+  store::PolicyRecord record;
+  record.twin_id = twin_id;
+  record.document = core::to_json(policy);
+  auto audit = core::audit_entry(actor, clock_.now(), "twin.policy", "twin", twin_id,
+                                 boost::json::object{{"seeded_from", std::move(source)}});
+  store_.put_policy(std::move(record), 0, std::move(audit), std::move(done));
+}
+
+core::Actor internal_actor(core::Channel channel, std::string_view system_id, std::string request_id) {
+  core::Actor actor;
+  actor.principal.id = core::PrincipalId(std::string(kAcquisitionPrincipal));
+  actor.principal.kind = core::PrincipalKind::operator_account;
+  actor.principal.name = "twinbridge acquisition";
+  actor.principal.roles = {"admin"};
+  actor.credential = fmt::format("on-behalf-of:{}", system_id);
+  actor.request_id = std::move(request_id);
+  actor.channel = channel;
+  return actor;
+}
+
 void TwinService::apply(std::span<const store::ChangePtr> changes) {
   for (const auto& c : changes) {
     if (c->type == store::ChangeType::thing_deleted) {

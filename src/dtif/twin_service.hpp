@@ -88,6 +88,19 @@ struct StateView {
 boost::json::object to_json(const StateView& view,
                             const std::function<bool(std::string_view property)>& readable = nullptr);
 
+// The principal of twinbridge's own commands on behalf of a twin system (core::Actor of internal_actor).
+inline constexpr std::string_view kAcquisitionPrincipal = "twinbridge:acquisition";
+
+// The actor of commands twinbridge makes itself, on behalf of the twin system `system_id`: the acquisition
+// (dtif/acquisition.hpp) reports the values it fetched from the system and seeds policies from its permission
+// answer. Its principal is kAcquisitionPrincipal (the reserved "twinbridge:" prefix; no credential can name
+// it), of kind operator with the admin role, so it passes report()'s and set_policy()'s ownership checks:
+// whoever builds it decides first what the command may do (the acquisition reports only twins of
+// `system_id`, through report()'s system_id). Its credential is "on-behalf-of:<system_id>" and its channel
+// `channel`, so that audit entries and state changes say where the change came from; `request_id` ties them
+// to the request that caused them.
+core::Actor internal_actor(core::Channel channel, std::string_view system_id, std::string request_id);
+
 class TwinService final : public store::ChangeConsumer {
  public:
   TwinService(store::Store& store, const TwinIndex& index, StreamHub& hub,
@@ -140,6 +153,13 @@ class TwinService final : public store::ChangeConsumer {
   // against the TD (core::check_policy_affordances). expected_version: as Store::put_policy.
   void set_policy(const core::Actor& actor, const std::string& twin_id, const boost::json::value& document,
                   std::optional<std::int64_t> expected_version, store::Completion<store::PolicyRecord> done);
+
+  // Seeds the policy of a twin that has none yet from `policy` (the permission answer of its twin system,
+  // core::policy_from_permission_answer), checked against the TD (core::check_policy_affordances). Audited
+  // as "twin.policy" with detail {"seeded_from": source}. Errors as set_policy; precondition_failed when the
+  // twin has a policy by now (a policy someone set is never replaced by an answer).
+  void seed_policy(const core::Actor& actor, const std::string& twin_id, const core::Policy& policy,
+                   std::string source, store::Completion<store::PolicyRecord> done);
 
   // Follows the change feed: a changed TD is compiled again, a deleted twin forgotten.
   void apply(std::span<const store::ChangePtr> changes) override;
