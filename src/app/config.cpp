@@ -380,6 +380,30 @@ std::vector<Setting> table() {
         c.outbound = std::move(*guard);
         return {};
       });
+  add("acquisition.timeout_ms", "--acquisition-timeout-ms", "5000",
+      "time each call to a twin system during an acquisition may take (connect to last byte)",
+      [](Config& c, const std::string& v) { return millis(c.acquisition.timeout, v); });
+  add("acquisition.max_response_bytes", "--acquisition-max-response-bytes", "1048576",
+      "largest answer of a twin system (values, permissions) an acquisition takes; a larger one fails",
+      [](Config& c, const std::string& v) {
+        return whole(c.acquisition.max_response_bytes, v, std::size_t{1}, std::size_t{64} << 20);
+      });
+  add("acquisition.max_concurrent", "--acquisition-max-concurrent", "16",
+      "twins acquired at once over all requests; the others wait their turn",
+      [](Config& c, const std::string& v) {
+        return whole(c.acquisition.max_concurrent, v, std::size_t{1}, std::size_t{1'000});
+      });
+  add("acquisition.max_twins", "--acquisition-max-twins", "1000",
+      "twins one acquisition request may ask for (422 beyond)", [](Config& c, const std::string& v) {
+        return whole(c.acquisition.max_twins, v, std::size_t{1}, std::size_t{100'000});
+      });
+  add("acquisition.ca_file", "--acquisition-ca-file", "",
+      "PEM file of CAs trusted for https forms and permission endpoints of twin systems (empty: the system's "
+      "trust store)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.acquisition.http.ca_file = v;
+        return {};
+      });
   return t;
 }
 

@@ -47,6 +47,7 @@ struct Config {
   registry::MonitorSettings monitor;
   // outbound.allow; serve hands it to every outbound client and to the registries (endpoint URLs).
   connect::OutboundGuard outbound;
+  dtif::AcquisitionSettings acquisition;  // acquisition.*
 };
 
 struct SettingInfo {

@@ -173,8 +173,23 @@ int run_serve(ConfigLoader& loader) {
   dtif::TwinService twins(*store, twin_index, streams, *monitor, clock);
   feed.add_consumer(twins);
   feed.add_consumer(streams);
+  // DTIA: selections of twins and their acquisition from the DT systems, on the acquisition's own thread
+  // (dtif/acquisition.hpp).
+  dtif::Selections selections(*store, twin_index, twins.registry(), clock);
+  config.acquisition.http.outbound = config.outbound;
+  std::unique_ptr<dtif::Acquisition> acquisition;
+  try {
+    acquisition =
+        std::make_unique<dtif::Acquisition>(twins, *store, twin_index, *monitor, clock, config.acquisition);
+  } catch (const std::exception& e) {
+    spdlog::critical("acquisition: {} (acquisition.ca_file '{}')", e.what(), config.acquisition.http.ca_file);
+    store->stop();
+    spdlog::shutdown();
+    return 1;
+  }
+  acquisition->start();
   http::Api api(*store, feed, streams, twins, authenticator, metrics, clock, *monitor, config.api,
-                &access_log);
+                &access_log, http::DtiaServices{&selections, acquisition.get()});
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();
@@ -272,6 +287,9 @@ int run_serve(ConfigLoader& loader) {
     for (auto& c : contexts) static_cast<void>(c.release());
   }
 
+  // Requests in flight are answered by now: the acquisition has nothing left to finish but is stopped
+  // before the store, whose completions it awaits.
+  acquisition->stop();
   monitor->stop();
   store->stop();
   feed.remove_consumer(streams);

@@ -59,7 +59,7 @@ std::string Api::request_id_for(const Request& request) {
 
 Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams, dtif::TwinService& twins,
          Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-         registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log)
+         registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log, DtiaServices dtia)
     : store_(store),
       streams_(streams),
       workers_({.threads = settings.query_workers != 0 ? settings.query_workers
@@ -73,6 +73,7 @@ Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams,
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
       access_log_(access_log),
       request_id_prefix_(core::random_hex(6)) {
+  services_.dtia = dtia;
   add_operations_routes(router_, services_);
   add_principal_routes(router_, services_);
   add_audit_routes(router_, services_);
@@ -81,6 +82,7 @@ Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams,
   add_twin_routes(router_, services_, twin_systems_);
   add_things_routes(router_, services_);
   add_state_routes(router_, services_);
+  add_selection_routes(router_, services_);
   add_event_routes(router_, services_);
   auto& gauge = prometheus::BuildGauge()
                     .Name("twinbridge_streams")

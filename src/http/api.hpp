@@ -15,6 +15,8 @@
 #include "core/fair_pool.hpp"
 #include "core/memory.hpp"
 #include "core/time.hpp"
+#include "dtif/acquisition.hpp"
+#include "dtif/selections.hpp"
 #include "dtif/stream_hub.hpp"
 #include "dtif/twin_registry.hpp"
 #include "dtif/twin_service.hpp"
@@ -42,6 +44,13 @@ struct ApiSettings {
   connect::OutboundGuard outbound;      // which endpoint URLs registrations may declare (outbound.allow)
 };
 
+// DTIA (twin information acquisition, FGMV-29 8.3.3): selections of twins and their acquisition from the DT
+// systems, made by src/app/serve.cpp. Without them, their routes answer 503.
+struct DtiaServices {
+  dtif::Selections* selections = nullptr;
+  dtif::Acquisition* acquisition = nullptr;
+};
+
 // What route handlers may use. Owned by Api; handlers get it by reference at registration.
 struct ApiServices {
   store::Store& store;
@@ -59,6 +68,7 @@ struct ApiServices {
   core::MemoryReleaser& memory;
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
+  DtiaServices dtia{};
 };
 
 class Api {
@@ -66,7 +76,7 @@ class Api {
   // `streams` follows `feed` (its owner registers it); the Api counts its subscriptions until destroyed.
   Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams, dtif::TwinService& twins,
       Authenticator& authenticator, Metrics& metrics, const core::Clock& clock,
-      registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log);
+      registry::SystemMonitor& monitor, ApiSettings settings, AccessLog* access_log, DtiaServices dtia = {});
   // Stops the worker pool first (a job still running may use any member).
   ~Api();
   Api(const Api&) = delete;

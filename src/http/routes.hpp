@@ -33,6 +33,8 @@ void add_things_routes(Router& router, ApiServices& services);
 void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegistry& twin_systems);
 // Twin state, policies and access checks (routes_state.cpp).
 void add_state_routes(Router& router, ApiServices& services);
+// Selections of twins and their acquisition from the DT systems (routes_selections.cpp).
+void add_selection_routes(Router& router, ApiServices& services);
 
 // A store precondition failure becomes 409 when the client sent no If-Match: it asked for no condition, the
 // resource changed between our read and our write, and a retry will do.
