@@ -258,6 +258,7 @@ int run_serve(ConfigLoader& loader) {
     spdlog::info("received signal {}; draining in-flight requests (grace {} ms)", signal,
                  config.shutdown_grace.count());
     api.begin_shutdown();
+    acquisition->begin_shutdown();  // twins still waiting are not asked for: requests end within the grace
     server.shutdown(config.shutdown_grace, [&] {
       guards.clear();
       watchdog = std::thread([&] {

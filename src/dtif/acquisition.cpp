@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <deque>
 #include <functional>
@@ -174,6 +175,8 @@ struct Acquisition::Impl {
   std::thread thread;
   std::mutex state_mutex;  // guards accepting (and start/stop)
   bool accepting = false;
+  // Set by stop(): twins not started yet are answered at once (unavailable) instead of being asked for.
+  std::atomic<bool> stopping{false};
 
   // I/O thread only:
   std::deque<std::function<void(std::function<void()>)>> waiting;
@@ -233,6 +236,10 @@ class TwinJob : public std::enable_shared_from_this<TwinJob> {
 void TwinJob::start() {
   auto& it = item();
   started_ = impl_.clock.now();
+  if (impl_.stopping) {
+    it.problem = core::Error(Errc::unavailable, "twinbridge is shutting down; the twin was not acquired");
+    return finish();
+  }
   view_ = impl_.index.get(it.id);
   if (!view_ || (view_->expires() && *view_->expires() <= started_)) {
     it.problem = core::Error(Errc::not_found, fmt::format("twin '{}' does not exist", it.id));
@@ -585,13 +592,20 @@ void Acquisition::start() {
   if (impl_->thread.joinable()) return;
   impl_->guard.emplace(boost::asio::make_work_guard(impl_->io));
   impl_->accepting = true;
+  impl_->stopping = false;
   impl_->thread = std::thread([io = &impl_->io] { io->run(); });
+}
+
+void Acquisition::begin_shutdown() {
+  impl_->stopping = true;
 }
 
 void Acquisition::stop() {
   std::lock_guard lock(impl_->state_mutex);
   impl_->accepting = false;
-  // Requests in flight finish (every call is bounded by the timeout); then run() has no more work.
+  // Calls in flight finish (each is bounded by the timeout); twins still waiting are answered at once; then
+  // run() has no more work.
+  impl_->stopping = true;
   impl_->guard.reset();
   if (impl_->thread.joinable()) impl_->thread.join();
 }

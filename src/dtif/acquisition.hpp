@@ -28,8 +28,9 @@
 // (twins / max_concurrent + 1) x 2 x timeout however the DT systems behave.
 //
 // Ownership: holds references to the twin service, store, index, monitor and clock, which must outlive it.
-// stop() refuses new requests, lets the ones in flight finish and joins the thread; the owner calls it
-// after the HTTP server has drained and before the store stops. Thread-safety: acquire() may be called from
+// stop() refuses new requests, lets the calls in flight finish (each within the timeout), answers the twins
+// still waiting at once (unavailable) and joins the thread; the owner calls it after the HTTP server has
+// drained and before the store stops. Thread-safety: acquire() may be called from
 // any thread; `done` runs on the acquisition's thread.
 
 #include <boost/json/object.hpp>
@@ -97,6 +98,10 @@ class Acquisition {
   Acquisition& operator=(const Acquisition&) = delete;
 
   void start();
+  // From now on, twins not started yet are answered at once (unavailable) instead of being asked for, so
+  // that requests in flight end within about two call timeouts; new requests are still taken. Any thread;
+  // does not block.
+  void begin_shutdown();
   void stop();
 
   const AcquisitionSettings& settings() const;
