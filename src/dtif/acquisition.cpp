@@ -111,11 +111,6 @@ std::set<std::string, std::less<>> readable_properties(const json::object& td) {
   return out;
 }
 
-core::Error with_detail(core::Error e, std::string detail) {
-  e.detail = std::move(detail);
-  return e;
-}
-
 }  // namespace
 
 struct Acquisition::Impl {
@@ -318,12 +313,8 @@ void TwinJob::fetch_values() {
     }
   }
   if (reads.empty() && unusable) {
-    return values_fetched(
-        std::unexpected(
-            with_detail(*unusable, fmt::format("twin '{}' has no HTTP form twinbridge can read its values "
-                                               "with (readallproperties, or readproperty of a property): {}",
-                                               id(), unusable->detail))),
-        "readproperty", {});
+    // The first property's reason (no HTTP form, only non-JSON forms, an unsupported security scheme, ...).
+    return values_fetched(std::unexpected(std::move(*unusable)), "readproperty", {});
   }
   if (reads.size() > kMaxPropertyReads) {
     return values_fetched(

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <csignal>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -631,6 +632,62 @@ TEST_F(AcquisitionTest, TwinsAreAcquiredAFewAtATimeAndEachCallIsBounded) {
       200);
   auto refused = call(port(), "POST", "/v1/selections/few/acquire", world);
   EXPECT_EQ(refused.status, 422) << refused.body;
+}
+
+// SIGTERM while an acquisition waits on a DT system that never answers: the call in flight ends at its
+// timeout, the twins still waiting are not asked for, the request is answered and the server exits 0.
+TEST(AcquisitionShutdown, TwinsStillWaitingAreAnsweredAtOnceAndTheServerExits) {
+  DtSystem dt([](const UpstreamRequest& r) {
+    if (r.target.starts_with("/lamps/")) {
+      UpstreamReply never;
+      never.hang = true;
+      return never;
+    }
+    return json_reply("{}", 404);
+  });
+  TempDir dir;
+  ServerProcess server(dir.path(),
+                       {"--outbound-allow", "loopback", "--acquisition-max-concurrent", "1",
+                        "--acquisition-timeout-ms", "1000"},
+                       {{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
+  const auto make = [&](const std::string& id, const std::string& kind) {
+    auto r = call(server.port(), "POST", "/v1/principals", kAdmin,
+                  json::serialize(json::object{{"id", id}, {"kind", kind}, {"name", id}}));
+    EXPECT_EQ(r.status, 201) << r.body;
+    return std::string(r.json().at("api_key").at("token").as_string());
+  };
+  const auto plant = make("bye-plant", "twin-system");
+  const auto world = make("bye-world", "metaverse-system");
+  json::array twins;
+  for (const auto* name : {"a", "b", "c"})
+    twins.push_back(lamp(std::string("urn:bye:") + name, name, dt.url("/")));
+  ASSERT_EQ(call(server.port(), "POST", "/v1/twin-systems", plant,
+                 twin_system("bye-plant", dt, std::move(twins), basic_credentials()))
+                .status,
+            201);
+  ASSERT_EQ(call(server.port(), "POST", "/v1/selections", world,
+                 R"({"id": "bye", "twins": ["urn:bye:a", "urn:bye:b", "urn:bye:c"]})")
+                .status,
+            201);
+  Connection c(server.port(), 20s);
+  ASSERT_TRUE(c.send(
+      serialize(Request("POST", "/v1/selections/bye/acquire", "", {{"Authorization", "Bearer " + world}}))));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (dt.count("/lamps/") == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(dt.count("/lamps/"), 1u);
+  ASSERT_EQ(::kill(server.pid(), SIGTERM), 0);
+  auto answer = c.read_response();
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->status, 200) << answer->body;
+  const auto items = answer->json().at("twins").as_array();
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_TRUE(contains(std::string(items[0].at("problem").at("detail").as_string()), "timed out"));
+  for (std::size_t i = 1; i < 3; ++i) {
+    EXPECT_TRUE(contains(std::string(items[i].at("problem").at("detail").as_string()), "shutting down"));
+  }
+  EXPECT_EQ(dt.count("/lamps/"), 1u);
+  EXPECT_EQ(server.stop(0), 0);
 }
 
 TEST_F(AcquisitionTest, AnAcquisitionTakesNoBody) {
