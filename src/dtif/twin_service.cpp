@@ -60,6 +60,54 @@ core::Error prefixed(core::Error e, const std::string& prefix) {
 
 }  // namespace
 
+core::Result<void> take_report_facts(boost::json::object& members, const std::string& base,
+                                     StateReport& report) {
+  if (const auto* t = members.if_contains("sourceTime")) {
+    const auto at = t->is_string() ? core::parse_rfc3339(t->get_string()) : std::nullopt;
+    if (!at)
+      return core::fail_at(Errc::validation_failed, base + "/sourceTime", "must be an RFC 3339 date-time");
+    report.source_time = *at;
+    members.erase("sourceTime");
+  }
+  if (const auto* n = members.if_contains("sourceSeq")) {
+    if (!n->is_int64() && !(n->is_uint64() && n->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))) {
+      return core::fail_at(Errc::validation_failed, base + "/sourceSeq",
+                           "must be an integer from 0 to 2^63 - 1");
+    }
+    report.source_seq = n->is_int64() ? n->get_int64() : static_cast<std::int64_t>(n->get_uint64());
+    members.erase("sourceSeq");
+  }
+  return {};
+}
+
+core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base) {
+  const auto* item = change.if_object();
+  if (item == nullptr)
+    return core::fail_at(Errc::validation_failed, base,
+                         "must be an object {twin, patch, sourceTime?, sourceSeq?}");
+  const auto* twin = item->if_contains("twin");
+  if (twin == nullptr || !twin->is_string() || twin->get_string().empty())
+    return core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
+  const auto* patch = item->if_contains("patch");
+  if (patch == nullptr || !patch->is_object())
+    return core::fail_at(Errc::validation_failed, base + "/patch",
+                         "is required: a merge patch of the twin's state");
+  StateReport report;
+  report.twin_id = std::string(twin->get_string());
+  report.patch = *patch;
+  boost::json::object facts;
+  for (const auto& m : *item) {
+    if (m.key() == "sourceTime" || m.key() == "sourceSeq") {
+      facts.emplace(m.key(), m.value());
+    } else if (m.key() != "twin" && m.key() != "patch") {
+      return core::fail_at(Errc::validation_failed, base + "/" + std::string(m.key()),
+                           "is not a member of a change");
+    }
+  }
+  if (auto ok = take_report_facts(facts, base, report); !ok) return std::unexpected(ok.error());
+  return report;
+}
+
 boost::json::object to_json(const StateView& view, const std::function<bool(std::string_view)>& readable) {
   auto doc = core::to_json(*view.state);
   auto& properties = doc["properties"].as_object();

@@ -63,6 +63,14 @@ struct StateReport {
   std::optional<core::Timestamp> source_time;
 };
 
+// Takes the DT system's facts a report may carry beside its patch, "sourceTime" (RFC 3339) and "sourceSeq"
+// (integer), out of `members` into `report`. Errors: validation_failed at `base` + "/sourceTime" etc.
+core::Result<void> take_report_facts(boost::json::object& members, const std::string& base,
+                                     StateReport& report);
+// A change in the batch format {"twin", "patch", "sourceTime"?, "sourceSeq"?} (POST
+// /v1/twin-systems/{id}/state, MQTT). Errors: validation_failed with the pointer under `base`.
+core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base);
+
 // The outcome of one report: the twin's state after it (a duplicate: the current one).
 using ReportResult = core::Result<std::shared_ptr<const core::TwinState>>;
 

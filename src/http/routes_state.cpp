@@ -24,31 +24,6 @@ namespace {
 
 constexpr std::size_t kMaxStateIds = 1000;  // twins per GET /v1/twin-states
 
-// The DT system's facts a report may carry beside its patch: "sourceTime" (RFC 3339) and "sourceSeq"
-// (integer), taken out of `body` (an object); the rest is the patch. Errors at `base`/member.
-core::Result<dtif::StateReport> read_report(boost::json::object body, std::string twin_id,
-                                            const std::string& base) {
-  dtif::StateReport r;
-  r.twin_id = std::move(twin_id);
-  if (const auto* t = body.if_contains("sourceTime")) {
-    const auto at = t->is_string() ? core::parse_rfc3339(t->get_string()) : std::nullopt;
-    if (!at)
-      return core::fail_at(Errc::validation_failed, base + "/sourceTime", "must be an RFC 3339 date-time");
-    r.source_time = *at;
-    body.erase("sourceTime");
-  }
-  if (const auto* n = body.if_contains("sourceSeq")) {
-    if (!n->is_int64() && !n->is_uint64())
-      return core::fail_at(Errc::validation_failed, base + "/sourceSeq", "must be an integer");
-    if (n->is_uint64() && n->get_uint64() > static_cast<std::uint64_t>(INT64_MAX))
-      return core::fail_at(Errc::validation_failed, base + "/sourceSeq", "must be at most 2^63 - 1");
-    r.source_seq = n->is_int64() ? n->get_int64() : static_cast<std::int64_t>(n->get_uint64());
-    body.erase("sourceSeq");
-  }
-  r.patch = std::move(body);
-  return r;
-}
-
 // The state document `caller` may see: the properties it may read (readproperty, decided per property).
 core::Result<boost::json::object> readable_state(ApiServices& s, const core::Actor& caller,
                                                  const std::string& id) {
@@ -179,10 +154,14 @@ void add_state_routes(Router& router, ApiServices& s) {
                 if (!body) co_return std::unexpected(body.error());
                 if (!body->is_object())
                   co_return core::fail_at(Errc::validation_failed, "", "must be an object");
-                auto report = read_report(std::move(body->as_object()), std::string(ctx.param("id")), "");
-                if (!report) co_return std::unexpected(report.error());
+                dtif::StateReport report;
+                report.twin_id = std::string(ctx.param("id"));
+                auto& members = body->as_object();
+                if (auto ok = dtif::take_report_facts(members, "", report); !ok)
+                  co_return std::unexpected(ok.error());
+                report.patch = std::move(members);
                 std::vector<dtif::StateReport> reports;
-                reports.push_back(std::move(*report));
+                reports.push_back(std::move(report));
                 auto results = co_await await_write<std::vector<dtif::ReportResult>>([&](auto done) {
                   s.twins.report(*ctx.caller, std::move(reports), std::nullopt, std::move(done));
                 });
@@ -227,33 +206,10 @@ void add_state_routes(Router& router, ApiServices& s) {
          boost::json::array outcomes(list.size());
          for (std::size_t i = 0; i < list.size(); ++i) {
            const auto base = fmt::format("/changes/{}", i);
-           const auto* item = list[i].if_object();
-           const auto* twin = item != nullptr ? item->if_contains("twin") : nullptr;
-           const auto* patch = item != nullptr ? item->if_contains("patch") : nullptr;
-           core::Result<dtif::StateReport> report = core::fail_at(
-               Errc::validation_failed, base, "must be an object {twin, patch, sourceTime?, sourceSeq?}");
-           if (item != nullptr && (twin == nullptr || !twin->is_string())) {
-             report = core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
-           } else if (item != nullptr && (patch == nullptr || !patch->is_object())) {
-             report = core::fail_at(Errc::validation_failed, base + "/patch",
-                                    "is required: a merge patch of the twin's state");
-           } else if (item != nullptr) {
-             boost::json::object facts = *item;
-             facts.erase("twin");
-             facts.erase("patch");
-             for (const auto& member : facts) {
-               if (member.key() != "sourceTime" && member.key() != "sourceSeq") {
-                 report = core::fail_at(Errc::validation_failed, base + "/" + std::string(member.key()),
-                                        "is not a member of a change");
-               }
-             }
-             if (facts.size() <= 2) {
-               auto read = read_report(std::move(facts), std::string(twin->as_string()), base);
-               if (read) read->patch = *patch;
-               if (read || !report) report = std::move(read);
-             }
-           }
+           auto report = dtif::read_state_change(list[i], base);
            if (!report) {
+             const auto* item = list[i].if_object();
+             const auto* twin = item != nullptr ? item->if_contains("twin") : nullptr;
              outcomes[i] = report_outcome(
                  twin != nullptr && twin->is_string() ? std::string(twin->as_string()) : std::string(),
                  std::unexpected(report.error()), req.path, ctx.request_id);
