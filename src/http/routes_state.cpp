@@ -241,16 +241,21 @@ void add_state_routes(Router& router, ApiServices& s) {
              boost::json::object facts = *item;
              facts.erase("twin");
              facts.erase("patch");
+             // Every member it does not know is named; such a change is not applied.
+             core::Error unknown(Errc::validation_failed, "");
              for (const auto& member : facts) {
                if (member.key() != "sourceTime" && member.key() != "sourceSeq") {
-                 report = core::fail_at(Errc::validation_failed, base + "/" + std::string(member.key()),
-                                        "is not a member of a change");
+                 unknown.fields.push_back(
+                     {base + "/" + std::string(member.key()), "is not a member of a change"});
                }
              }
-             if (facts.size() <= 2) {
-               auto read = read_report(std::move(facts), std::string(twin->as_string()), base);
-               if (read) read->patch = *patch;
-               if (read || !report) report = std::move(read);
+             if (!unknown.fields.empty()) {
+               unknown.detail =
+                   fmt::format("{}: {}", unknown.fields.front().pointer, unknown.fields.front().detail);
+               report = std::unexpected(std::move(unknown));
+             } else {
+               report = read_report(std::move(facts), std::string(twin->as_string()), base);
+               if (report) report->patch = *patch;
              }
            }
            if (!report) {

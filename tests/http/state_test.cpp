@@ -404,6 +404,34 @@ TEST_F(StateTest, ABatchAppliesEachChangeOnItsOwn) {
             404);
 }
 
+TEST_F(StateTest, ABatchChangeWithAMemberItDoesNotKnowIsRefused) {
+  const auto twin = "urn:dev:st:batch-typo";
+  const auto token = plant("st-typo-owner", "st-typo", {twin});
+  // "sourceSequence" for "sourceSeq": a typo must not pass as a change without a sequence number.
+  const json::array changes{
+      json::object{{"twin", twin}, {"patch", {{"properties", {{"temperature", 1}}}}}, {"sourceSequence", 9}},
+      json::object{
+          {"twin", twin}, {"patch", {{"properties", {{"temperature", 2}}}}}, {"sourceSeq", 3}, {"extra", 1}},
+      json::object{
+          {"twin", twin}, {"patch", {{"properties", {{"temperature", 3}}}}}, {"a", 1}, {"b", 2}, {"c", 3}},
+  };
+  auto r = call(port(), "POST", "/v1/twin-systems/st-typo/state", token,
+                json::serialize(json::object{{"changes", changes}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto body = r.json();
+  const auto& results = body.at("results").as_array();
+  ASSERT_EQ(results.size(), 3u);
+  for (const auto& item : results) ASSERT_EQ(item.at("status"), 422) << json::serialize(item);
+  EXPECT_EQ(pointers(results[0].at("problem")), (std::set<std::string>{"/changes/0/sourceSequence"}));
+  EXPECT_EQ(pointers(results[1].at("problem")), (std::set<std::string>{"/changes/1/extra"}));
+  EXPECT_EQ(pointers(results[2].at("problem")),
+            (std::set<std::string>{"/changes/2/a", "/changes/2/b", "/changes/2/c"}));
+  EXPECT_EQ(body.at("accepted"), 0);
+  auto state = state_of(port(), kAdmin, twin);
+  EXPECT_EQ(state.at("version"), 1);
+  EXPECT_TRUE(state.at("properties").as_object().empty());
+}
+
 TEST_F(StateTest, AnAcknowledgedReportSurvivesSigkill) {
   TempDir data;
   const std::map<std::string, std::string> env{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}};
