@@ -536,6 +536,39 @@ TEST_F(StateTest, EphemeralValuesAreServedLiveButNeverStored) {
       404);
 }
 
+TEST_F(StateTest, EphemeralReportsAreOrderedLikeDurableOnes) {
+  const auto by_seq = "urn:dev:st:live-seq";
+  const auto by_time = "urn:dev:st:live-time";
+  const auto token = plant("st-live-order-owner", "st-live-order", {by_seq, by_time});
+  auto vibration = [&](const std::string& twin) {
+    return number(state_of(port(), kAdmin, twin).at("properties").at("vibration"));
+  };
+  ASSERT_EQ(patch_state(port(), token, by_seq, R"({"sourceSeq":5,"properties":{"vibration":0.5}})").status,
+            200);
+  // A late reading must not replace a newer one.
+  EXPECT_EQ(patch_state(port(), token, by_seq, R"({"sourceSeq":3,"properties":{"vibration":0.3}})").status,
+            409);
+  EXPECT_EQ(vibration(by_seq), 0.5);
+  // A retry is applied once.
+  EXPECT_EQ(patch_state(port(), token, by_seq, R"({"sourceSeq":5,"properties":{"vibration":0.9}})").status,
+            200);
+  EXPECT_EQ(vibration(by_seq), 0.5);
+  ASSERT_EQ(patch_state(port(), token, by_seq, R"({"sourceSeq":6,"properties":{"vibration":0.6}})").status,
+            200);
+  EXPECT_EQ(vibration(by_seq), 0.6);
+  EXPECT_EQ(state_of(port(), kAdmin, by_seq).at("version"), 1);  // nothing was stored
+
+  ASSERT_EQ(patch_state(port(), token, by_time,
+                        R"({"sourceTime":"2024-05-01T12:00:10Z","properties":{"vibration":0.1}})")
+                .status,
+            200);
+  EXPECT_EQ(patch_state(port(), token, by_time,
+                        R"({"sourceTime":"2024-05-01T12:00:05Z","properties":{"vibration":0.05}})")
+                .status,
+            409);
+  EXPECT_EQ(vibration(by_time), 0.1);
+}
+
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   const auto twin = "urn:dev:st:aging";
   const auto token = plant("st-aging-owner", "st-aging", {twin});
