@@ -375,12 +375,12 @@ core::Result<StateView> TwinService::state(const std::string& twin_id) {
   out.live_updated = e->live_updated;
   out.live_pose = e->live_pose;
   out.live_pose_updated = e->live_pose_updated;
-  out.stale = staleness(**view, *e->state, *e->schema);
+  out.stale = staleness(**view, *e->state, e->live_updated);
   return out;
 }
 
 std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, const core::TwinState& state,
-                                                const core::StateSchema&) const {
+                                                const std::map<std::string, core::Timestamp>& live) const {
   if (!twin.system_id().empty()) {
     if (auto status = monitor_.status(core::SystemKind::twin, twin.system_id());
         status && status->status == core::SystemStatus::down) {
@@ -395,7 +395,11 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
   const auto twin_max = max_age(td);
   std::optional<Staleness> out;
   const auto* properties = td.if_contains("properties");
-  for (const auto& [name, when] : state.updated) {
+  // Every value served: the stored ones and the live ones of ephemeral properties, by name.
+  std::map<std::string_view, core::Timestamp> values;
+  for (const auto& [name, when] : state.updated) values.emplace(name, when);
+  for (const auto& [name, when] : live) values.insert_or_assign(name, when);
+  for (const auto& [name, when] : values) {
     std::optional<std::int64_t> limit = twin_max;
     if (properties != nullptr && properties->is_object()) {
       if (const auto* p = properties->as_object().if_contains(name); p != nullptr && p->is_object()) {
@@ -407,7 +411,7 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
     if (stale_at > now) continue;
     if (!out) out = Staleness{stale_at, "", {}};
     out->since = std::min(out->since, stale_at);
-    out->properties.push_back(name);
+    out->properties.emplace_back(name);
   }
   if (out) {
     out->reason =

@@ -155,8 +155,9 @@ class TwinService final : public store::ChangeConsumer {
   core::Result<void> prepare(Entry& e, const core::TwinView& twin);
   core::Result<core::Decision> decide_impl(const core::Principal& subject, core::Operation op,
                                            const std::string& twin_id, std::string_view affordance);
+  // `live`: when each live value of an ephemeral property was taken in.
   std::optional<Staleness> staleness(const core::TwinView& twin, const core::TwinState& state,
-                                     const core::StateSchema& schema) const;
+                                     const std::map<std::string, core::Timestamp>& live) const;
 
   store::Store& store_;
   const TwinIndex& index_;

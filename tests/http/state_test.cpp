@@ -35,8 +35,8 @@ json::object with_form(json::object affordance) {
 }
 
 // A TD whose properties exercise the state's checks: a bounded number, a string enum, an object with a
-// required member, a readOnly and a writeOnly property, an ephemeral property and one with a maximum age of
-// one second; and a pose.
+// required member, a readOnly and a writeOnly property, an ephemeral property, one with a maximum age of one
+// second and an ephemeral one with that maximum age; and a pose.
 json::object machine(const std::string& id) {
   json::object properties{
       {"temperature", with_form({{"type", "number"}, {"minimum", -40}, {"maximum", 125}})},
@@ -49,6 +49,7 @@ json::object machine(const std::string& id) {
       {"secret", with_form({{"type", "string"}, {"writeOnly", true}})},
       {"vibration", with_form({{"type", "number"}, {"twinbridge:ephemeral", true}})},
       {"reading", with_form({{"type", "number"}, {"twinbridge:maxAge", 1}})},
+      {"flicker", with_form({{"type", "number"}, {"twinbridge:ephemeral", true}, {"twinbridge:maxAge", 1}})},
   };
   return {{"@context", "https://www.w3.org/2022/wot/td/v1.1"},
           {"id", id},
@@ -585,6 +586,18 @@ TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   ASSERT_EQ(one.status, 200);
   EXPECT_EQ(number(one.json()), 5);
   EXPECT_FALSE(one.header("Twinbridge-Stale").empty());
+}
+
+TEST_F(StateTest, ALiveValueOlderThanItsMaxAgeIsServedAsStaleToo) {
+  const auto twin = "urn:dev:st:aging-live";
+  const auto token = plant("st-aging-live-owner", "st-aging-live", {twin});
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"flicker":0.5,"vibration":0.1}})").status,
+            200);
+  auto stale = wait_for_state(twin, [](const json::object& s) { return s.contains("stale"); });
+  ASSERT_TRUE(stale);
+  EXPECT_EQ(stale->at("stale").at("properties"), (json::array{"flicker"}));  // vibration has no maximum age
+  EXPECT_EQ(instant(stale->at("stale").at("since")), *instant(stale->at("updated").at("flicker")) + 1s);
+  EXPECT_EQ(number(stale->at("properties").at("flicker")), 0.5);
 }
 
 TEST_F(StateTest, ATwinOfASystemThatIsDownIsStaleUntilItRecovers) {
