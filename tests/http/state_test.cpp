@@ -570,6 +570,50 @@ TEST_F(StateTest, EphemeralReportsAreOrderedLikeDurableOnes) {
   EXPECT_EQ(vibration(by_time), 0.1);
 }
 
+TEST_F(StateTest, ACachedCopyIsNotRevalidatedOverNewLiveValuesOrStaleness) {
+  const auto twin = "urn:dev:st:cached";
+  const std::string base = std::string("/v1/twins/") + twin;
+  const auto token = plant("st-cached-owner", "st-cached", {twin});
+  const auto reader = principal("st-cached-reader", "metaverse-system");
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"temperature":20,"vibration":0.1}})").status,
+            200);
+  auto first = call(port(), "GET", base + "/state", reader);
+  ASSERT_EQ(first.status, 200);
+  const auto etag = first.header("ETag");
+  ASSERT_FALSE(etag.empty());
+  // Nothing changed: the cached copy is current.
+  EXPECT_EQ(call(port(), "GET", base + "/state", reader, "", {{"If-None-Match", etag}}).status, 304);
+  auto property = call(port(), "GET", base + "/properties/vibration", reader);
+  ASSERT_EQ(property.status, 200);
+  EXPECT_EQ(call(port(), "GET", base + "/properties/vibration", reader, "",
+                 {{"If-None-Match", property.header("ETag")}})
+                .status,
+            304);
+
+  // A new live value makes no new version, but the cached copies are out of date.
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"vibration":0.2}})").status, 200);
+  auto revalidated = call(port(), "GET", base + "/state", reader, "", {{"If-None-Match", etag}});
+  ASSERT_EQ(revalidated.status, 200);
+  EXPECT_EQ(number(revalidated.json().at("properties").at("vibration")), 0.2);
+  EXPECT_NE(revalidated.header("ETag"), etag);
+  auto one = call(port(), "GET", base + "/properties/vibration", reader, "",
+                  {{"If-None-Match", property.header("ETag")}});
+  ASSERT_EQ(one.status, 200);
+  EXPECT_EQ(number(one.json()), 0.2);
+
+  // Neither is a copy from before its values went stale.
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"reading":1}})").status, 200);
+  auto fresh = call(port(), "GET", base + "/state", reader);
+  ASSERT_EQ(fresh.status, 200);
+  if (!fresh.json().as_object().contains("stale")) {  // else this machine was slower than the maximum age
+    ASSERT_TRUE(wait_for_state(twin, [](const json::object& s) { return s.contains("stale"); }));
+    auto now_stale =
+        call(port(), "GET", base + "/state", reader, "", {{"If-None-Match", fresh.header("ETag")}});
+    ASSERT_EQ(now_stale.status, 200);
+    EXPECT_TRUE(now_stale.json().as_object().contains("stale"));
+  }
+}
+
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   const auto twin = "urn:dev:st:aging";
   const auto token = plant("st-aging-owner", "st-aging", {twin});
@@ -644,8 +688,9 @@ TEST_F(StateTest, ReadsFollowTheTwinsPolicy) {
             200);
 
   // No policy: principals with twins:read read everything; others nothing.
-  auto open = state_of(port(), viewer, twin);
-  EXPECT_TRUE(open.at("properties").as_object().contains("temperature"));
+  auto open = call(port(), "GET", base + "/state", viewer);
+  ASSERT_EQ(open.status, 200);
+  EXPECT_TRUE(open.json().at("properties").as_object().contains("temperature"));
   EXPECT_EQ(call(port(), "GET", base + "/state", blind).status, 403);
   EXPECT_EQ(call(port(), "GET", base + "/properties/temperature", blind).status, 403);
   EXPECT_EQ(call(port(), "GET", base + "/policy", viewer).status, 404);
@@ -666,6 +711,10 @@ TEST_F(StateTest, ReadsFollowTheTwinsPolicy) {
   // The denied property is left out of the state, and refused on its own.
   auto guarded = state_of(port(), viewer, twin);
   EXPECT_FALSE(guarded.at("properties").as_object().contains("temperature")) << json::serialize(guarded);
+  // A copy cached before the policy is not revalidated: it holds what the viewer may no longer read.
+  auto cached = call(port(), "GET", base + "/state", viewer, "", {{"If-None-Match", open.header("ETag")}});
+  ASSERT_EQ(cached.status, 200);
+  EXPECT_FALSE(cached.json().at("properties").as_object().contains("temperature"));
   EXPECT_FALSE(guarded.at("updated").as_object().contains("temperature"));
   EXPECT_EQ(guarded.at("properties").at("mode"), "auto");
   EXPECT_EQ(call(port(), "GET", base + "/properties/temperature", viewer).status, 403);
