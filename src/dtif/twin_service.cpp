@@ -24,6 +24,11 @@ struct TwinService::Entry {
   std::map<std::string, core::Timestamp> live_updated;
   std::optional<core::Pose> live_pose;
   std::optional<core::Timestamp> live_pose_updated;
+  // The DT system's facts of the newest report that held ephemeral members only (it is not stored, so
+  // `state` does not carry them): reports are ordered against these too, so that a late live value does not
+  // replace a newer one and a retry is applied once.
+  std::optional<std::int64_t> live_source_seq;
+  std::optional<core::Timestamp> live_source_time;
   // Set (without the lock) when a write of this twin failed: the state is read from the store again.
   std::atomic<bool> reload{false};
 };
@@ -51,6 +56,13 @@ core::Result<std::shared_ptr<const core::TwinView>> live_twin(const TwinIndex& i
 // The report's pointer prefix: errors of report i of a batch point into it.
 std::string report_pointer(std::size_t index, std::size_t count) {
   return count == 1 ? std::string("/patch") : fmt::format("/changes/{}/patch", index);
+}
+
+template <class T>
+std::optional<T> latest(const std::optional<T>& a, const std::optional<T>& b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::max(*a, *b);
 }
 
 core::Error prefixed(core::Error e, const std::string& prefix) {
@@ -275,7 +287,11 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       (*results)[i] = std::unexpected(ok.error());
       continue;
     }
-    const auto order = core::change_order(*e.state, r.source_seq, r.source_time);
+    // The facts of the newest report taken in, stored or live only.
+    core::TwinState newest;
+    newest.source_seq = latest(e.state->source_seq, e.live_source_seq);
+    newest.source_time = latest(e.state->source_time, e.live_source_time);
+    const auto order = core::change_order(newest, r.source_seq, r.source_time);
     if (order == core::ChangeOrder::duplicate) {
       (*results)[i] = e.state;
       continue;
@@ -284,9 +300,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       (*results)[i] = core::fail(
           Errc::conflict,
           fmt::format("the change is older than the state of twin '{}' (source {} {}); it is not applied",
-                      r.twin_id, e.state->source_seq ? "sequence" : "time",
-                      e.state->source_seq ? std::to_string(*e.state->source_seq)
-                                          : core::format_rfc3339(e.state->source_time.value_or(now))));
+                      r.twin_id, newest.source_seq ? "sequence" : "time",
+                      newest.source_seq ? std::to_string(*newest.source_seq)
+                                        : core::format_rfc3339(newest.source_time.value_or(now))));
       continue;
     }
     const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
@@ -346,6 +362,8 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
     if (!has_durable && !ephemeral.empty()) {
+      if (r.source_seq) e.live_source_seq = r.source_seq;
+      if (r.source_time) e.live_source_time = r.source_time;
       (*results)[i] = e.state;  // nothing to store: the live values are out
       continue;
     }
@@ -405,12 +423,12 @@ core::Result<StateView> TwinService::state(const std::string& twin_id) {
   out.live_updated = e->live_updated;
   out.live_pose = e->live_pose;
   out.live_pose_updated = e->live_pose_updated;
-  out.stale = staleness(**view, *e->state, *e->schema);
+  out.stale = staleness(**view, *e->state, e->live_updated);
   return out;
 }
 
 std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, const core::TwinState& state,
-                                                const core::StateSchema&) const {
+                                                const std::map<std::string, core::Timestamp>& live) const {
   if (!twin.system_id().empty()) {
     if (auto status = monitor_.status(core::SystemKind::twin, twin.system_id());
         status && status->status == core::SystemStatus::down) {
@@ -425,7 +443,11 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
   const auto twin_max = max_age(td);
   std::optional<Staleness> out;
   const auto* properties = td.if_contains("properties");
-  for (const auto& [name, when] : state.updated) {
+  // Every value served: the stored ones and the live ones of ephemeral properties, by name.
+  std::map<std::string_view, core::Timestamp> values;
+  for (const auto& [name, when] : state.updated) values.emplace(name, when);
+  for (const auto& [name, when] : live) values.insert_or_assign(name, when);
+  for (const auto& [name, when] : values) {
     std::optional<std::int64_t> limit = twin_max;
     if (properties != nullptr && properties->is_object()) {
       if (const auto* p = properties->as_object().if_contains(name); p != nullptr && p->is_object()) {
@@ -437,7 +459,7 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
     if (stale_at > now) continue;
     if (!out) out = Staleness{stale_at, "", {}};
     out->since = std::min(out->since, stale_at);
-    out->properties.push_back(name);
+    out->properties.emplace_back(name);
   }
   if (out) {
     out->reason =

@@ -13,7 +13,8 @@
 //     committed; the change feed then carries them, in order, to every subscriber;
 //   - ephemeral members (TD term "twinbridge:ephemeral" on a property, "twinbridge:poseEphemeral" for the
 //     pose) are fanned out at once through the stream hub (no sequence number) and only their latest value
-//     is kept, in memory.
+//     is kept, in memory. A report of ephemeral members only leaves the stored state as it is; its source
+//     facts are kept in memory beside it, and later reports are ordered against the newer of the two.
 // Changes of one twin are applied and written in the order they were accepted: the twin's lock is held from
 // reading its state until its write is queued (a batch takes the locks of its twins in id order). The store
 // checks the expected version as well, so a write that would not follow the state it was computed from is
@@ -162,8 +163,9 @@ class TwinService final : public store::ChangeConsumer {
   core::Result<void> prepare(Entry& e, const core::TwinView& twin);
   core::Result<core::Decision> decide_impl(const core::Principal& subject, core::Operation op,
                                            const std::string& twin_id, std::string_view affordance);
+  // `live`: when each live value of an ephemeral property was taken in.
   std::optional<Staleness> staleness(const core::TwinView& twin, const core::TwinState& state,
-                                     const core::StateSchema& schema) const;
+                                     const std::map<std::string, core::Timestamp>& live) const;
 
   store::Store& store_;
   const TwinIndex& index_;

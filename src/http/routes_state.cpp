@@ -24,19 +24,42 @@ namespace {
 
 constexpr std::size_t kMaxStateIds = 1000;  // twins per GET /v1/twin-states
 
+// The ETag of a state document or property value served at `version`. What is served changes without a new
+// version when it holds live values of ephemeral properties, a stale mark, or leaves out properties the
+// caller may not read (its policy changed); then the ETag is "<version>.<digest of what is served>", so that
+// a cached copy is never revalidated (If-None-Match) over such a change. `as_stored`: it holds none of these,
+// and the ETag is the version's.
+std::string served_etag(std::int64_t version, bool as_stored, std::string_view served) {
+  if (as_stored) return etag(version);
+  std::uint64_t digest = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  for (const unsigned char c : served) {
+    digest ^= c;
+    digest *= 1099511628211ULL;
+  }
+  return fmt::format("\"{}.{:016x}\"", version, digest);
+}
+
+struct ServedState {
+  boost::json::object doc;
+  std::string etag;
+};
+
 // The state document `caller` may see: the properties it may read (readproperty, decided per property).
-core::Result<boost::json::object> readable_state(ApiServices& s, const core::Actor& caller,
-                                                 const std::string& id) {
+core::Result<ServedState> readable_state(ApiServices& s, const core::Actor& caller, const std::string& id) {
   auto view = s.twins.state(id);
   if (!view) return std::unexpected(view.error());
   auto readable = s.twins.readable(caller, id);
   if (!readable) return std::unexpected(readable.error());
-  return dtif::to_json(*view, *readable);
+  ServedState out{dtif::to_json(*view, *readable), {}};
+  const bool as_stored = view->live.empty() && !view->live_pose && !view->stale &&
+                         out.doc.at("properties").as_object().size() == view->state->properties.size();
+  out.etag = served_etag(view->state->version, as_stored, as_stored ? "" : boost::json::serialize(out.doc));
+  return out;
 }
 
-Response state_response(const boost::json::object& doc) {
-  auto r = json_response(200, doc);
-  r.header("ETag", etag(doc.at("version").as_int64()));
+Response state_response(const ServedState& served) {
+  auto r = json_response(200, served.doc);
+  r.header("ETag", served.etag);
   return r;
 }
 
@@ -111,12 +134,16 @@ void add_state_routes(Router& router, ApiServices& s) {
                                             id, name));
          }
          auto r = json_response(200, *value);
-         r.header("ETag", etag(doc.at("version").as_int64()));
-         if (const auto* when = doc.at("updated").as_object().if_contains(name))
-           r.header("Twinbridge-Updated", std::string(when->as_string()));
-         if (const auto* stale = doc.if_contains("stale")) {
-           r.header("Twinbridge-Stale", boost::json::serialize(*stale));
-         }
+         const auto* when = doc.at("updated").as_object().if_contains(name);
+         const auto* stale = doc.if_contains("stale");
+         const bool as_stored = !view->live.contains(name) && stale == nullptr;
+         r.header("ETag",
+                  served_etag(doc.at("version").as_int64(), as_stored,
+                              as_stored ? std::string()
+                                        : r.body + (when != nullptr ? std::string(when->as_string()) : "") +
+                                              (stale != nullptr ? boost::json::serialize(*stale) : "")));
+         if (when != nullptr) r.header("Twinbridge-Updated", std::string(when->as_string()));
+         if (stale != nullptr) r.header("Twinbridge-Stale", boost::json::serialize(*stale));
          co_return r;
        }});
 
@@ -137,7 +164,7 @@ void add_state_routes(Router& router, ApiServices& s) {
                 for (const auto& id : ids) {
                   auto doc = readable_state(s, *ctx.caller, id);
                   if (doc) {
-                    items.push_back(std::move(*doc));
+                    items.push_back(std::move(doc->doc));
                   } else {
                     auto problem = problem_response(doc.error(), req.path, ctx.request_id);
                     items.push_back(boost::json::object{{"id", id},
