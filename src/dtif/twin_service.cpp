@@ -108,13 +108,18 @@ core::Result<StateReport> read_state_change(const boost::json::value& change, co
   report.twin_id = std::string(twin->get_string());
   report.patch = *patch;
   boost::json::object facts;
+  // Every member it does not know is named (a misspelt "sourceSeq" must not pass as a change without one).
+  core::Error unknown(Errc::validation_failed, "");
   for (const auto& m : *item) {
     if (m.key() == "sourceTime" || m.key() == "sourceSeq") {
       facts.emplace(m.key(), m.value());
     } else if (m.key() != "twin" && m.key() != "patch") {
-      return core::fail_at(Errc::validation_failed, base + "/" + std::string(m.key()),
-                           "is not a member of a change");
+      unknown.fields.push_back({base + "/" + std::string(m.key()), "is not a member of a change"});
     }
+  }
+  if (!unknown.fields.empty()) {
+    unknown.detail = fmt::format("{}: {}", unknown.fields.front().pointer, unknown.fields.front().detail);
+    return std::unexpected(std::move(unknown));
   }
   if (auto ok = take_report_facts(facts, base, report); !ok) return std::unexpected(ok.error());
   return report;
