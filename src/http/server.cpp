@@ -804,6 +804,8 @@ awaitable<void> HttpServer::Impl::run_websocket(const std::shared_ptr<Connection
                                                 Response response) {
   using namespace asio::experimental::awaitable_operators;
   conn->busy = false;
+  // The WebSocket stream takes the socket. Bytes the client sent after its handshake, before our answer,
+  // stay in serve()'s buffer and are lost: a client must not send them (RFC 6455 4.1).
   auto io = std::make_shared<WsIo>(std::move(conn->stream));
   auto channel = std::make_shared<WsChannel>(conn->executor, io, limits, ws_metrics);
   conn->websocket = channel;
