@@ -189,6 +189,16 @@ std::vector<Setting> table() {
         c.limits.max_requests_per_connection = *n;
         return Result<void>();
       });
+  add("limits.max_ws_message_bytes", "--max-ws-message-bytes", "65536",
+      "largest WebSocket message accepted from a client; a larger one closes the connection with 1009",
+      [](Config& c, const std::string& v) {
+        return whole(c.limits.max_ws_message_bytes, v, std::size_t{128}, std::size_t{64} << 20);
+      });
+  add("limits.max_ws_queue_bytes", "--max-ws-queue-bytes", "4194304",
+      "bytes queued for sending on one WebSocket; a client that falls further behind is closed with 1008",
+      [](Config& c, const std::string& v) {
+        return whole(c.limits.max_ws_queue_bytes, v, std::size_t{4096}, std::size_t{1} << 30);
+      });
   add("log.level", "--log-level", "info", "trace, debug, info, warn, error or off",
       [](Config& c, const std::string& v) -> Result<void> {
         for (const char* l : {"trace", "debug", "info", "warn", "error", "off"}) {
