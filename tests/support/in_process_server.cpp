@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include <algorithm>
 #include <condition_variable>
@@ -14,10 +15,12 @@
 
 #include "core/time.hpp"
 #include "dtif/twin_index.hpp"
+#include "dtif/twin_service.hpp"
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
 #include "registry/system_monitor.hpp"
 #include "store/cached_store.hpp"
+#include "store/change_feed.hpp"
 #include "store/sqlite_store.hpp"
 #include "support/server_process.hpp"
 
@@ -32,8 +35,12 @@ struct InProcessServer::Impl {
   core::SystemClock clock;
   dtif::TwinIndex twin_index;
   std::unique_ptr<store::Store> store;
+  std::unique_ptr<store::ChangeFeed> feed;
   std::unique_ptr<http::Authenticator> authenticator;
   std::unique_ptr<registry::SystemMonitor> monitor;
+  asio::thread_pool feed_reader{1};
+  std::unique_ptr<dtif::StreamHub> hub;
+  std::unique_ptr<dtif::TwinService> twins;
   std::unique_ptr<http::Api> api;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::unique_ptr<http::HttpServer> server;
@@ -54,7 +61,11 @@ InProcessServer::InProcessServer(InProcessOptions options) : impl_(std::make_uni
   auto sqlite = store::SqliteStore::open(store_options, &d.metrics);
   if (!sqlite) throw std::runtime_error("in-process server: " + sqlite.error().detail);
   d.store = std::make_unique<store::CachedStore>(std::move(*sqlite));
-  d.store->set_twin_listener(&d.twin_index);
+  d.feed = std::make_unique<store::ChangeFeed>(*d.store);
+  d.store->set_change_listener(d.feed.get());
+  if (auto loaded = d.feed->load(); !loaded)
+    throw std::runtime_error("in-process server: " + loaded.error().detail);
+  d.feed->add_consumer(d.twin_index);
   d.store->start();
   if (auto loaded = d.twin_index.load(*d.store); !loaded) {
     d.store->stop();
@@ -68,8 +79,13 @@ InProcessServer::InProcessServer(InProcessOptions options) : impl_(std::make_uni
   http::ApiSettings api_settings;
   api_settings.access_log = false;
   api_settings.query_workers = 1;
-  d.api = std::make_unique<http::Api>(*d.store, *d.authenticator, d.metrics, d.clock, *d.monitor,
-                                      d.twin_index, api_settings, nullptr);
+  d.feed->add_consumer(*d.monitor);
+  d.hub = std::make_unique<dtif::StreamHub>(*d.feed, d.feed_reader.get_executor());
+  d.twins = std::make_unique<dtif::TwinService>(*d.store, d.twin_index, *d.hub, *d.monitor, d.clock);
+  d.feed->add_consumer(*d.twins);
+  d.feed->add_consumer(*d.hub);
+  d.api = std::make_unique<http::Api>(*d.store, *d.feed, *d.hub, *d.twins, *d.authenticator, d.metrics,
+                                      d.clock, *d.monitor, api_settings, nullptr);
   std::vector<asio::io_context*> pointers;
   for (unsigned i = 0; i < std::max(1u, d.options.threads); ++i) {
     d.contexts.push_back(std::make_unique<asio::io_context>(1));
@@ -86,6 +102,13 @@ InProcessServer::~InProcessServer() {
   d.monitor->stop();
   d.store->stop();
   d.api.reset();
+  d.feed->remove_consumer(*d.hub);
+  d.feed->remove_consumer(*d.twins);
+  d.feed->remove_consumer(*d.monitor);
+  d.feed->remove_consumer(d.twin_index);
+  d.twins.reset();
+  d.hub.reset();
+  d.feed_reader.join();
   d.monitor.reset();
   d.authenticator.reset();
   d.store.reset();
