@@ -170,6 +170,20 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
   if (!e.schema || e.td_version != twin.version()) {
     e.schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(twin.json().as_object()));
     e.td_version = twin.version();
+    // Live values stand only for what the TD (still) declares ephemeral: a property the TD dropped or now
+    // stores is served from the stored state alone.
+    for (auto it = e.live.begin(); it != e.live.end();) {
+      if (const auto* p = e.schema->property(it->key()); p != nullptr && p->ephemeral) {
+        ++it;
+      } else {
+        e.live_updated.erase(std::string(it->key()));
+        it = e.live.erase(it);
+      }
+    }
+    if (!e.schema->pose_ephemeral()) {
+      e.live_pose.reset();
+      e.live_pose_updated.reset();
+    }
   }
   if (!e.state || e.reload.exchange(false)) {
     auto stored = store_.twin_state(twin.id());

@@ -614,6 +614,28 @@ TEST_F(StateTest, ACachedCopyIsNotRevalidatedOverNewLiveValuesOrStaleness) {
   }
 }
 
+TEST_F(StateTest, LiveValuesFollowTheTdWhenItChanges) {
+  const auto twin = "urn:dev:st:retyped";
+  const auto token = plant("st-retyped-owner", "st-retyped", {twin});
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"vibration":0.5,"flicker":0.1}})").status,
+            200);
+  // The TD no longer calls vibration ephemeral, and drops flicker: their live values go with it.
+  auto td = machine(twin);
+  td["properties"].as_object()["vibration"].as_object().erase("twinbridge:ephemeral");
+  td["properties"].as_object().erase("flicker");
+  auto put = call(port(), "PUT", std::string("/v1/twin-systems/st-retyped/twins/") + twin, token,
+                  json::serialize(td), kTd);
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto after = state_of(port(), kAdmin, twin);
+  EXPECT_FALSE(after.at("properties").as_object().contains("vibration")) << json::serialize(after);
+  EXPECT_FALSE(after.at("updated").as_object().contains("flicker")) << json::serialize(after);
+  // A value reported now is stored, and it is the one served.
+  auto r = patch_state(port(), token, twin, R"({"properties":{"vibration":0.7}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(number(r.json().at("properties").at("vibration")), 0.7);
+  EXPECT_EQ(number(state_of(port(), kAdmin, twin).at("properties").at("vibration")), 0.7);
+}
+
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   const auto twin = "urn:dev:st:aging";
   const auto token = plant("st-aging-owner", "st-aging", {twin});
