@@ -301,11 +301,17 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         }
         if (p.empty()) patch->erase("properties");
       }
-      if (e.schema->pose_ephemeral() && patch->contains("pose") && checked->pose) {
-        ephemeral["pose"] = core::to_json(*checked).at("pose");
-        e.live_pose = checked->pose;
-        e.live_pose_updated = now;
-        patch->erase("pose");
+      if (e.schema->pose_ephemeral() && patch->contains("pose")) {
+        if (checked->pose) {
+          ephemeral["pose"] = core::to_json(*checked).at("pose");
+          e.live_pose = checked->pose;
+          e.live_pose_updated = now;
+          patch->erase("pose");
+        } else {
+          // "pose": null removes the pose: the live one, and a stored one through the durable change.
+          e.live_pose.reset();
+          e.live_pose_updated.reset();
+        }
       }
     }
     if (!ephemeral.empty()) {

@@ -636,6 +636,23 @@ TEST_F(StateTest, LiveValuesFollowTheTdWhenItChanges) {
   EXPECT_EQ(number(state_of(port(), kAdmin, twin).at("properties").at("vibration")), 0.7);
 }
 
+TEST_F(StateTest, AnEphemeralPoseIsServedLiveAndRemovedByNull) {
+  const auto twin = "urn:dev:st:moving";
+  auto td = machine(twin);
+  td["twinbridge:poseEphemeral"] = true;
+  const auto token = principal("st-moving-owner", "twin-system");
+  register_system(port(), token, "st-moving", json::array{td});
+  auto moved = patch_state(port(), token, twin, R"({"pose":{"position":[9,9,9]}})");
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  auto live = state_of(port(), kAdmin, twin);
+  EXPECT_EQ(numbers(live.at("pose").at("position")), (std::vector<double>{9, 9, 9}));
+  EXPECT_EQ(live.at("version"), 1);  // nothing stored
+  auto removed = patch_state(port(), token, twin, R"({"pose":null})");
+  ASSERT_EQ(removed.status, 200) << removed.body;
+  EXPECT_FALSE(removed.json().as_object().contains("pose")) << removed.body;
+  EXPECT_FALSE(state_of(port(), kAdmin, twin).contains("pose"));
+}
+
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   const auto twin = "urn:dev:st:aging";
   const auto token = plant("st-aging-owner", "st-aging", {twin});
