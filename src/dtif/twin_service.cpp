@@ -273,8 +273,16 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
                                   r.source_time};
-    // The whole change is checked first; then its ephemeral members leave for the live channel.
-    auto checked = e.schema->apply(*e.state, r.patch, core::ChangeSource::twin_system, facts);
+    // The whole change is checked first, against the state as served (with its live values, so that a
+    // partial patch of a live value merges into it); then its ephemeral members leave for the live channel.
+    std::optional<core::TwinState> served;
+    if (!e.live.empty() || e.live_pose) {
+      served = *e.state;
+      for (const auto& [name, value] : e.live) served->properties[name] = value;
+      if (e.live_pose) served->pose = e.live_pose;
+    }
+    auto checked =
+        e.schema->apply(served ? *served : *e.state, r.patch, core::ChangeSource::twin_system, facts);
     if (!checked) {
       (*results)[i] = std::unexpected(prefixed(checked.error(), prefix));
       continue;
@@ -287,8 +295,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         for (auto it = p.begin(); it != p.end();) {
           const auto* prop = e.schema->property(it->key());
           if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
-            ephemeral[it->key()] = it->value();
-            e.live[it->key()] = it->value();
+            ephemeral[it->key()] = it->value();  // fanned out as the patch it is
+            const auto* merged = checked->properties.if_contains(it->key());
+            e.live[it->key()] = merged != nullptr ? *merged : it->value();
             e.live_updated[std::string(it->key())] = now;
             it = p.erase(it);
           } else {

@@ -653,6 +653,28 @@ TEST_F(StateTest, AnEphemeralPoseIsServedLiveAndRemovedByNull) {
   EXPECT_FALSE(state_of(port(), kAdmin, twin).contains("pose"));
 }
 
+TEST_F(StateTest, APartialReportOfALiveValueMergesIntoTheLiveValue) {
+  const auto twin = "urn:dev:st:turning";
+  auto td = machine(twin);
+  td["twinbridge:poseEphemeral"] = true;
+  td["properties"].as_object()["config"].as_object()["twinbridge:ephemeral"] = true;
+  const auto token = principal("st-turning-owner", "twin-system");
+  register_system(port(), token, "st-turning", json::array{td});
+  ASSERT_EQ(patch_state(port(), token, twin,
+                        R"({"pose":{"position":[9,9,9]},"properties":{"config":{"setpoint":5,"label":"a"}}})")
+                .status,
+            200);
+  // Only the orientation turns; only the label changes: the rest is the live value's, not the TD's.
+  auto r = patch_state(port(), token, twin,
+                       R"({"pose":{"orientation":[0,0,1,0]},"properties":{"config":{"label":"b"}}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto state = state_of(port(), kAdmin, twin);
+  EXPECT_EQ(numbers(state.at("pose").at("position")), (std::vector<double>{9, 9, 9}));
+  EXPECT_EQ(numbers(state.at("pose").at("orientation")), (std::vector<double>{0, 0, 1, 0}));
+  EXPECT_EQ(number(state.at("properties").at("config").at("setpoint")), 5);
+  EXPECT_EQ(state.at("properties").at("config").at("label"), "b");
+}
+
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
   const auto twin = "urn:dev:st:aging";
   const auto token = plant("st-aging-owner", "st-aging", {twin});
