@@ -399,6 +399,7 @@ core::Result<StateView> TwinService::state(const std::string& twin_id) {
   std::lock_guard lock(e->mutex);
   if (auto ok = prepare(*e, **view); !ok) return std::unexpected(ok.error());
   StateView out;
+  out.twin = *view;
   out.state = e->state;
   out.live = e->live;
   out.live_updated = e->live_updated;

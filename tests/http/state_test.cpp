@@ -200,6 +200,13 @@ TEST_F(StateTest, AReportIsAppliedVersionedAndServed) {
   EXPECT_EQ(merged.json().at("properties").at("config").at("label"), "night");
   EXPECT_FALSE(merged.json().at("properties").as_object().contains("mode"));
   EXPECT_EQ(call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/mode", reader).status, 404);
+  // A property the TD does not declare is not there for anyone (not forbidden); a writeOnly one has no
+  // readable value.
+  for (const auto& who : {reader, kAdmin}) {
+    auto colour = call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/colour", who);
+    EXPECT_EQ(colour.status, 404) << colour.body;
+  }
+  EXPECT_EQ(call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/secret", reader).status, 403);
   EXPECT_EQ(
       call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/config", reader).header("ETag"),
       "\"3\"");
