@@ -223,6 +223,20 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
   if (!e.schema || e.td_version != twin.version()) {
     e.schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(twin.json().as_object()));
     e.td_version = twin.version();
+    // Live values stand only for what the TD (still) declares ephemeral: a property the TD dropped or now
+    // stores is served from the stored state alone.
+    for (auto it = e.live.begin(); it != e.live.end();) {
+      if (const auto* p = e.schema->property(it->key()); p != nullptr && p->ephemeral) {
+        ++it;
+      } else {
+        e.live_updated.erase(std::string(it->key()));
+        it = e.live.erase(it);
+      }
+    }
+    if (!e.schema->pose_ephemeral()) {
+      e.live_pose.reset();
+      e.live_pose_updated.reset();
+    }
   }
   if (!e.state || e.reload.exchange(false)) {
     auto stored = store_.twin_state(twin.id());
@@ -312,8 +326,16 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
                                   r.source_time};
-    // The whole change is checked first; then its ephemeral members leave for the live channel.
-    auto checked = e.schema->apply(*e.state, r.patch, core::ChangeSource::twin_system, facts);
+    // The whole change is checked first, against the state as served (with its live values, so that a
+    // partial patch of a live value merges into it); then its ephemeral members leave for the live channel.
+    std::optional<core::TwinState> served;
+    if (!e.live.empty() || e.live_pose) {
+      served = *e.state;
+      for (const auto& [name, value] : e.live) served->properties[name] = value;
+      if (e.live_pose) served->pose = e.live_pose;
+    }
+    auto checked =
+        e.schema->apply(served ? *served : *e.state, r.patch, core::ChangeSource::twin_system, facts);
     if (!checked) {
       (*results)[i] = std::unexpected(prefixed(checked.error(), prefix));
       continue;
@@ -326,8 +348,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         for (auto it = p.begin(); it != p.end();) {
           const auto* prop = e.schema->property(it->key());
           if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
-            ephemeral[it->key()] = it->value();
-            e.live[it->key()] = it->value();
+            ephemeral[it->key()] = it->value();  // fanned out as the patch it is
+            const auto* merged = checked->properties.if_contains(it->key());
+            e.live[it->key()] = merged != nullptr ? *merged : it->value();
             e.live_updated[std::string(it->key())] = now;
             it = p.erase(it);
           } else {
@@ -340,11 +363,17 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         }
         if (p.empty()) patch->erase("properties");
       }
-      if (e.schema->pose_ephemeral() && patch->contains("pose") && checked->pose) {
-        ephemeral["pose"] = core::to_json(*checked).at("pose");
-        e.live_pose = checked->pose;
-        e.live_pose_updated = now;
-        patch->erase("pose");
+      if (e.schema->pose_ephemeral() && patch->contains("pose")) {
+        if (checked->pose) {
+          ephemeral["pose"] = core::to_json(*checked).at("pose");
+          e.live_pose = checked->pose;
+          e.live_pose_updated = now;
+          patch->erase("pose");
+        } else {
+          // "pose": null removes the pose: the live one, and a stored one through the durable change.
+          e.live_pose.reset();
+          e.live_pose_updated.reset();
+        }
       }
     }
     if (!ephemeral.empty()) {
@@ -423,6 +452,7 @@ core::Result<StateView> TwinService::state(const std::string& twin_id) {
   std::lock_guard lock(e->mutex);
   if (auto ok = prepare(*e, **view); !ok) return std::unexpected(ok.error());
   StateView out;
+  out.twin = *view;
   out.state = e->state;
   out.live = e->live;
   out.live_updated = e->live_updated;

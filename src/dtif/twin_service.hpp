@@ -84,6 +84,7 @@ struct Staleness {
 
 // A twin's state as served.
 struct StateView {
+  std::shared_ptr<const core::TwinView> twin;  // the twin (its TD) the state was read with
   std::shared_ptr<const core::TwinState> state;
   boost::json::object live;  // the latest values of ephemeral properties
   std::map<std::string, core::Timestamp> live_updated;

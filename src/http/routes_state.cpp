@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "core/json_reader.hpp"
+#include "core/policy.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
 
@@ -117,6 +118,12 @@ void add_state_routes(Router& router, ApiServices& s) {
          const std::string name(ctx.param("name"));
          auto view = s.twins.state(id);
          if (!view) co_return std::unexpected(view.error());
+         // A property the TD does not declare is not there (for anyone), rather than forbidden.
+         if (auto declared = core::check_characteristics(view->twin->json().as_object(),
+                                                         core::Operation::readproperty, name);
+             !declared && declared.error().code == Errc::validation_failed) {
+           co_return core::fail(Errc::not_found, fmt::format("twin '{}': {}", id, declared.error().detail));
+         }
          auto decision = s.twins.decide(*ctx.caller, core::Operation::readproperty, id, name);
          if (!decision) co_return std::unexpected(decision.error());
          if (!decision->allowed) {

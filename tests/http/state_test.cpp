@@ -200,6 +200,13 @@ TEST_F(StateTest, AReportIsAppliedVersionedAndServed) {
   EXPECT_EQ(merged.json().at("properties").at("config").at("label"), "night");
   EXPECT_FALSE(merged.json().at("properties").as_object().contains("mode"));
   EXPECT_EQ(call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/mode", reader).status, 404);
+  // A property the TD does not declare is not there for anyone (not forbidden); a writeOnly one has no
+  // readable value.
+  for (const auto& who : {reader, kAdmin}) {
+    auto colour = call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/colour", who);
+    EXPECT_EQ(colour.status, 404) << colour.body;
+  }
+  EXPECT_EQ(call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/secret", reader).status, 403);
   EXPECT_EQ(
       call(port(), "GET", std::string("/v1/twins/") + twin + "/properties/config", reader).header("ETag"),
       "\"3\"");
@@ -612,6 +619,67 @@ TEST_F(StateTest, ACachedCopyIsNotRevalidatedOverNewLiveValuesOrStaleness) {
     ASSERT_EQ(now_stale.status, 200);
     EXPECT_TRUE(now_stale.json().as_object().contains("stale"));
   }
+}
+
+TEST_F(StateTest, LiveValuesFollowTheTdWhenItChanges) {
+  const auto twin = "urn:dev:st:retyped";
+  const auto token = plant("st-retyped-owner", "st-retyped", {twin});
+  ASSERT_EQ(patch_state(port(), token, twin, R"({"properties":{"vibration":0.5,"flicker":0.1}})").status,
+            200);
+  // The TD no longer calls vibration ephemeral, and drops flicker: their live values go with it.
+  auto td = machine(twin);
+  td["properties"].as_object()["vibration"].as_object().erase("twinbridge:ephemeral");
+  td["properties"].as_object().erase("flicker");
+  auto put = call(port(), "PUT", std::string("/v1/twin-systems/st-retyped/twins/") + twin, token,
+                  json::serialize(td), kTd);
+  ASSERT_EQ(put.status, 200) << put.body;
+  auto after = state_of(port(), kAdmin, twin);
+  EXPECT_FALSE(after.at("properties").as_object().contains("vibration")) << json::serialize(after);
+  EXPECT_FALSE(after.at("updated").as_object().contains("flicker")) << json::serialize(after);
+  // A value reported now is stored, and it is the one served.
+  auto r = patch_state(port(), token, twin, R"({"properties":{"vibration":0.7}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(number(r.json().at("properties").at("vibration")), 0.7);
+  EXPECT_EQ(number(state_of(port(), kAdmin, twin).at("properties").at("vibration")), 0.7);
+}
+
+TEST_F(StateTest, AnEphemeralPoseIsServedLiveAndRemovedByNull) {
+  const auto twin = "urn:dev:st:moving";
+  auto td = machine(twin);
+  td["twinbridge:poseEphemeral"] = true;
+  const auto token = principal("st-moving-owner", "twin-system");
+  register_system(port(), token, "st-moving", json::array{td});
+  auto moved = patch_state(port(), token, twin, R"({"pose":{"position":[9,9,9]}})");
+  ASSERT_EQ(moved.status, 200) << moved.body;
+  auto live = state_of(port(), kAdmin, twin);
+  EXPECT_EQ(numbers(live.at("pose").at("position")), (std::vector<double>{9, 9, 9}));
+  EXPECT_EQ(live.at("version"), 1);  // nothing stored
+  auto removed = patch_state(port(), token, twin, R"({"pose":null})");
+  ASSERT_EQ(removed.status, 200) << removed.body;
+  EXPECT_FALSE(removed.json().as_object().contains("pose")) << removed.body;
+  EXPECT_FALSE(state_of(port(), kAdmin, twin).contains("pose"));
+}
+
+TEST_F(StateTest, APartialReportOfALiveValueMergesIntoTheLiveValue) {
+  const auto twin = "urn:dev:st:turning";
+  auto td = machine(twin);
+  td["twinbridge:poseEphemeral"] = true;
+  td["properties"].as_object()["config"].as_object()["twinbridge:ephemeral"] = true;
+  const auto token = principal("st-turning-owner", "twin-system");
+  register_system(port(), token, "st-turning", json::array{td});
+  ASSERT_EQ(patch_state(port(), token, twin,
+                        R"({"pose":{"position":[9,9,9]},"properties":{"config":{"setpoint":5,"label":"a"}}})")
+                .status,
+            200);
+  // Only the orientation turns; only the label changes: the rest is the live value's, not the TD's.
+  auto r = patch_state(port(), token, twin,
+                       R"({"pose":{"orientation":[0,0,1,0]},"properties":{"config":{"label":"b"}}})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto state = state_of(port(), kAdmin, twin);
+  EXPECT_EQ(numbers(state.at("pose").at("position")), (std::vector<double>{9, 9, 9}));
+  EXPECT_EQ(numbers(state.at("pose").at("orientation")), (std::vector<double>{0, 0, 1, 0}));
+  EXPECT_EQ(number(state.at("properties").at("config").at("setpoint")), 5);
+  EXPECT_EQ(state.at("properties").at("config").at("label"), "b");
 }
 
 TEST_F(StateTest, AValueOlderThanItsMaxAgeIsServedAsStale) {
