@@ -189,6 +189,16 @@ std::vector<Setting> table() {
         c.limits.max_requests_per_connection = *n;
         return Result<void>();
       });
+  add("limits.max_ws_message_bytes", "--max-ws-message-bytes", "65536",
+      "largest WebSocket message accepted from a client; a larger one closes the connection with 1009",
+      [](Config& c, const std::string& v) {
+        return whole(c.limits.max_ws_message_bytes, v, std::size_t{128}, std::size_t{64} << 20);
+      });
+  add("limits.max_ws_queue_bytes", "--max-ws-queue-bytes", "4194304",
+      "bytes queued for sending on one WebSocket; a client that falls further behind is closed with 1008",
+      [](Config& c, const std::string& v) {
+        return whole(c.limits.max_ws_queue_bytes, v, std::size_t{4096}, std::size_t{1} << 30);
+      });
   add("log.level", "--log-level", "info", "trace, debug, info, warn, error or off",
       [](Config& c, const std::string& v) -> Result<void> {
         for (const char* l : {"trace", "debug", "info", "warn", "error", "off"}) {
@@ -370,6 +380,48 @@ std::vector<Setting> table() {
       "worker at once",
       [](Config& c, const std::string& v) {
         return whole(c.api.max_queued_queries, v, std::size_t{1}, std::size_t{10'000});
+      });
+  add("mqtt.url", "--mqtt-url", "",
+      "MQTT broker for the physical-to-virtual sync of twins, mqtt://host[:port] or mqtts://host[:port] "
+      "(empty: no MQTT)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (!v.empty()) {
+          if (auto ok = connect::parse_mqtt_url(v); !ok) return bad(ok.error().detail);
+        }
+        c.mqtt.client.broker_url = v;
+        return {};
+      });
+  add("mqtt.client_id", "--mqtt-client-id", "twinbridge",
+      "MQTT client id: names twinbridge's persistent session on the broker (one per node)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v.empty() || v.size() > 256) return bad("must be 1 to 256 bytes");
+        c.mqtt.client.client_id = v;
+        return {};
+      });
+  add("mqtt.username", "--mqtt-username", "", "MQTT user name (empty: none)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.mqtt.client.username = v;
+        return {};
+      });
+  add(
+      "mqtt.password", "--mqtt-password", "", "MQTT password (with mqtt.username)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        c.mqtt.client.password = v;
+        return {};
+      },
+      true);
+  add("mqtt.state_topic_prefix", "--mqtt-state-topic-prefix", "twinbridge/state/",
+      "topic prefix of the twin systems' state topics (<prefix><twin system id>)",
+      [](Config& c, const std::string& v) -> Result<void> {
+        if (v.empty() || v.find_first_of("+#") != std::string::npos)
+          return bad("must be a topic prefix without wildcards");
+        c.mqtt.state_topic_prefix = v;
+        return {};
+      });
+  add("mqtt.max_payload_bytes", "--mqtt-max-payload-bytes", "1048576",
+      "largest MQTT message taken in; larger ones are dropped and counted",
+      [](Config& c, const std::string& v) {
+        return whole(c.mqtt.client.max_payload_bytes, v, std::size_t{1}, std::size_t{64} << 20);
       });
   add("outbound.allow", "--outbound-allow", "",
       "destinations the outbound guard would refuse that twinbridge may call and accept in registrations: "

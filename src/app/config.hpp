@@ -16,6 +16,7 @@
 #include "connect/outbound_guard.hpp"
 #include "core/error.hpp"
 #include "core/jwt.hpp"
+#include "dtif/mqtt_sync.hpp"
 #include "http/api.hpp"
 #include "http/server.hpp"
 #include "registry/system_monitor.hpp"
@@ -47,6 +48,8 @@ struct Config {
   registry::MonitorSettings monitor;
   // outbound.allow; serve hands it to every outbound client and to the registries (endpoint URLs).
   connect::OutboundGuard outbound;
+  // MQTT sync of twins' state (dtif/mqtt_sync.hpp); client.broker_url empty: off.
+  dtif::MqttSyncSettings mqtt;
   dtif::AcquisitionSettings acquisition;  // acquisition.*
 };
 

@@ -190,6 +190,30 @@ int run_serve(ConfigLoader& loader) {
   acquisition->start();
   http::Api api(*store, feed, streams, twins, authenticator, metrics, clock, *monitor, config.api,
                 &access_log, http::DtiaServices{&selections, acquisition.get()});
+  // Physical -> virtual over MQTT, when a broker is configured (dtif/mqtt_sync.hpp).
+  std::unique_ptr<dtif::MqttSync> mqtt;
+  if (!config.mqtt.client.broker_url.empty()) {
+    auto created = dtif::MqttSync::create(config.mqtt, twins, twin_index, *store);
+    if (!created) {
+      spdlog::critical("mqtt: {}", created.error().detail);
+      monitor->stop();
+      store->stop();
+      spdlog::shutdown();
+      return 1;
+    }
+    mqtt = std::move(*created);
+    feed.add_consumer(*mqtt);
+    if (auto ok = mqtt->start(); !ok) {
+      spdlog::critical("mqtt: {}", ok.error().detail);
+      feed.remove_consumer(*mqtt);
+      monitor->stop();
+      store->stop();
+      spdlog::shutdown();
+      return 1;
+    }
+    spdlog::info("mqtt: syncing twins from {} ({} subscriptions)", config.mqtt.client.broker_url,
+                 mqtt->subscriptions().size());
+  }
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();
@@ -288,11 +312,13 @@ int run_serve(ConfigLoader& loader) {
     for (auto& c : contexts) static_cast<void>(c.release());
   }
 
+  if (mqtt) mqtt->stop();  // what it queued is applied before the store stops
   // Requests in flight are answered by now: the acquisition has nothing left to finish but is stopped
   // before the store, whose completions it awaits.
   acquisition->stop();
   monitor->stop();
   store->stop();
+  if (mqtt) feed.remove_consumer(*mqtt);
   feed.remove_consumer(streams);
   feed.remove_consumer(twins);
   feed.remove_consumer(*monitor);

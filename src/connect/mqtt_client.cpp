@@ -28,6 +28,13 @@
 
 namespace twinbridge::connect {
 
+bool mqtt_topic_matches(std::string_view filter, std::string_view topic) {
+  bool result = false;
+  return mosquitto_topic_matches_sub2(filter.data(), filter.size(), topic.data(), topic.size(), &result) ==
+             MOSQ_ERR_SUCCESS &&
+         result;
+}
+
 namespace {
 
 using core::Errc;

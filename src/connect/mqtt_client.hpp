@@ -92,6 +92,10 @@ core::Result<void> check_mqtt_topic(std::string_view topic);
 // be the whole last level ("a/+/c", "a/#", "#"), and that '$' is allowed ("$SYS/#", "$share/group/a/#").
 core::Result<void> check_mqtt_topic_filter(std::string_view filter);
 
+// Whether the topic name `topic` matches the (valid) topic filter `filter` (MQTT 5 4.7; "$share/<group>/"
+// prefixes are not understood here).
+bool mqtt_topic_matches(std::string_view filter, std::string_view topic);
+
 // One message as received. libmosquitto does not expose the DUP flag of a PUBLISH.
 struct MqttMessage {
   std::string topic;

@@ -30,6 +30,8 @@ std::string_view to_string(Errc code) {
       return "validation_failed";
     case Errc::too_costly:
       return "too_costly";
+    case Errc::upgrade_required:
+      return "upgrade_required";
     case Errc::rate_limited:
       return "rate_limited";
     case Errc::header_too_large:

@@ -25,6 +25,7 @@ enum class Errc {
   unsupported_media_type,  // wrong Content-Type (415)
   validation_failed,       // well-formed JSON that breaks the schema (422)
   too_costly,              // a valid query that exceeds its budget (422, query-too-costly)
+  upgrade_required,        // a WebSocket endpoint asked for without a WebSocket handshake (426)
   rate_limited,            // too many requests (429)
   header_too_large,        // request head over the configured limit (431)
   internal,                // a bug or an unexpected store failure (500)

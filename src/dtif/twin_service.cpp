@@ -24,6 +24,11 @@ struct TwinService::Entry {
   std::map<std::string, core::Timestamp> live_updated;
   std::optional<core::Pose> live_pose;
   std::optional<core::Timestamp> live_pose_updated;
+  // The DT system's facts of the newest report that held ephemeral members only (it is not stored, so
+  // `state` does not carry them): reports are ordered against these too, so that a late live value does not
+  // replace a newer one and a retry is applied once.
+  std::optional<std::int64_t> live_source_seq;
+  std::optional<core::Timestamp> live_source_time;
   // Set (without the lock) when a write of this twin failed: the state is read from the store again.
   std::atomic<bool> reload{false};
 };
@@ -53,12 +58,72 @@ std::string report_pointer(std::size_t index, std::size_t count) {
   return count == 1 ? std::string("/patch") : fmt::format("/changes/{}/patch", index);
 }
 
+template <class T>
+std::optional<T> latest(const std::optional<T>& a, const std::optional<T>& b) {
+  if (!a) return b;
+  if (!b) return a;
+  return std::max(*a, *b);
+}
+
 core::Error prefixed(core::Error e, const std::string& prefix) {
   for (auto& f : e.fields) f.pointer = prefix + f.pointer;
   return e;
 }
 
 }  // namespace
+
+core::Result<void> take_report_facts(boost::json::object& members, const std::string& base,
+                                     StateReport& report) {
+  if (const auto* t = members.if_contains("sourceTime")) {
+    const auto at = t->is_string() ? core::parse_rfc3339(t->get_string()) : std::nullopt;
+    if (!at)
+      return core::fail_at(Errc::validation_failed, base + "/sourceTime", "must be an RFC 3339 date-time");
+    report.source_time = *at;
+    members.erase("sourceTime");
+  }
+  if (const auto* n = members.if_contains("sourceSeq")) {
+    if (!n->is_int64() && !(n->is_uint64() && n->get_uint64() <= static_cast<std::uint64_t>(INT64_MAX))) {
+      return core::fail_at(Errc::validation_failed, base + "/sourceSeq",
+                           "must be an integer from 0 to 2^63 - 1");
+    }
+    report.source_seq = n->is_int64() ? n->get_int64() : static_cast<std::int64_t>(n->get_uint64());
+    members.erase("sourceSeq");
+  }
+  return {};
+}
+
+core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base) {
+  const auto* item = change.if_object();
+  if (item == nullptr)
+    return core::fail_at(Errc::validation_failed, base,
+                         "must be an object {twin, patch, sourceTime?, sourceSeq?}");
+  const auto* twin = item->if_contains("twin");
+  if (twin == nullptr || !twin->is_string() || twin->get_string().empty())
+    return core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
+  const auto* patch = item->if_contains("patch");
+  if (patch == nullptr || !patch->is_object())
+    return core::fail_at(Errc::validation_failed, base + "/patch",
+                         "is required: a merge patch of the twin's state");
+  StateReport report;
+  report.twin_id = std::string(twin->get_string());
+  report.patch = *patch;
+  boost::json::object facts;
+  // Every member it does not know is named (a misspelt "sourceSeq" must not pass as a change without one).
+  core::Error unknown(Errc::validation_failed, "");
+  for (const auto& m : *item) {
+    if (m.key() == "sourceTime" || m.key() == "sourceSeq") {
+      facts.emplace(m.key(), m.value());
+    } else if (m.key() != "twin" && m.key() != "patch") {
+      unknown.fields.push_back({base + "/" + std::string(m.key()), "is not a member of a change"});
+    }
+  }
+  if (!unknown.fields.empty()) {
+    unknown.detail = fmt::format("{}: {}", unknown.fields.front().pointer, unknown.fields.front().detail);
+    return std::unexpected(std::move(unknown));
+  }
+  if (auto ok = take_report_facts(facts, base, report); !ok) return std::unexpected(ok.error());
+  return report;
+}
 
 boost::json::object to_json(const StateView& view, const std::function<bool(std::string_view)>& readable) {
   auto doc = core::to_json(*view.state);
@@ -158,6 +223,20 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
   if (!e.schema || e.td_version != twin.version()) {
     e.schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(twin.json().as_object()));
     e.td_version = twin.version();
+    // Live values stand only for what the TD (still) declares ephemeral: a property the TD dropped or now
+    // stores is served from the stored state alone.
+    for (auto it = e.live.begin(); it != e.live.end();) {
+      if (const auto* p = e.schema->property(it->key()); p != nullptr && p->ephemeral) {
+        ++it;
+      } else {
+        e.live_updated.erase(std::string(it->key()));
+        it = e.live.erase(it);
+      }
+    }
+    if (!e.schema->pose_ephemeral()) {
+      e.live_pose.reset();
+      e.live_pose_updated.reset();
+    }
   }
   if (!e.state || e.reload.exchange(false)) {
     auto stored = store_.twin_state(twin.id());
@@ -227,7 +306,11 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       (*results)[i] = std::unexpected(ok.error());
       continue;
     }
-    const auto order = core::change_order(*e.state, r.source_seq, r.source_time);
+    // The facts of the newest report taken in, stored or live only.
+    core::TwinState newest;
+    newest.source_seq = latest(e.state->source_seq, e.live_source_seq);
+    newest.source_time = latest(e.state->source_time, e.live_source_time);
+    const auto order = core::change_order(newest, r.source_seq, r.source_time);
     if (order == core::ChangeOrder::duplicate) {
       (*results)[i] = e.state;
       continue;
@@ -236,15 +319,23 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       (*results)[i] = core::fail(
           Errc::conflict,
           fmt::format("the change is older than the state of twin '{}' (source {} {}); it is not applied",
-                      r.twin_id, e.state->source_seq ? "sequence" : "time",
-                      e.state->source_seq ? std::to_string(*e.state->source_seq)
-                                          : core::format_rfc3339(e.state->source_time.value_or(now))));
+                      r.twin_id, newest.source_seq ? "sequence" : "time",
+                      newest.source_seq ? std::to_string(*newest.source_seq)
+                                        : core::format_rfc3339(newest.source_time.value_or(now))));
       continue;
     }
     const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
                                   r.source_time};
-    // The whole change is checked first; then its ephemeral members leave for the live channel.
-    auto checked = e.schema->apply(*e.state, r.patch, core::ChangeSource::twin_system, facts);
+    // The whole change is checked first, against the state as served (with its live values, so that a
+    // partial patch of a live value merges into it); then its ephemeral members leave for the live channel.
+    std::optional<core::TwinState> served;
+    if (!e.live.empty() || e.live_pose) {
+      served = *e.state;
+      for (const auto& [name, value] : e.live) served->properties[name] = value;
+      if (e.live_pose) served->pose = e.live_pose;
+    }
+    auto checked =
+        e.schema->apply(served ? *served : *e.state, r.patch, core::ChangeSource::twin_system, facts);
     if (!checked) {
       (*results)[i] = std::unexpected(prefixed(checked.error(), prefix));
       continue;
@@ -257,8 +348,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         for (auto it = p.begin(); it != p.end();) {
           const auto* prop = e.schema->property(it->key());
           if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
-            ephemeral[it->key()] = it->value();
-            e.live[it->key()] = it->value();
+            ephemeral[it->key()] = it->value();  // fanned out as the patch it is
+            const auto* merged = checked->properties.if_contains(it->key());
+            e.live[it->key()] = merged != nullptr ? *merged : it->value();
             e.live_updated[std::string(it->key())] = now;
             it = p.erase(it);
           } else {
@@ -271,11 +363,17 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         }
         if (p.empty()) patch->erase("properties");
       }
-      if (e.schema->pose_ephemeral() && patch->contains("pose") && checked->pose) {
-        ephemeral["pose"] = core::to_json(*checked).at("pose");
-        e.live_pose = checked->pose;
-        e.live_pose_updated = now;
-        patch->erase("pose");
+      if (e.schema->pose_ephemeral() && patch->contains("pose")) {
+        if (checked->pose) {
+          ephemeral["pose"] = core::to_json(*checked).at("pose");
+          e.live_pose = checked->pose;
+          e.live_pose_updated = now;
+          patch->erase("pose");
+        } else {
+          // "pose": null removes the pose: the live one, and a stored one through the durable change.
+          e.live_pose.reset();
+          e.live_pose_updated.reset();
+        }
       }
     }
     if (!ephemeral.empty()) {
@@ -298,6 +396,8 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
     if (!has_durable && !ephemeral.empty()) {
+      if (r.source_seq) e.live_source_seq = r.source_seq;
+      if (r.source_time) e.live_source_time = r.source_time;
       (*results)[i] = e.state;  // nothing to store: the live values are out
       continue;
     }
@@ -352,17 +452,18 @@ core::Result<StateView> TwinService::state(const std::string& twin_id) {
   std::lock_guard lock(e->mutex);
   if (auto ok = prepare(*e, **view); !ok) return std::unexpected(ok.error());
   StateView out;
+  out.twin = *view;
   out.state = e->state;
   out.live = e->live;
   out.live_updated = e->live_updated;
   out.live_pose = e->live_pose;
   out.live_pose_updated = e->live_pose_updated;
-  out.stale = staleness(**view, *e->state, *e->schema);
+  out.stale = staleness(**view, *e->state, e->live_updated);
   return out;
 }
 
 std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, const core::TwinState& state,
-                                                const core::StateSchema&) const {
+                                                const std::map<std::string, core::Timestamp>& live) const {
   if (!twin.system_id().empty()) {
     if (auto status = monitor_.status(core::SystemKind::twin, twin.system_id());
         status && status->status == core::SystemStatus::down) {
@@ -377,7 +478,11 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
   const auto twin_max = max_age(td);
   std::optional<Staleness> out;
   const auto* properties = td.if_contains("properties");
-  for (const auto& [name, when] : state.updated) {
+  // Every value served: the stored ones and the live ones of ephemeral properties, by name.
+  std::map<std::string_view, core::Timestamp> values;
+  for (const auto& [name, when] : state.updated) values.emplace(name, when);
+  for (const auto& [name, when] : live) values.insert_or_assign(name, when);
+  for (const auto& [name, when] : values) {
     std::optional<std::int64_t> limit = twin_max;
     if (properties != nullptr && properties->is_object()) {
       if (const auto* p = properties->as_object().if_contains(name); p != nullptr && p->is_object()) {
@@ -389,7 +494,7 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
     if (stale_at > now) continue;
     if (!out) out = Staleness{stale_at, "", {}};
     out->since = std::min(out->since, stale_at);
-    out->properties.push_back(name);
+    out->properties.emplace_back(name);
   }
   if (out) {
     out->reason =

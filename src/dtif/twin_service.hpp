@@ -13,7 +13,8 @@
 //     committed; the change feed then carries them, in order, to every subscriber;
 //   - ephemeral members (TD term "twinbridge:ephemeral" on a property, "twinbridge:poseEphemeral" for the
 //     pose) are fanned out at once through the stream hub (no sequence number) and only their latest value
-//     is kept, in memory.
+//     is kept, in memory. A report of ephemeral members only leaves the stored state as it is; its source
+//     facts are kept in memory beside it, and later reports are ordered against the newer of the two.
 // Changes of one twin are applied and written in the order they were accepted: the twin's lock is held from
 // reading its state until its write is queued (a batch takes the locks of its twins in id order). The store
 // checks the expected version as well, so a write that would not follow the state it was computed from is
@@ -63,6 +64,14 @@ struct StateReport {
   std::optional<core::Timestamp> source_time;
 };
 
+// Takes the DT system's facts a report may carry beside its patch, "sourceTime" (RFC 3339) and "sourceSeq"
+// (integer), out of `members` into `report`. Errors: validation_failed at `base` + "/sourceTime" etc.
+core::Result<void> take_report_facts(boost::json::object& members, const std::string& base,
+                                     StateReport& report);
+// A change in the batch format {"twin", "patch", "sourceTime"?, "sourceSeq"?} (POST
+// /v1/twin-systems/{id}/state, MQTT). Errors: validation_failed with the pointer under `base`.
+core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base);
+
 // The outcome of one report: the twin's state after it (a duplicate: the current one).
 using ReportResult = core::Result<std::shared_ptr<const core::TwinState>>;
 
@@ -75,6 +84,7 @@ struct Staleness {
 
 // A twin's state as served.
 struct StateView {
+  std::shared_ptr<const core::TwinView> twin;  // the twin (its TD) the state was read with
   std::shared_ptr<const core::TwinState> state;
   boost::json::object live;  // the latest values of ephemeral properties
   std::map<std::string, core::Timestamp> live_updated;
@@ -174,8 +184,9 @@ class TwinService final : public store::ChangeConsumer {
   core::Result<void> prepare(Entry& e, const core::TwinView& twin);
   core::Result<core::Decision> decide_impl(const core::Principal& subject, core::Operation op,
                                            const std::string& twin_id, std::string_view affordance);
+  // `live`: when each live value of an ephemeral property was taken in.
   std::optional<Staleness> staleness(const core::TwinView& twin, const core::TwinState& state,
-                                     const core::StateSchema& schema) const;
+                                     const std::map<std::string, core::Timestamp>& live) const;
 
   store::Store& store_;
   const TwinIndex& index_;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <thread>
 
@@ -39,6 +40,38 @@ core::Result<void> check_header_text(const Request& request) {
           fmt::format("{} is not valid UTF-8: {}", name, core::describe_invalid_utf8(*value, bad)));
     }
   }
+  return {};
+}
+
+// Browsers cannot set Authorization on a WebSocket; they offer the credential as a subprotocol instead,
+// "bearer.<token>", beside twinbridge.v1 (the one the server echoes: never the credential). On a valid
+// WebSocket handshake the credential becomes the request's Authorization and leaves the list, so that routes
+// and logs never see it. Errors: bad_request when more than one credential is offered (two subprotocols, or
+// one and an Authorization header) or when twinbridge.v1 is not offered beside it (the browser would refuse
+// the answer: a server must echo one of the offered subprotocols).
+core::Result<void> take_websocket_credential(Request& request) {
+  if (!request.websocket_upgrade) return {};
+  auto& offered = request.websocket_protocols;
+  const auto is_credential = [](const std::string& p) { return p.starts_with(kWebSocketBearerPrefix); };
+  const auto credentials = std::count_if(offered.begin(), offered.end(), is_credential);
+  if (credentials == 0) return {};
+  const auto refuse = [](std::string detail) {
+    return core::fail_in(core::Errc::bad_request, core::FieldIn::header, "Sec-WebSocket-Protocol",
+                         std::move(detail));
+  };
+  if (credentials > 1) return refuse("offers more than one credential (bearer.<token>)");
+  if (!request.authorization.empty()) {
+    return refuse("offers a credential (bearer.<token>) beside an Authorization header: send one of them");
+  }
+  if (std::find(offered.begin(), offered.end(), kWebSocketProtocol) == offered.end()) {
+    return refuse(
+        fmt::format("offers a credential (bearer.<token>) without the subprotocol {}: offer both, "
+                    "and the server echoes {}",
+                    kWebSocketProtocol, kWebSocketProtocol));
+  }
+  const auto it = std::find_if(offered.begin(), offered.end(), is_credential);
+  request.authorization = "Bearer " + it->substr(kWebSocketBearerPrefix.size());
+  offered.erase(it);
   return {};
 }
 
@@ -108,6 +141,8 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
   auto match = router_.match(request.method, request.path, &allowed);
   if (auto headers = check_header_text(request); !headers) {
     response = problem_response(headers.error(), request.path, ctx.request_id);
+  } else if (auto credential = take_websocket_credential(request); !credential) {
+    response = problem_response(credential.error(), request.path, ctx.request_id);
   } else if (!match) {
     response = problem_response(match.error(), request.path, ctx.request_id);
     if (!allowed.empty()) {
@@ -150,6 +185,20 @@ boost::asio::awaitable<Response> Api::handle(Request request) {
         }
         response =
             result ? std::move(*result) : problem_response(result.error(), request.path, ctx.request_id);
+        if (response.websocket && !request.websocket_upgrade) {
+          // A WebSocket endpoint asked for without a (valid) WebSocket handshake: RFC 6455 4.2.2 and RFC
+          // 9110 15.5.22 name the protocol and version the client should ask for.
+          response = problem_response(
+              core::Error(core::Errc::upgrade_required,
+                          fmt::format("{} is a WebSocket endpoint: open it with a WebSocket handshake (GET "
+                                      "with Upgrade: websocket, Connection: Upgrade, Sec-WebSocket-Key and "
+                                      "Sec-WebSocket-Version: 13)",
+                                      route.pattern)),
+              request.path, ctx.request_id);
+          response.header("Upgrade", "websocket").header("Sec-WebSocket-Version", "13");
+        } else if (response.websocket) {
+          response.status = 101;  // the server completes the handshake
+        }
       } catch (const std::exception& e) {
         spdlog::error("request {}: handler for {} failed: {}", ctx.request_id, route.pattern, e.what());
         response =

@@ -92,6 +92,9 @@ class Api {
   void begin_shutdown() { services_.shutting_down = true; }
 
   const Router& router() const { return router_; }
+  // For tests that serve a route of their own through the whole pipeline (a WebSocket echo, say): add it
+  // before the server starts. The product's routes are all added by the constructor.
+  Router& router() { return router_; }
 
  private:
   void finish(const Request& request, const RequestContext& ctx, Response& response);

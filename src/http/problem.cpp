@@ -45,6 +45,8 @@ ProblemInfo info(Errc code) {
       return {422, "urn:twinbridge:problem:validation-failed", "Validation failed"};
     case Errc::too_costly:
       return {422, "urn:twinbridge:problem:query-too-costly", "Query too costly"};
+    case Errc::upgrade_required:
+      return {426, "urn:twinbridge:problem:upgrade-required", "Upgrade required"};
     case Errc::rate_limited:
       return {429, "urn:twinbridge:problem:rate-limited", "Too many requests"};
     case Errc::header_too_large:

@@ -13,6 +13,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "core/json_reader.hpp"
+#include "core/policy.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
 
@@ -24,44 +25,42 @@ namespace {
 
 constexpr std::size_t kMaxStateIds = 1000;  // twins per GET /v1/twin-states
 
-// The DT system's facts a report may carry beside its patch: "sourceTime" (RFC 3339) and "sourceSeq"
-// (integer), taken out of `body` (an object); the rest is the patch. Errors at `base`/member.
-core::Result<dtif::StateReport> read_report(boost::json::object body, std::string twin_id,
-                                            const std::string& base) {
-  dtif::StateReport r;
-  r.twin_id = std::move(twin_id);
-  if (const auto* t = body.if_contains("sourceTime")) {
-    const auto at = t->is_string() ? core::parse_rfc3339(t->get_string()) : std::nullopt;
-    if (!at)
-      return core::fail_at(Errc::validation_failed, base + "/sourceTime", "must be an RFC 3339 date-time");
-    r.source_time = *at;
-    body.erase("sourceTime");
+// The ETag of a state document or property value served at `version`. What is served changes without a new
+// version when it holds live values of ephemeral properties, a stale mark, or leaves out properties the
+// caller may not read (its policy changed); then the ETag is "<version>.<digest of what is served>", so that
+// a cached copy is never revalidated (If-None-Match) over such a change. `as_stored`: it holds none of these,
+// and the ETag is the version's.
+std::string served_etag(std::int64_t version, bool as_stored, std::string_view served) {
+  if (as_stored) return etag(version);
+  std::uint64_t digest = 14695981039346656037ULL;  // FNV-1a, 64 bits
+  for (const unsigned char c : served) {
+    digest ^= c;
+    digest *= 1099511628211ULL;
   }
-  if (const auto* n = body.if_contains("sourceSeq")) {
-    if (!n->is_int64() && !n->is_uint64())
-      return core::fail_at(Errc::validation_failed, base + "/sourceSeq", "must be an integer");
-    if (n->is_uint64() && n->get_uint64() > static_cast<std::uint64_t>(INT64_MAX))
-      return core::fail_at(Errc::validation_failed, base + "/sourceSeq", "must be at most 2^63 - 1");
-    r.source_seq = n->is_int64() ? n->get_int64() : static_cast<std::int64_t>(n->get_uint64());
-    body.erase("sourceSeq");
-  }
-  r.patch = std::move(body);
-  return r;
+  return fmt::format("\"{}.{:016x}\"", version, digest);
 }
 
+struct ServedState {
+  boost::json::object doc;
+  std::string etag;
+};
+
 // The state document `caller` may see: the properties it may read (readproperty, decided per property).
-core::Result<boost::json::object> readable_state(ApiServices& s, const core::Actor& caller,
-                                                 const std::string& id) {
+core::Result<ServedState> readable_state(ApiServices& s, const core::Actor& caller, const std::string& id) {
   auto view = s.twins.state(id);
   if (!view) return std::unexpected(view.error());
   auto readable = s.twins.readable(caller, id);
   if (!readable) return std::unexpected(readable.error());
-  return dtif::to_json(*view, *readable);
+  ServedState out{dtif::to_json(*view, *readable), {}};
+  const bool as_stored = view->live.empty() && !view->live_pose && !view->stale &&
+                         out.doc.at("properties").as_object().size() == view->state->properties.size();
+  out.etag = served_etag(view->state->version, as_stored, as_stored ? "" : boost::json::serialize(out.doc));
+  return out;
 }
 
-Response state_response(const boost::json::object& doc) {
-  auto r = json_response(200, doc);
-  r.header("ETag", etag(doc.at("version").as_int64()));
+Response state_response(const ServedState& served) {
+  auto r = json_response(200, served.doc);
+  r.header("ETag", served.etag);
   return r;
 }
 
@@ -119,6 +118,12 @@ void add_state_routes(Router& router, ApiServices& s) {
          const std::string name(ctx.param("name"));
          auto view = s.twins.state(id);
          if (!view) co_return std::unexpected(view.error());
+         // A property the TD does not declare is not there (for anyone), rather than forbidden.
+         if (auto declared = core::check_characteristics(view->twin->json().as_object(),
+                                                         core::Operation::readproperty, name);
+             !declared && declared.error().code == Errc::validation_failed) {
+           co_return core::fail(Errc::not_found, fmt::format("twin '{}': {}", id, declared.error().detail));
+         }
          auto decision = s.twins.decide(*ctx.caller, core::Operation::readproperty, id, name);
          if (!decision) co_return std::unexpected(decision.error());
          if (!decision->allowed) {
@@ -136,12 +141,16 @@ void add_state_routes(Router& router, ApiServices& s) {
                                             id, name));
          }
          auto r = json_response(200, *value);
-         r.header("ETag", etag(doc.at("version").as_int64()));
-         if (const auto* when = doc.at("updated").as_object().if_contains(name))
-           r.header("Twinbridge-Updated", std::string(when->as_string()));
-         if (const auto* stale = doc.if_contains("stale")) {
-           r.header("Twinbridge-Stale", boost::json::serialize(*stale));
-         }
+         const auto* when = doc.at("updated").as_object().if_contains(name);
+         const auto* stale = doc.if_contains("stale");
+         const bool as_stored = !view->live.contains(name) && stale == nullptr;
+         r.header("ETag",
+                  served_etag(doc.at("version").as_int64(), as_stored,
+                              as_stored ? std::string()
+                                        : r.body + (when != nullptr ? std::string(when->as_string()) : "") +
+                                              (stale != nullptr ? boost::json::serialize(*stale) : "")));
+         if (when != nullptr) r.header("Twinbridge-Updated", std::string(when->as_string()));
+         if (stale != nullptr) r.header("Twinbridge-Stale", boost::json::serialize(*stale));
          co_return r;
        }});
 
@@ -162,7 +171,7 @@ void add_state_routes(Router& router, ApiServices& s) {
                 for (const auto& id : ids) {
                   auto doc = readable_state(s, *ctx.caller, id);
                   if (doc) {
-                    items.push_back(std::move(*doc));
+                    items.push_back(std::move(doc->doc));
                   } else {
                     auto problem = problem_response(doc.error(), req.path, ctx.request_id);
                     items.push_back(boost::json::object{{"id", id},
@@ -179,10 +188,14 @@ void add_state_routes(Router& router, ApiServices& s) {
                 if (!body) co_return std::unexpected(body.error());
                 if (!body->is_object())
                   co_return core::fail_at(Errc::validation_failed, "", "must be an object");
-                auto report = read_report(std::move(body->as_object()), std::string(ctx.param("id")), "");
-                if (!report) co_return std::unexpected(report.error());
+                dtif::StateReport report;
+                report.twin_id = std::string(ctx.param("id"));
+                auto& members = body->as_object();
+                if (auto ok = dtif::take_report_facts(members, "", report); !ok)
+                  co_return std::unexpected(ok.error());
+                report.patch = std::move(members);
                 std::vector<dtif::StateReport> reports;
-                reports.push_back(std::move(*report));
+                reports.push_back(std::move(report));
                 auto results = co_await await_write<std::vector<dtif::ReportResult>>([&](auto done) {
                   s.twins.report(*ctx.caller, std::move(reports), std::nullopt, std::move(done));
                 });
@@ -227,33 +240,10 @@ void add_state_routes(Router& router, ApiServices& s) {
          boost::json::array outcomes(list.size());
          for (std::size_t i = 0; i < list.size(); ++i) {
            const auto base = fmt::format("/changes/{}", i);
-           const auto* item = list[i].if_object();
-           const auto* twin = item != nullptr ? item->if_contains("twin") : nullptr;
-           const auto* patch = item != nullptr ? item->if_contains("patch") : nullptr;
-           core::Result<dtif::StateReport> report = core::fail_at(
-               Errc::validation_failed, base, "must be an object {twin, patch, sourceTime?, sourceSeq?}");
-           if (item != nullptr && (twin == nullptr || !twin->is_string())) {
-             report = core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
-           } else if (item != nullptr && (patch == nullptr || !patch->is_object())) {
-             report = core::fail_at(Errc::validation_failed, base + "/patch",
-                                    "is required: a merge patch of the twin's state");
-           } else if (item != nullptr) {
-             boost::json::object facts = *item;
-             facts.erase("twin");
-             facts.erase("patch");
-             for (const auto& member : facts) {
-               if (member.key() != "sourceTime" && member.key() != "sourceSeq") {
-                 report = core::fail_at(Errc::validation_failed, base + "/" + std::string(member.key()),
-                                        "is not a member of a change");
-               }
-             }
-             if (facts.size() <= 2) {
-               auto read = read_report(std::move(facts), std::string(twin->as_string()), base);
-               if (read) read->patch = *patch;
-               if (read || !report) report = std::move(read);
-             }
-           }
+           auto report = dtif::read_state_change(list[i], base);
            if (!report) {
+             const auto* item = list[i].if_object();
+             const auto* twin = item != nullptr ? item->if_contains("twin") : nullptr;
              outcomes[i] = report_outcome(
                  twin != nullptr && twin->is_string() ? std::string(twin->as_string()) : std::string(),
                  std::unexpected(report.error()), req.path, ctx.request_id);

@@ -1860,6 +1860,23 @@ void SqliteStore::create_twin(core::TwinRecord twin, core::AuditEntry audit,
         if (!expired) return std::unexpected(expired.error());
         expired->bind(1, t.id).bind(2, core::to_unix_micros(audit.at));
         if (auto ok = expired->run(); !ok) return std::unexpected(ok.error());
+        if (db.changes() > 0) {
+          // An expired twin is gone with its state and policy: nothing of it passes to the new twin (which
+          // may be another principal's), and the feed says so before the new twin appears.
+          for (const char* sql :
+               {"DELETE FROM twin_state WHERE twin_id = ?1", "DELETE FROM twin_policies WHERE twin_id = ?1",
+                "DELETE FROM twin_acquisitions WHERE twin_id = ?1"}) {
+            auto s = db.prepare(sql);
+            if (!s) return std::unexpected(s.error());
+            s->bind(1, t.id);
+            if (auto ok = s->run(); !ok) return std::unexpected(ok.error());
+          }
+          if (auto ok = log.add(
+                  make_change(ChangeType::thing_deleted, audit.at, t.id, boost::json::object{{"id", t.id}}));
+              !ok) {
+            return std::unexpected(ok.error());
+          }
+        }
         if (auto ok = write_twin(db, t, true, "/id"); !ok) return std::unexpected(ok.error());
         if (auto ok = insert_audit(db, audit); !ok) return std::unexpected(ok.error());
         if (auto ok = log.add(twin_change(ChangeType::thing_created, audit.at, t, core::to_json(t))); !ok)

@@ -21,6 +21,7 @@ TEST(ProblemTest, EveryCodeHasAStatusAndAStableType) {
                                                       {Errc::payload_too_large, 413},
                                                       {Errc::unsupported_media_type, 415},
                                                       {Errc::validation_failed, 422},
+                                                      {Errc::upgrade_required, 426},
                                                       {Errc::rate_limited, 429},
                                                       {Errc::header_too_large, 431},
                                                       {Errc::internal, 500},

@@ -1764,6 +1764,41 @@ TEST_F(SqliteStoreTest, TheFeedKeepsTheNewestChangesAndSaysWhereItsWindowStarts)
   EXPECT_EQ(read->front().seq, window->first);  // a read of a pruned range starts at the window
 }
 
+TEST_F(SqliteStoreTest, ATwinRegisteredAgainAfterItsExpiryStartsWithoutTheOldStateAndPolicy) {
+  ASSERT_TRUE(create(make_principal("old")));
+  ASSERT_TRUE(create(make_principal("new")));
+  auto first = twin_record("urn:t:exp", "", "old");
+  first.expires = kT0 + 10s;
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(first, make_audit("twin.create", "urn:t:exp"), std::move(done));
+  }));
+  auto state = std::make_shared<core::TwinState>();
+  state->id = "urn:t:exp";
+  state->version = 2;
+  state->properties["secret"] = 42;
+  state->ingested = kT0;
+  state->channel = "http";
+  auto written = wait_for<std::vector<Result<void>>>([&](Completion<std::vector<Result<void>>> done) {
+    store_->write_states({StateWrite{state, 0, "{}"}}, std::move(done));
+  });
+  ASSERT_TRUE(written && (*written)[0]);
+  ASSERT_TRUE(wait_for<PolicyRecord>([&](Completion<PolicyRecord> done) {
+    store_->put_policy({"urn:t:exp", {{"rules", boost::json::array{}}}, 0, {}}, std::nullopt,
+                       make_audit("twin.policy", "urn:t:exp"), std::move(done));
+  }));
+  // After its expiry another principal registers the same id: nothing of the old twin is its.
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:exp", "", "new"),
+                        make_audit("twin.create", "urn:t:exp", kT0 + 20s), std::move(done));
+  }));
+  EXPECT_FALSE(store_->twin_state("urn:t:exp").value().has_value());
+  EXPECT_FALSE(store_->twin_policy("urn:t:exp").value().has_value());
+  const auto heard = recorder_->heard();
+  ASSERT_GE(heard.size(), 2u);
+  EXPECT_EQ(heard[heard.size() - 2]->type, ChangeType::thing_deleted);
+  EXPECT_EQ(heard.back()->type, ChangeType::thing_created);
+}
+
 TEST_F(SqliteStoreTest, TwinChangesCarryTheServedTdAndTheMergePatchOfAnUpdate) {
   ASSERT_TRUE(create(make_principal("o")));
   ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {

@@ -1,0 +1,130 @@
+#pragma once
+// MqttSync: physical -> virtual over MQTT (FGMV-29 8.3.4 DTS, flow 9.2 step 14). twinbridge subscribes, on
+// one broker (mqtt.url), to
+//   - the topics the twins' TDs declare for their properties (W3C WoT MQTT binding: a property form with an
+//     mqtt:// or mqtts:// href on the configured broker and the subscribe control packet, from op
+//     observeproperty/readproperty or mqv:controlPacket; topic from mqv:filter, mqv:topic or the href's
+//     path). A message there is the property's new value (JSON);
+//   - one topic per twin system, "<mqtt.state_topic_prefix><system id>" (default "twinbridge/state/"), where
+//     the twin system publishes its twins' changes in the format of POST /v1/twin-systems/{id}/state:
+//     {"changes": [{"twin", "patch", "sourceTime"?, "sourceSeq"?}]}, or one such change alone.
+// Every message becomes a state report of TwinService (channel mqtt), made by the principal that holds the
+// twin (its twin system's owner): the broker authenticates publishers, so its ACL must let only that twin
+// system publish on its twins' topics (README, "MQTT").
+//
+// Subscriptions follow the change feed (a twin created, changed or deleted; a twin system registered or
+// deregistered). The client keeps a persistent session (MqttClient), resubscribes after a reconnect, and the
+// broker queues QoS 1 messages while twinbridge is away. Duplicates (a redelivery, a sourceSeq seen) are
+// applied once and an older value never overwrites a newer one (core::change_order); a value of a property
+// form carries no sequence, and arrival order decides.
+//
+// Threads: messages arrive on the MQTT client's loop thread and are queued (at most max_queue; beyond, they
+// are dropped and counted); one worker thread, "mqtt ingest", takes them in arrival order and hands them to
+// TwinService in batches (one store write per batch), so one twin's changes are applied in the order they
+// arrived and the loop thread never waits for the store. Messages that cannot be applied (not JSON, an
+// unknown twin, a value the TD refuses) are counted by outcome and logged (at most one line a second).
+//
+// Limits: libmosquitto acknowledges a QoS 1 message when it arrives, before twinbridge commits it, so a
+// crash between the two loses that message (MQTT 5 has no application acknowledgement in libmosquitto).
+// Forms naming another broker than mqtt.url are not followed (counted as `other_broker`).
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "connect/mqtt_client.hpp"
+#include "dtif/twin_index.hpp"
+#include "dtif/twin_service.hpp"
+#include "store/change_feed.hpp"
+
+namespace twinbridge::dtif {
+
+struct MqttSyncSettings {
+  connect::MqttSettings client;  // broker_url empty: no MQTT sync
+  std::string state_topic_prefix = "twinbridge/state/";
+  std::size_t max_queue = 100'000;
+  std::size_t max_batch = 1'000;  // reports handed to TwinService at once
+};
+
+class MqttSync final : public store::ChangeConsumer {
+ public:
+  // Outcomes of messages, by name (for metrics): applied, rejected (the twin plane refused the change),
+  // malformed (not JSON, or not a change), unknown_topic, other_broker (forms), dropped_queue_full.
+  struct Counters {
+    std::atomic<std::uint64_t> applied{0}, rejected{0}, malformed{0}, unknown_topic{0}, other_broker{0},
+        dropped_queue_full{0};
+  };
+
+  static core::Result<std::unique_ptr<MqttSync>> create(MqttSyncSettings settings, TwinService& twins,
+                                                        const TwinIndex& index, store::Store& store);
+  ~MqttSync() override;
+  MqttSync(const MqttSync&) = delete;
+  MqttSync& operator=(const MqttSync&) = delete;
+
+  // Subscribes to what the current twins and twin systems declare, then connects. Call after the twin index
+  // is loaded, with the sync added to the change feed.
+  core::Result<void> start();
+  // Disconnects (the broker keeps the session), then applies what was queued and stops the worker.
+  void stop();
+
+  void apply(std::span<const store::ChangePtr> changes) override;
+
+  const Counters& counters() const { return counters_; }
+  connect::MqttStatus client_status() const { return client_->status(); }
+  std::vector<std::pair<std::string, int>> subscriptions() const { return client_->subscriptions(); }
+
+ private:
+  struct Target {
+    std::string twin;      // a property form: the twin
+    std::string property;  // and its property
+    std::string system;    // a twin system's state topic: the system
+    auto operator<=>(const Target&) const = default;
+  };
+  struct Item {
+    Target target;
+    std::string payload;
+  };
+
+  MqttSync(MqttSyncSettings settings, TwinService& twins, const TwinIndex& index, store::Store& store);
+  void on_message(connect::MqttMessage message);
+  void run_worker();
+  void ingest(std::vector<Item>& items);
+  // The filters the TD of `twin` declares on our broker, with their property.
+  std::vector<std::pair<std::string, std::string>> twin_filters(const core::TwinView& twin);
+  void map_twin(const core::TwinView& twin);
+  void unmap_twin(const std::string& twin_id);
+  void unmap_twin_locked(const std::string& twin_id);  // with map_mutex_ held
+  void map_system(const std::string& system_id);
+  void unmap_system(const std::string& system_id);
+  void add_target(const std::string& filter, Target target);
+  void remove_target(const std::string& filter, const Target& target);
+  void note(std::string_view what);  // a rate-limited log line
+
+  MqttSyncSettings settings_;
+  connect::MqttBroker broker_;
+  TwinService& twins_;
+  const TwinIndex& index_;
+  store::Store& store_;
+  std::unique_ptr<connect::MqttClient> client_;
+  Counters counters_;
+
+  mutable std::mutex map_mutex_;
+  std::map<std::string, std::set<Target>> targets_;               // filter -> what a message there is for
+  std::map<std::string, std::vector<std::string>> twin_filters_;  // twin -> its filters
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<Item> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+  std::atomic<std::int64_t> last_note_{0};
+};
+
+}  // namespace twinbridge::dtif
