@@ -381,6 +381,15 @@ std::vector<Setting> table() {
       [](Config& c, const std::string& v) {
         return whole(c.api.max_queued_queries, v, std::size_t{1}, std::size_t{10'000});
       });
+  add("stream.max_subscriptions", "--stream-max-subscriptions", "100",
+      "open subscriptions on one /v1/stream connection at most", [](Config& c, const std::string& v) {
+        return whole(c.api.stream.max_subscriptions, v, std::size_t{1}, std::size_t{10'000});
+      });
+  add("stream.max_twins", "--stream-max-twins", "10000",
+      "twins one /v1/stream connection follows at most, all its subscriptions together",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.stream.max_twins, v, std::size_t{1}, std::size_t{1'000'000});
+      });
   add("mqtt.url", "--mqtt-url", "",
       "MQTT broker for the physical-to-virtual sync of twins, mqtt://host[:port] or mqtts://host[:port] "
       "(empty: no MQTT)",

@@ -156,6 +156,10 @@ int run_serve(ConfigLoader& loader) {
   // One outbound policy: for every call twinbridge makes and every endpoint URL it accepts.
   config.monitor.client.outbound = config.outbound;
   config.api.outbound = config.outbound;
+  // A stream conflates before its WebSocket queue is half full: the queue's bound then closes only a
+  // client that stopped reading altogether.
+  config.api.stream.conflate_above_bytes = config.limits.max_ws_queue_bytes / 2;
+  config.api.stream.query_limits = config.api.query_limits;
   std::unique_ptr<registry::SystemMonitor> monitor;
   try {
     monitor = std::make_unique<registry::SystemMonitor>(*store, clock, config.monitor, &metrics);

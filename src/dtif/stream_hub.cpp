@@ -122,6 +122,12 @@ boost::asio::awaitable<std::optional<StreamItem>> StreamSubscription::next() {
         item.end = *end_;
         co_return item;
       }
+      if (poked_) {
+        poked_ = false;
+        StreamItem woken;
+        woken.kind = StreamItem::Kind::woken;
+        co_return woken;
+      }
       if (gap_) {
         auto gap = std::move(*gap_);
         gap_.reset();
@@ -196,6 +202,31 @@ void StreamSubscription::cancel() {
   wake();
 }
 
+void StreamSubscription::poke() {
+  {
+    std::lock_guard lock(mutex_);
+    poked_ = true;
+  }
+  wake();
+}
+
+std::int64_t StreamSubscription::set_subjects(std::shared_ptr<const std::unordered_set<std::string>> subjects,
+                                              bool every_thing) {
+  std::lock_guard lock(mutex_);
+  subjects_ = std::move(subjects);
+  every_thing_ = every_thing;
+  return cursor_;
+}
+
+bool StreamSubscription::admits(const store::Change& change) const {
+  if (!types_.empty() && !types_.contains(change.type)) return false;
+  if (!subjects_ || change.principal) return true;
+  using store::ChangeType;
+  if (every_thing_ && (change.type == ChangeType::thing_created || change.type == ChangeType::thing_updated))
+    return true;
+  return subjects_->contains(change.subject);
+}
+
 void StreamSubscription::close(StreamEnd end) {
   {
     std::lock_guard lock(mutex_);
@@ -231,10 +262,9 @@ void StreamSubscription::deliver(std::span<const store::ChangePtr> changes) {
 }
 
 void StreamSubscription::deliver_live(const store::ChangePtr& change) {
-  if (!admits(*change)) return;
   {
     std::lock_guard lock(mutex_);
-    if (cancelled_ || end_ || pending_.size() >= kMaxPending) return;
+    if (cancelled_ || end_ || pending_.size() >= kMaxPending || !admits(*change)) return;
     pending_.push_back(change);
   }
   wake();

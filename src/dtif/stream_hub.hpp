@@ -35,6 +35,7 @@
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/access.hpp"
 #include "store/change_feed.hpp"
@@ -61,7 +62,7 @@ std::optional<StreamEnd> stream_end(const StreamOwner& owner, const store::Princ
 
 // What a subscription yields next.
 struct StreamItem {
-  enum class Kind { change, gap, heartbeat, closed };
+  enum class Kind { change, gap, heartbeat, closed, woken };  // woken: poke() was called
   Kind kind = Kind::change;
   store::ChangePtr change;    // change
   std::int64_t gap_from = 0;  // gap: the changes gap_from .. gap_until - 1 are no longer kept
@@ -89,6 +90,14 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   boost::asio::awaitable<std::optional<StreamItem>> next();
   // The consumer went away or the server stops: next() yields nullopt.
   void cancel();
+  // Makes the pending (or next) next() yield a `woken` item, so that its consumer can do other work first.
+  void poke();
+
+  // Admits, from the next change looked at on, only changes whose subject is in `subjects`, besides
+  // thing_created and thing_updated of any twin when `every_thing`, and changes of principals and keys (null:
+  // no restriction by subject). Returns the cursor: changes up to it were decided before, those after it are
+  // decided with the new set.
+  std::int64_t set_subjects(std::shared_ptr<const std::unordered_set<std::string>> subjects, bool every_thing);
   // Ends the stream with a final `closed` item; changes still queued are dropped.
   void close(StreamEnd end);
 
@@ -98,7 +107,8 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   friend class StreamHub;
   void deliver(std::span<const store::ChangePtr> changes);
   void deliver_live(const store::ChangePtr& change);
-  bool admits(const store::Change& change) const { return types_.empty() || types_.contains(change.type); }
+  // With mutex_ held.
+  bool admits(const store::Change& change) const;
   void wake();
 
   boost::asio::any_io_executor executor_;
@@ -115,6 +125,9 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   std::deque<store::ChangePtr> pending_;
   std::optional<StreamItem> gap_;  // a gap found by the last read, yielded before what followed it
   bool cancelled_ = false;
+  bool poked_ = false;
+  std::shared_ptr<const std::unordered_set<std::string>> subjects_;
+  bool every_thing_ = false;
   std::optional<StreamEnd> end_;
   bool end_sent_ = false;
   std::weak_ptr<StreamHubState> hub_state_;
@@ -140,6 +153,8 @@ class StreamHub final : public store::ChangeConsumer {
   void publish_live(const store::ChangePtr& change);
 
   std::size_t subscriber_count() const;
+  // Where subscriptions read the feed (and their consumers may do other blocking reads).
+  const boost::asio::any_io_executor& reader() const { return reader_; }
   // Kept equal to subscriber_count() from now on (null: none).
   void set_gauge(prometheus::Gauge* gauge);
 

@@ -564,22 +564,23 @@ core::Result<core::Decision> TwinService::decide_impl(const core::Principal& sub
 }
 
 core::Result<std::function<bool(std::string_view)>> TwinService::readable(const core::Actor& actor,
-                                                                          const std::string& twin_id) {
+                                                                          const std::string& twin_id,
+                                                                          core::Operation op) {
   auto view = live_twin(index_, twin_id, clock_.now());
   if (!view) return std::unexpected(view.error());
   const auto& subject = actor.principal;
   auto td = std::make_shared<const boost::json::object>((*view)->json().as_object());
   if (core::has_permission(subject, core::Permission::registry_admin) || subject.id == (*view)->owner()) {
-    return [td](std::string_view p) {
-      return core::check_characteristics(*td, core::Operation::readproperty, p).has_value();
+    return [td, op](std::string_view p) {
+      return core::check_characteristics(*td, op, p).has_value();
     };
   }
   auto stored = store_.twin_policy(twin_id);
   if (!stored) return std::unexpected(stored.error());
   if (!*stored) {
     const bool may = core::has_permission(subject, core::Permission::twins_read);
-    return [td, may](std::string_view p) {
-      return may && core::check_characteristics(*td, core::Operation::readproperty, p).has_value();
+    return [td, may, op](std::string_view p) {
+      return may && core::check_characteristics(*td, op, p).has_value();
     };
   }
   auto parsed = core::parse_policy((*stored)->document);
@@ -589,9 +590,8 @@ core::Result<std::function<bool(std::string_view)>> TwinService::readable(const 
     for (const auto& [kind, id] : owned->systems) who.systems.push_back(id);
   }
   auto policy = std::make_shared<const core::Policy>(std::move(*parsed));
-  return [td, policy, who = std::move(who)](std::string_view p) {
-    return core::check_characteristics(*td, core::Operation::readproperty, p).has_value() &&
-           core::decide(*policy, who, core::Operation::readproperty, p).allowed;
+  return [td, policy, op, who = std::move(who)](std::string_view p) {
+    return core::check_characteristics(*td, op, p).has_value() && core::decide(*policy, who, op, p).allowed;
   };
 }
 

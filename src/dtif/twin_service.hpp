@@ -117,6 +117,7 @@ class TwinService final : public store::ChangeConsumer {
               const registry::SystemMonitor& monitor, const core::Clock& clock);
 
   const TwinRegistry& registry() const { return registry_; }
+  const TwinIndex& index() const { return index_; }
 
   // TD commands. `system` is the twin system the new twin belongs to (null: a directory twin, held by the
   // actor). `detail` goes into the audit entry. Errors: forbidden (may_publish), validation_failed (the TD,
@@ -149,10 +150,11 @@ class TwinService final : public store::ChangeConsumer {
   //     need a policy that allows them.
   core::Result<core::Decision> decide(const core::Actor& actor, core::Operation op,
                                       const std::string& twin_id, std::string_view affordance);
-  // Which properties of the twin `actor` may read (readproperty, decided as decide() does), with the policy
-  // read once: for serving a whole state.
-  core::Result<std::function<bool(std::string_view property)>> readable(const core::Actor& actor,
-                                                                        const std::string& twin_id);
+  // Which properties of the twin `actor` may `op` (readproperty, observeproperty), decided as decide() does,
+  // with the policy read once: for serving a whole state, or a stream's changes.
+  core::Result<std::function<bool(std::string_view property)>> readable(
+      const core::Actor& actor, const std::string& twin_id,
+      core::Operation op = core::Operation::readproperty);
   // decide() for a principal named by id (POST /v1/access/check), by an actor with registry:read.
   core::Result<core::Decision> decide_for(const core::Principal& subject, core::Operation op,
                                           const std::string& twin_id, std::string_view affordance);

@@ -30,9 +30,12 @@
 //                nothing more of it comes until access is granted again (then a state with reason access).
 //   gap          {"from", "to", "detail"}: changes from..to are no longer kept; a state of every twin
 //                follows.
+//   left         {"id", "seq", "twin"}: the twin left the subscription (its TD no longer matches the filter,
+//                or the twin was deleted); nothing more of it comes through that subscription.
 //   unsubscribed {"id"}
 //   error        {"id"?, "status", "title", "detail", "pointer"?}: a command was refused (RFC 9457 members;
-//                pointer into the command); nothing changed. The connection stays open.
+//                pointer into the command); nothing changed. The connection stays open. A message that is
+//                not a JSON object gets one too (without "id").
 //   closed       {"reason", "detail"}: the last message; the stream's credential ended (see StreamHub).
 //
 // Order and duplicates. Changes of one twin come in their commit order. A twin's state version increases with
@@ -44,9 +47,10 @@
 // of the subscription's twins after it, then goes on; when the feed no longer holds them, a gap and a state
 // of every twin of the subscription.
 //
-// Access. Each twin's messages carry only what the client may observe (observeproperty, decided by
-// TwinService as for reads): properties it may not observe are left out of states and changes, and a twin
-// it may not observe at all is not sent. A policy change, or a change of the client's own principal, is
+// Access. Each twin's messages carry only what the client may read (readproperty, decided by TwinService as
+// for GET /v1/twins/{id}/state: the stream is a live read of twinbridge's state of the twin; observeproperty
+// governs observing the Thing a twin exposes over WoT): properties it may not read are left out of states and
+// changes, and a twin of which it may read no property is not sent. A policy change, or a change of the client's own principal, is
 // decided again at once, in feed order: revoked / state(access). A revoked key, a disabled or deleted
 // principal, or an expired credential ends the stream (closed).
 //
@@ -70,6 +74,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <set>
@@ -78,6 +83,7 @@
 
 #include "core/actor.hpp"
 #include "dtif/stream_hub.hpp"
+#include "dtif/twin_index.hpp"
 #include "dtif/twin_service.hpp"
 #include "query/budget.hpp"
 #include "query/jsonpath.hpp"
@@ -96,12 +102,36 @@ struct TwinStreamLimits {
   query::QueryLimits query_limits;  // a filter's budget when subscribing
 };
 
+// Frames of changes shared by every stream that sends them whole: each change is framed once, by the first
+// stream that needs it, and kept while recent. Any thread.
+class StreamFrames {
+ public:
+  static constexpr std::size_t kKept = 4096;  // the newest frames kept
+
+  std::shared_ptr<const std::string> whole(const store::ChangePtr& change,
+                                           const std::function<std::string()>& render);
+
+ private:
+  struct Entry {
+    std::weak_ptr<const store::Change> change;  // the key's owner: a reused address is not a hit
+    std::shared_ptr<const std::string> text;
+  };
+  std::mutex mutex_;
+  std::unordered_map<const store::Change*, Entry> frames_;
+  std::deque<const store::Change*> order_;
+};
+
 // What the stream needs of the rest of the twin plane.
 struct TwinStreamServices {
   StreamHub& hub;
+  store::ChangeFeed& feed;
   TwinService& twins;
+  const TwinIndex& index;
+  StreamFrames& frames;
   Selections* selections = nullptr;  // null: selection subscriptions are refused (503)
   const core::Clock& clock;
+  // The members of an error message for `error`: status, title, detail, pointer (the adapter's RFC 9457).
+  std::function<boost::json::object(const core::Error&)> problem;
 };
 
 // One message for the client: JSON text, framed once and possibly shared with other streams.
@@ -109,11 +139,12 @@ struct StreamMessage {
   std::string_view type;  // the "type" member, for SSE event names
   std::int64_t seq = 0;   // the feed position it stands for (SSE id); 0: none
   std::shared_ptr<const std::string> json;
-  bool last = false;  // the stream ends after it (closed)
-  std::string close_reason;
+  bool last = false;         // the stream ends after it (closed)
+  std::string close_reason;  // with last: the reason of the closed message
 };
 
-class TwinStream {
+// Owned by a shared_ptr (next() and a backlog watch hold it while they run).
+class TwinStream final : public std::enable_shared_from_this<TwinStream> {
  public:
   TwinStream(TwinStreamServices services, core::Actor actor, boost::asio::any_io_executor executor,
              TwinStreamLimits limits);
@@ -127,7 +158,7 @@ class TwinStream {
 
   // One message of the client (JSON text). Its answers come through next().
   void command(std::string text);
-  // A subscribe made by the adapter itself (SSE: from the query string); `document` as a subscribe message.
+  // A command made by the adapter itself (SSE: a subscribe from the query string).
   void command(boost::json::object document);
 
   // The next message for the client; nullopt once cancelled or after the last one.
@@ -140,26 +171,40 @@ class TwinStream {
 
  private:
   struct Subscription;
-  struct Twin;
-  struct Access;
+  struct Access {
+    bool any = false;                                // the client may read something of the twin: it is sent
+    std::function<bool(std::string_view)> readable;  // null: every property (the shared frames)
+  };
+  struct Twin {
+    std::size_t refs = 0;  // subscriptions it is a member of
+    Access access;
+    std::int64_t floor_version = 0;  // a state of this version was sent: changes up to it are not
+    core::Timestamp floor_live{};    // live values taken in before this were in a state sent
+  };
 
-  boost::asio::awaitable<void> handle(boost::json::object command);
+  boost::asio::awaitable<void> handle(std::string text);
   boost::asio::awaitable<void> subscribe(boost::json::object command);
   void unsubscribe(const boost::json::object& command);
   boost::asio::awaitable<void> on_item(StreamItem item);
   boost::asio::awaitable<void> on_change(const store::ChangePtr& change);
+  // A TD was created or changed: the twin joins or leaves subscriptions, its access is decided again.
+  boost::asio::awaitable<void> follow_td(const store::ChangePtr& change);
   boost::asio::awaitable<void> flush_conflated();
-  // Adds `id` to subscription `sub`'s twins (joining the stream when new); false when the stream is full.
+  // Adds `id` to `sub`; true when the twin is new to the stream.
   bool add_twin(Subscription& sub, const std::string& id);
   void drop_twin(Subscription& sub, const std::string& id);
-  // Decides access to `ids` again (reader executor) and sends revoked / state(access) where it changed.
-  boost::asio::awaitable<void> refresh_access(std::vector<std::string> ids, std::int64_t seq);
-  // State messages of `ids` (reader executor), skipping twins the client may not observe.
-  boost::asio::awaitable<void> send_states(std::vector<std::string> ids, std::int64_t seq,
-                                           std::string_view reason);
+  // Tells the hub which changes the stream wants; returns the hub's cursor (see set_subjects).
+  std::int64_t update_hub_subjects();
+  // Decides access to `ids` again (on the reader); with `announce`, sends revoked / state(access) where it
+  // changed.
+  boost::asio::awaitable<void> refresh_access(std::vector<std::string> ids, std::int64_t seq, bool announce);
+  // State messages of `ids` (read on the reader), skipping twins the client may not read.
+  boost::asio::awaitable<void> send_states(std::vector<std::string> ids, std::string_view reason);
   void send_error(const std::optional<std::string>& id, const core::Error& error);
   void push(std::string_view type, std::int64_t seq, std::shared_ptr<const std::string> json);
-  void update_hub_subjects();
+  std::size_t backlog() const;
+  // While changes are conflated: pokes the feed once the backlog has fallen.
+  void watch_backlog();
   void wake();
 
   TwinStreamServices services_;
@@ -169,14 +214,16 @@ class TwinStream {
   std::function<std::size_t()> backlog_;
 
   std::shared_ptr<StreamSubscription> feed_;  // opened with the first subscription
+  std::int64_t position_ = 0;                 // the last change of the feed handled
   std::map<std::string, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<std::string, Twin> twins_;
   std::set<std::string> conflated_;  // twins whose changes were not framed (backlog)
   std::deque<std::string> commands_;
   std::deque<StreamMessage> out_;
-  boost::asio::steady_timer idle_;  // next() waits on it until the first subscription
+  boost::asio::steady_timer idle_;  // next() waits on it before the first subscription, and for the backlog
   bool cancelled_ = false;
   bool ended_ = false;
+  bool watching_ = false;
 };
 
 }  // namespace twinbridge::dtif

@@ -117,6 +117,7 @@ Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams,
   add_state_routes(router_, services_);
   add_selection_routes(router_, services_);
   add_event_routes(router_, services_);
+  add_stream_routes(router_, services_);
   auto& gauge = prometheus::BuildGauge()
                     .Name("twinbridge_streams")
                     .Help("Subscriptions to the change feed open now (Server-Sent Events and WebSocket)")

@@ -20,6 +20,7 @@
 #include "dtif/stream_hub.hpp"
 #include "dtif/twin_registry.hpp"
 #include "dtif/twin_service.hpp"
+#include "dtif/twin_stream.hpp"
 #include "http/access_log.hpp"
 #include "http/authenticator.hpp"
 #include "http/metrics.hpp"
@@ -42,6 +43,9 @@ struct ApiSettings {
   std::size_t query_workers = 0;        // 0: one per core
   std::size_t max_queued_queries = 16;  // per principal, waiting for a worker
   connect::OutboundGuard outbound;      // which endpoint URLs registrations may declare (outbound.allow)
+  // /v1/stream and /v1/stream/events (stream.*); its query limits and conflation threshold are set by
+  // whoever builds the Api (serve: query_limits, half of limits.max_ws_queue_bytes).
+  dtif::TwinStreamLimits stream;
 };
 
 // DTIA (twin information acquisition, FGMV-29 8.3.3): selections of twins and their acquisition from the DT
@@ -69,6 +73,8 @@ struct ApiServices {
   ApiSettings settings;
   std::atomic<bool> shutting_down{false};
   DtiaServices dtia{};
+  // Frames of changes shared by every stream of the server (/v1/stream).
+  dtif::StreamFrames frames{};
 };
 
 class Api {

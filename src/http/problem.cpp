@@ -82,12 +82,26 @@ std::string_view problem_type(Errc code) {
   return info(code).type;
 }
 
+namespace {
+
+// Details echo what the client sent (an id, a header, the path): never answered as ill-formed UTF-8.
+std::string text(std::string_view s) { return core::is_valid_utf8(s) ? std::string(s) : core::to_valid_utf8(s); }
+
+}  // namespace
+
+boost::json::object problem_summary(const core::Error& error) {
+  const auto i = info(error.code);
+  boost::json::object out{{"status", i.status},
+                          {"title", i.title},
+                          {"detail", error.detail.empty() ? std::string(i.title) : text(error.detail)}};
+  if (!error.fields.empty() && error.fields.front().in == core::FieldIn::body) {
+    out["pointer"] = text(error.fields.front().pointer);
+  }
+  return out;
+}
+
 Response problem_response(const core::Error& error, std::string_view instance, std::string_view request_id) {
   const auto i = info(error.code);
-  // Details echo what the client sent (an id, a header, the path): never answered as ill-formed UTF-8.
-  const auto text = [](std::string_view s) {
-    return core::is_valid_utf8(s) ? std::string(s) : core::to_valid_utf8(s);
-  };
   boost::json::object body{{"type", i.type},
                            {"title", i.title},
                            {"status", i.status},

@@ -35,6 +35,8 @@ void add_twin_routes(Router& router, ApiServices& services, registry::SystemRegi
 void add_state_routes(Router& router, ApiServices& services);
 // Selections of twins and their acquisition from the DT systems (routes_selections.cpp).
 void add_selection_routes(Router& router, ApiServices& services);
+// The live stream of twins: /v1/stream (WebSocket) and /v1/stream/events (SSE) (routes_stream.cpp).
+void add_stream_routes(Router& router, ApiServices& services);
 
 // A store precondition failure becomes 409 when the client sent no If-Match: it asked for no condition, the
 // resource changed between our read and our write, and a retry will do.

@@ -32,6 +32,7 @@ class SseStream final : public ResponseStream {
     if (!item) co_return std::nullopt;
     switch (item->kind) {
       case dtif::StreamItem::Kind::heartbeat:
+      case dtif::StreamItem::Kind::woken:  // never poked: as a heartbeat
         co_return std::string(": heartbeat\n\n");
       case dtif::StreamItem::Kind::closed: {
         const boost::json::object data{{"reason", item->end.reason}, {"detail", item->end.detail}};
