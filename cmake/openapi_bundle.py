@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Bundles twinbridge's OpenAPI document: inlines the published JSON Schemas it names, checks every reference
-and writes the served document as JSON and as a C++ source that compiles it in.
+"""Bundles one of twinbridge's API documents (the OpenAPI document, the AsyncAPI document): inlines the
+published JSON Schemas it names, checks every reference and writes the served document as JSON and as a C++
+source that compiles it in. Both documents keep their schemas under components/schemas.
 
 In the source document, a component schema that is exactly {"$ref": "<path>"} with a path relative to the
 document (e.g. "../sif/schemas/third-party-system.schema.json") is replaced by that file's schema, so the
@@ -49,7 +50,7 @@ def check_embeddable(schema, file, path=""):
     if isinstance(schema, dict):
         for key, member in schema.items():
             if key in POSITIONAL_KEYWORDS and not (key == "$id" and path == ""):
-                raise BundleError(f"{file}: {key} at '{path or '/'}' cannot be embedded in the OpenAPI document")
+                raise BundleError(f"{file}: {key} at '{path or '/'}' cannot be embedded in the document")
             if key not in DATA_KEYWORDS:
                 check_embeddable(member, file, f"{path}/{pointer_token(key)}")
     elif isinstance(schema, list):

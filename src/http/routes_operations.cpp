@@ -1,8 +1,9 @@
-// Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI document. None needs
-// credentials, so that probes and scrapers work without secrets; none reveals data.
+// Operations endpoints: liveness, readiness, Prometheus metrics and the OpenAPI and AsyncAPI documents. None
+// needs credentials, so that probes and scrapers work without secrets; none reveals data.
 
 #include <boost/json/object.hpp>
 
+#include "http/asyncapi.hpp"
 #include "http/openapi.hpp"
 #include "http/problem.hpp"
 #include "http/routes.hpp"
@@ -53,6 +54,14 @@ void add_operations_routes(Router& router, ApiServices& services) {
                 Response r;
                 r.content_type = "application/json";
                 r.body = std::string(openapi_document());
+                co_return r;
+              }});
+
+  router.add({Method::get, "/asyncapi.json", Auth::none, std::nullopt,
+              [](RequestContext&, const Request&) -> HandlerResult {
+                Response r;
+                r.content_type = "application/json";
+                r.body = std::string(asyncapi_document());
                 co_return r;
               }});
 }
