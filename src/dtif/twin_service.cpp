@@ -563,9 +563,24 @@ core::Result<core::Decision> TwinService::decide_impl(const core::Principal& sub
   return d;
 }
 
+core::Result<void> TwinService::may_read(const core::Actor& actor, const std::string& twin_id) {
+  auto view = live_twin(index_, twin_id, clock_.now());
+  if (!view) return std::unexpected(view.error());
+  const auto& subject = actor.principal;
+  if (core::has_permission(subject, core::Permission::twins_read) ||
+      core::has_permission(subject, core::Permission::registry_admin) || subject.id == (*view)->owner()) {
+    return {};
+  }
+  return core::fail(Errc::forbidden,
+                    fmt::format("reading the state of twin '{}' needs the permission twins:read, or to hold "
+                                "the twin ('{}' holds it)",
+                                twin_id, (*view)->owner().str()));
+}
+
 core::Result<std::function<bool(std::string_view)>> TwinService::readable(const core::Actor& actor,
                                                                           const std::string& twin_id,
                                                                           core::Operation op) {
+  if (auto ok = may_read(actor, twin_id); !ok) return std::unexpected(ok.error());
   auto view = live_twin(index_, twin_id, clock_.now());
   if (!view) return std::unexpected(view.error());
   const auto& subject = actor.principal;

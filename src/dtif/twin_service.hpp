@@ -150,8 +150,11 @@ class TwinService final : public store::ChangeConsumer {
   //     need a policy that allows them.
   core::Result<core::Decision> decide(const core::Actor& actor, core::Operation op,
                                       const std::string& twin_id, std::string_view affordance);
+  // Whether `actor` may read the twin's state at all: with twins:read, as its holder (a twin system reads the
+  // twins it publishes) or with registry:admin. forbidden otherwise; not_found when there is no such twin.
+  core::Result<void> may_read(const core::Actor& actor, const std::string& twin_id);
   // Which properties of the twin `actor` may `op` (readproperty, observeproperty), decided as decide() does,
-  // with the policy read once: for serving a whole state, or a stream's changes.
+  // with the policy read once: for serving a whole state, or a stream's changes. forbidden as may_read().
   core::Result<std::function<bool(std::string_view property)>> readable(
       const core::Actor& actor, const std::string& twin_id,
       core::Operation op = core::Operation::readproperty);
