@@ -215,6 +215,7 @@ int run_serve(ConfigLoader& loader) {
       spdlog::shutdown();
       return 1;
     }
+    metrics.add_source([sync = mqtt.get()] { return sync->metric_families(); });
     spdlog::info("mqtt: syncing twins from {} ({} subscriptions)", config.mqtt.client.broker_url,
                  mqtt->subscriptions().size());
   }

@@ -380,4 +380,45 @@ void MqttSync::ingest(std::vector<Item>& items) {
   flush();
 }
 
+std::vector<prometheus::MetricFamily> MqttSync::metric_families() const {
+  const auto status = client_->status();
+  const auto one = [](double value, prometheus::MetricType type) {
+    prometheus::ClientMetric m;
+    (type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = value;
+    return m;
+  };
+  const auto family = [&](std::string name, std::string help, prometheus::MetricType type, double value) {
+    return prometheus::MetricFamily{std::move(name), std::move(help), type, {one(value, type)}};
+  };
+  prometheus::MetricFamily messages{"twinbridge_mqtt_messages_total",
+                                    "MQTT messages received for the twin sync, by outcome",
+                                    prometheus::MetricType::Counter,
+                                    {}};
+  const std::pair<const char*, std::uint64_t> outcomes[] = {
+      {"applied", counters_.applied.load()},
+      {"rejected", counters_.rejected.load()},
+      {"malformed", counters_.malformed.load()},
+      {"unknown_topic", counters_.unknown_topic.load()},
+      {"other_broker", counters_.other_broker.load()},
+      {"dropped_queue_full", counters_.dropped_queue_full.load()},
+      {"dropped_oversize", status.counters.dropped_oversize}};
+  for (const auto& [outcome, n] : outcomes) {
+    auto m = one(static_cast<double>(n), prometheus::MetricType::Counter);
+    m.label.push_back({"outcome", outcome});
+    messages.metric.push_back(std::move(m));
+  }
+  using T = prometheus::MetricType;
+  return {std::move(messages),
+          family("twinbridge_mqtt_connected", "1 while connected to the MQTT broker", T::Gauge,
+                 status.state == connect::MqttState::connected ? 1 : 0),
+          family("twinbridge_mqtt_subscriptions", "topic filters held on the MQTT broker", T::Gauge,
+                 static_cast<double>(client_->subscriptions().size())),
+          family("twinbridge_mqtt_connects_total", "connections to the MQTT broker established", T::Counter,
+                 static_cast<double>(status.counters.connects)),
+          family("twinbridge_mqtt_reconnects_total", "connections established again after one was lost",
+                 T::Counter, static_cast<double>(status.counters.reconnects)),
+          family("twinbridge_mqtt_connect_failures_total", "attempts to connect to the MQTT broker that failed",
+                 T::Counter, static_cast<double>(status.counters.connect_failures))};
+}
+
 }  // namespace twinbridge::dtif

@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include <prometheus/metric_family.h>
+
 #include "connect/mqtt_client.hpp"
 #include "dtif/twin_index.hpp"
 #include "dtif/twin_service.hpp"
@@ -77,6 +79,10 @@ class MqttSync final : public store::ChangeConsumer {
   void apply(std::span<const store::ChangePtr> changes) override;
 
   const Counters& counters() const { return counters_; }
+  // The sync's Prometheus metrics, read now: twinbridge_mqtt_messages_total{outcome} (the outcomes above, and
+  // dropped_oversize by the client), twinbridge_mqtt_connected, twinbridge_mqtt_subscriptions,
+  // twinbridge_mqtt_connects_total, twinbridge_mqtt_reconnects_total, twinbridge_mqtt_connect_failures_total.
+  std::vector<prometheus::MetricFamily> metric_families() const;
   connect::MqttStatus client_status() const { return client_->status(); }
   std::vector<std::pair<std::string, int>> subscriptions() const { return client_->subscriptions(); }
 

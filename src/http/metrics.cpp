@@ -173,9 +173,22 @@ void Metrics::on_commit(std::size_t writes, std::chrono::nanoseconds latency) {
   store_commit_writes_.Observe(static_cast<double>(writes));
 }
 
+void Metrics::add_source(std::function<std::vector<prometheus::MetricFamily>()> source) {
+  std::lock_guard lock(sources_mutex_);
+  sources_.push_back(std::move(source));
+}
+
 std::string Metrics::render() const {
+  auto families = registry_->Collect();
+  {
+    std::lock_guard lock(sources_mutex_);
+    for (const auto& source : sources_) {
+      auto more = source();
+      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+    }
+  }
   std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, registry_->Collect());
+  prometheus::TextSerializer().Serialize(out, families);
   return out.str();
 }
 

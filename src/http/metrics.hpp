@@ -14,19 +14,24 @@
 //                                                                  queued; set when /metrics is read)
 //   twinbridge_queries_stopped_total{limit}                        counter (queries over their budget, or
 //                                                                  whose client went away: limit="cancelled")
-// Later parts add their families through registry(). Thread-safe.
+// Later parts add their families through registry(), or, for figures read when /metrics is rendered, through
+// add_source(). Thread-safe.
 
 #include <prometheus/counter.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
+#include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "http/message.hpp"
 #include "query/budget.hpp"
@@ -55,6 +60,9 @@ class Metrics final : public store::StoreObserver, public registry::MonitorObser
 
   std::string render() const;
   prometheus::Registry& registry() { return *registry_; }
+  // Families read at every render() (e.g. MqttSync::metric_families). `source` must stay valid while the
+  // metrics are rendered: the server that serves /metrics stops first.
+  void add_source(std::function<std::vector<prometheus::MetricFamily>()> source);
 
  private:
   struct Key {
@@ -75,6 +83,8 @@ class Metrics final : public store::StoreObserver, public registry::MonitorObser
   };
 
   std::shared_ptr<prometheus::Registry> registry_;
+  mutable std::mutex sources_mutex_;
+  std::vector<std::function<std::vector<prometheus::MetricFamily>()>> sources_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_latency_;
   prometheus::Gauge& open_connections_;

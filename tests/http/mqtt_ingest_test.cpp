@@ -186,6 +186,16 @@ TEST_F(MqttIngestTest, GarbageAndOversizeMessagesAreDroppedAndTheNextOneApplied)
   EXPECT_FALSE(has(s, "temperature", 9999));
   EXPECT_FALSE(has(s, "temperature", "hot"));
   EXPECT_TRUE(server_->running());
+  // Each outcome is counted on /metrics.
+  const auto metrics = call(port(), "GET", "/metrics", "").body;
+  const auto value = [&](const std::string& series) {
+    const auto at = metrics.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + series.size() + 2));
+  };
+  EXPECT_GE(value(R"(twinbridge_mqtt_messages_total{outcome="malformed"})"), 1) << metrics;
+  EXPECT_GE(value(R"(twinbridge_mqtt_messages_total{outcome="rejected"})"), 2) << metrics;
+  EXPECT_GE(value(R"(twinbridge_mqtt_messages_total{outcome="applied"})"), 1) << metrics;
+  EXPECT_EQ(value("twinbridge_mqtt_connected"), 1) << metrics;
 }
 
 TEST_F(MqttIngestTest, AfterABrokerRestartTwinbridgeResubscribesAndKeepsWhatItHad) {
