@@ -33,7 +33,9 @@ std::shared_ptr<const std::string> text_of(const json::object& message) {
   return std::make_shared<const std::string>(std::move(text));
 }
 
-// Runs `work` on `reader` and resumes the awaiting coroutine on its own executor with the result.
+// Runs `work` on `reader` and resumes the awaiting coroutine on its own executor with the result. `work` is a
+// named local of the awaiting coroutine, moved in: GCC 12 destroys a lambda temporary of a co_await
+// expression twice (its captures freed twice).
 template <class F>
 boost::asio::awaitable<std::invoke_result_t<F&>> on_reader(const boost::asio::any_io_executor& reader, F work) {
   using R = std::invoke_result_t<F&>;
@@ -146,7 +148,23 @@ TwinStream::TwinStream(TwinStreamServices services, core::Actor actor, boost::as
       actor_(std::move(actor)),
       executor_(executor),
       limits_(limits),
-      idle_(executor) {}
+      idle_(executor) {
+  // The hub watches the stream's credential from the start: a key revoked (a principal disabled, ...) before
+  // the first subscribe ends the stream too. No change of a twin comes until a subscription names the twin.
+  StreamOwner owner{actor_.principal.id, actor_.credential, core::Permission::twins_read, std::nullopt};
+  if (actor_.expires) {
+    owner.expires = std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::max(*actor_.expires - services_.clock.now(), std::chrono::microseconds(0)));
+  }
+  using store::ChangeType;
+  std::set<ChangeType> types{ChangeType::state_changed,     ChangeType::thing_created,
+                             ChangeType::thing_updated,     ChangeType::thing_deleted,
+                             ChangeType::policy_changed,    ChangeType::principal_updated,
+                             ChangeType::principal_deleted, ChangeType::key_revoked};
+  feed_ = services_.hub.subscribe(executor_, std::move(types), std::nullopt, std::move(owner));
+  position_ = update_hub_subjects();
+}
 
 TwinStream::~TwinStream() {
   if (feed_) feed_->cancel();
@@ -357,58 +375,58 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
 
   // What it selects now, read on the reader (a filter runs over every TD under its budget).
   const auto max_twins = limits_.max_twins;
-  auto resolved = co_await on_reader(
-      services_.hub.reader(), [services = services_, actor = actor_, declared = std::move(declared),
-                               filter_text, selection, max_twins, limits = limits_.query_limits]() mutable {
-        Resolved r;
-        if (selection) {
-          auto found = services.selections->find(actor, *selection);
-          if (!found) {
-            auto e = found.error();
-            e.fields = {{"/selection", e.detail, core::FieldIn::body}};
-            r.ok = std::unexpected(std::move(e));
-            return r;
-          }
-          const auto& doc = found->document;
-          if (const auto* f = doc.if_contains("filter"); f != nullptr && f->is_string()) {
-            filter_text = std::string(f->get_string());
-          } else if (const auto* list = doc.if_contains("twins"); list != nullptr && list->is_array()) {
-            for (const auto& t : list->get_array()) {
-              if (t.is_string()) declared.emplace(t.get_string());
-            }
-          }
-        }
-        if (filter_text) {
-          auto path = query::JsonPath::parse(*filter_text);
-          if (!path) {
-            auto e = path.error();
-            e.fields = {{"/filter", e.detail, core::FieldIn::body}};
-            r.ok = std::unexpected(std::move(e));
-            return r;
-          }
-          query::QueryBudget budget(limits);
-          TwinIndexQuery q;
-          q.filter = &*path;
-          q.budget = &budget;
-          q.alive_at = services.clock.now();
-          q.limit = max_twins + 1;
-          auto page = services.index.find(q);
-          if (!budget.ok()) {
-            r.ok = std::unexpected(budget.error("/filter"));
-            return r;
-          }
-          for (const auto& v : page.items) r.ids.push_back(v->id());
-          r.filter = std::move(*path);
-        } else {
-          const auto now = services.clock.now();
-          for (const auto& twin : declared) {
-            auto view = services.index.get(twin);
-            if (view && !(view->expires() && *view->expires() <= now)) r.ids.push_back(twin);
-          }
-          r.declared = std::move(declared);
-        }
+  auto resolve = [services = services_, actor = actor_, declared = std::move(declared), filter_text,
+                  selection, max_twins, limits = limits_.query_limits]() mutable {
+    Resolved r;
+    if (selection) {
+      auto found = services.selections->find(actor, *selection);
+      if (!found) {
+        auto e = found.error();
+        e.fields = {{"/selection", e.detail, core::FieldIn::body}};
+        r.ok = std::unexpected(std::move(e));
         return r;
-      });
+      }
+      const auto& doc = found->document;
+      if (const auto* f = doc.if_contains("filter"); f != nullptr && f->is_string()) {
+        filter_text = std::string(f->get_string());
+      } else if (const auto* list = doc.if_contains("twins"); list != nullptr && list->is_array()) {
+        for (const auto& t : list->get_array()) {
+          if (t.is_string()) declared.emplace(t.get_string());
+        }
+      }
+    }
+    if (filter_text) {
+      auto path = query::JsonPath::parse(*filter_text);
+      if (!path) {
+        auto e = path.error();
+        e.fields = {{"/filter", e.detail, core::FieldIn::body}};
+        r.ok = std::unexpected(std::move(e));
+        return r;
+      }
+      query::QueryBudget budget(limits);
+      TwinIndexQuery q;
+      q.filter = &*path;
+      q.budget = &budget;
+      q.alive_at = services.clock.now();
+      q.limit = max_twins + 1;
+      auto page = services.index.find(q);
+      if (!budget.ok()) {
+        r.ok = std::unexpected(budget.error("/filter"));
+        return r;
+      }
+      for (const auto& v : page.items) r.ids.push_back(v->id());
+      r.filter = std::move(*path);
+    } else {
+      const auto now = services.clock.now();
+      for (const auto& twin : declared) {
+        auto view = services.index.get(twin);
+        if (view && !(view->expires() && *view->expires() <= now)) r.ids.push_back(twin);
+      }
+      r.declared = std::move(declared);
+    }
+    return r;
+  };
+  auto resolved = co_await on_reader(services_.hub.reader(), std::move(resolve));
   if (cancelled_) co_return;
   if (!resolved.ok) {
     send_error(id, resolved.ok.error());
@@ -431,22 +449,8 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
     if (add_twin(*sub, t)) fresh.push_back(t);
   }
   auto& s = *subscriptions_.emplace(id, std::move(sub)).first->second;
-  if (!feed_) {
-    StreamOwner owner{actor_.principal.id, actor_.credential, core::Permission::twins_read, std::nullopt};
-    if (actor_.expires) {
-      owner.expires = std::chrono::steady_clock::now() +
-                      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::max(
-                          *actor_.expires - services_.clock.now(), std::chrono::microseconds(0)));
-    }
-    using store::ChangeType;
-    std::set<ChangeType> types{ChangeType::state_changed,    ChangeType::thing_created,
-                               ChangeType::thing_updated,    ChangeType::thing_deleted,
-                               ChangeType::policy_changed,   ChangeType::principal_updated,
-                               ChangeType::principal_deleted, ChangeType::key_revoked};
-    feed_ = services_.hub.subscribe(executor_, std::move(types), std::nullopt, std::move(owner));
-    position_ = services_.feed.last_seq();
-  }
   const auto cursor = update_hub_subjects();
+  position_ = std::max(position_, cursor);  // where the new subscription starts in the feed
   co_await refresh_access(fresh, 0, false);
   if (cancelled_) co_return;
 
@@ -458,9 +462,8 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
   if (after) {
     // The subscription's changes after `after` up to the cursor (later ones come from the hub).
     const auto from = *after;
-    auto replay = co_await on_reader(
-        services_.hub.reader(), [&feed = services_.feed, ids = std::set<std::string>(fresh.begin(), fresh.end()),
-                                 from, cursor]() {
+    auto read_replay =
+        [&feed = services_.feed, ids = std::set<std::string>(fresh.begin(), fresh.end()), from, cursor]() {
           Replay r;
           for (auto at = from; at < cursor;) {
             auto read = feed.read(at, StreamSubscription::kReadPage);
@@ -483,7 +486,8 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
             }
           }
           return r;
-        });
+        };
+    auto replay = co_await on_reader(services_.hub.reader(), std::move(read_replay));
     if (cancelled_) co_return;
     if (replay.gap) {
       push("gap", 0,
@@ -553,7 +557,7 @@ std::int64_t TwinStream::update_hub_subjects() {
 boost::asio::awaitable<void> TwinStream::refresh_access(std::vector<std::string> ids, std::int64_t seq,
                                                         bool announce) {
   if (ids.empty()) co_return;
-  auto decided = co_await on_reader(services_.hub.reader(), [services = services_, actor = actor_, ids]() {
+  auto decide = [services = services_, actor = actor_, ids]() {
     std::vector<Access> out;
     out.reserve(ids.size());
     for (const auto& id : ids) {
@@ -577,7 +581,8 @@ boost::asio::awaitable<void> TwinStream::refresh_access(std::vector<std::string>
       out.push_back(std::move(a));
     }
     return out;
-  });
+  };
+  auto decided = co_await on_reader(services_.hub.reader(), std::move(decide));
   if (cancelled_) co_return;
   std::vector<std::string> granted;
   for (std::size_t i = 0; i < ids.size(); ++i) {
@@ -618,9 +623,8 @@ boost::asio::awaitable<void> TwinStream::send_states(std::vector<std::string> id
   }
   const auto seq = position_;
   const auto now = services_.clock.now();
-  auto states = co_await on_reader(
-      services_.hub.reader(), [services = services_, wanted, readable = std::move(readable), seq,
-                               reason = std::string(reason)]() {
+  auto read_states =
+      [services = services_, wanted, readable = std::move(readable), seq, reason = std::string(reason)]() {
         std::vector<Read> out;
         for (std::size_t i = 0; i < wanted.size(); ++i) {
           auto view = services.twins.state(wanted[i]);
@@ -633,7 +637,8 @@ boost::asio::awaitable<void> TwinStream::send_states(std::vector<std::string> id
           out.push_back({wanted[i], text_of(m), view->state->version});
         }
         return out;
-      });
+      };
+  auto states = co_await on_reader(services_.hub.reader(), std::move(read_states));
   if (cancelled_) co_return;
   for (auto& r : states) {
     auto it = twins_.find(r.twin);

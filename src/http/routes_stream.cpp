@@ -48,9 +48,11 @@ class StreamSession final : public WebSocketSession {
       auto c = weak.lock();
       return c ? c->queued_bytes() : std::size_t{0};
     });
-    // The writer: every message the stream yields, in order, one shared text for many connections.
+    // The writer: every message the stream yields, in order, one shared text for many connections. (The
+    // executor is awaited first: GCC 12 destroys a lambda temporary of a co_await expression twice.)
+    const auto executor = co_await boost::asio::this_coro::executor;
     boost::asio::co_spawn(
-        co_await boost::asio::this_coro::executor,
+        executor,
         [stream = stream_, channel]() -> boost::asio::awaitable<void> {
           while (auto m = co_await stream->next()) {
             if (!channel->send(m->json)) break;
