@@ -237,11 +237,6 @@ boost::asio::awaitable<std::optional<StreamMessage>> TwinStream::next() {
       co_await flush_conflated();
       continue;
     }
-    if (!feed_) {
-      idle_.expires_after(std::chrono::hours(24));
-      co_await idle_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-      continue;
-    }
     if (!conflated_.empty()) watch_backlog();
     auto item = co_await feed_->next();
     if (!item) {
@@ -543,7 +538,6 @@ void TwinStream::drop_twin(Subscription& sub, const std::string& id) {
 }
 
 std::int64_t TwinStream::update_hub_subjects() {
-  if (!feed_) return 0;
   auto subjects = std::make_shared<std::unordered_set<std::string>>();
   bool every_thing = false;
   for (const auto& [id, sub] : subscriptions_) {

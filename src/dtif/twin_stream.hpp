@@ -30,8 +30,8 @@
 //                nothing more of it comes until access is granted again (then a state with reason access).
 //   gap          {"from", "to", "detail"}: changes from..to are no longer kept; a state of every twin
 //                follows.
-//   left         {"id", "seq", "twin"}: the twin left the subscription (its TD no longer matches the filter,
-//                or the twin was deleted); nothing more of it comes through that subscription.
+//   left         {"id", "seq", "twin"}: the twin left the subscription (its TD no longer matches the filter);
+//                nothing more of it comes through that subscription. A deleted twin is thing_deleted.
 //   unsubscribed {"id"}
 //   error        {"id"?, "status", "title", "detail", "pointer"?}: a command was refused (RFC 9457 members;
 //                pointer into the command); nothing changed. The connection stays open. A message that is
@@ -213,14 +213,16 @@ class TwinStream final : public std::enable_shared_from_this<TwinStream> {
   TwinStreamLimits limits_;
   std::function<std::size_t()> backlog_;
 
-  std::shared_ptr<StreamSubscription> feed_;  // opened with the first subscription
+  // Opened with the stream, so that the end of its credential ends it even before a subscription; it admits
+  // the changes of the twins the subscriptions name (update_hub_subjects()).
+  std::shared_ptr<StreamSubscription> feed_;
   std::int64_t position_ = 0;                 // the last change of the feed handled
   std::map<std::string, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<std::string, Twin> twins_;
   std::set<std::string> conflated_;  // twins whose changes were not framed (backlog)
   std::deque<std::string> commands_;
   std::deque<StreamMessage> out_;
-  boost::asio::steady_timer idle_;  // next() waits on it before the first subscription, and for the backlog
+  boost::asio::steady_timer idle_;  // next() waits on it while the transport's backlog is high
   bool cancelled_ = false;
   bool ended_ = false;
   bool watching_ = false;
