@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <boost/json/array.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <array>
@@ -425,12 +426,37 @@ StateSchema StateSchema::from_td(const json::object& td) {
       schema.actions_.push_back(std::move(action));
     }
   }
-  if (const auto* pose = td.if_contains(kPoseMember)) {
-    Violations ignored;
-    schema.td_pose_ = read_pose(*pose, std::string(kPoseMember), ignored);
-  }
   schema.pose_ephemeral_ = flag(td, kPoseEphemeralTerm);
   return schema;
+}
+
+std::string StateSchema::shape_key(const json::object& td) {
+  // Forms are left out: from_td() does not read them, and they usually name the twin (its href).
+  json::object shape;
+  for (const auto* member : {"properties", "actions"}) {
+    const auto* v = td.if_contains(member);
+    if (v == nullptr) continue;
+    if (!v->is_object()) {
+      shape[member] = *v;
+      continue;
+    }
+    json::object affordances;
+    for (const auto& [name, affordance] : v->get_object()) {
+      auto copy = affordance;
+      if (copy.is_object()) copy.as_object().erase("forms");
+      affordances[name] = std::move(copy);
+    }
+    shape[member] = std::move(affordances);
+  }
+  shape["poseEphemeral"] = flag(td, kPoseEphemeralTerm);
+  return json::serialize(shape);
+}
+
+std::optional<Pose> td_pose(const json::object& td) {
+  const auto* pose = td.if_contains(kPoseMember);
+  if (pose == nullptr) return std::nullopt;
+  Violations ignored;
+  return read_pose(*pose, std::string(kPoseMember), ignored);
 }
 
 const StateProperty* StateSchema::property(std::string_view name) const {
@@ -443,10 +469,10 @@ const StateAction* StateSchema::action(std::string_view name) const {
   return it == action_index_.end() ? nullptr : &actions_[it->second];
 }
 
-TwinState StateSchema::initial_state(std::string twin_id, Timestamp now) const {
+TwinState StateSchema::initial_state(std::string twin_id, Timestamp now, std::optional<Pose> pose) const {
   TwinState s;
   s.id = std::move(twin_id);
-  s.pose = td_pose_;
+  s.pose = std::move(pose);
   s.version = 1;
   s.ingested = now;
   s.channel = kRegistrationChannel;

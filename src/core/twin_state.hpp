@@ -132,6 +132,9 @@ struct StateAction {
   std::vector<std::string> ignored_terms;
 };
 
+// The pose extension of a TD (member "pose"), when it holds a valid pose: a new twin's initial pose.
+std::optional<Pose> td_pose(const boost::json::object& td);
+
 // What a twin's state may hold, from its TD. W3C WoT TD 1.1 data schemas are translated into JSON Schema
 // 2020-12 and compiled with JsonSchema: kept are type, const, enum, minimum, maximum, exclusiveMinimum,
 // exclusiveMaximum, multipleOf, minLength, maxLength, pattern, format (the formats JsonSchema knows),
@@ -145,17 +148,19 @@ class StateSchema {
   // `td` is a TD as stored (core::TwinRecord::document), already validated by parse_thing_description; what
   // cannot be used is ignored rather than reported.
   static StateSchema from_td(const boost::json::object& td);
+  // What from_td() reads of `td`, as text: two TDs with the same key have the same schema, which twins may
+  // then share (a fleet of identical devices compiles its schema once).
+  static std::string shape_key(const boost::json::object& td);
 
   const std::vector<StateProperty>& properties() const { return properties_; }  // in TD order
   const StateProperty* property(std::string_view name) const;
   const std::vector<StateAction>& actions() const { return actions_; }
   const StateAction* action(std::string_view name) const;
-  const std::optional<Pose>& td_pose() const { return td_pose_; }  // the TD's pose extension
   bool pose_ephemeral() const { return pose_ephemeral_; }          // kPoseEphemeralTerm
 
   // The state of a newly registered twin: version 1, no property values (they are never invented), no
-  // actions, the TD's pose if it has one, channel kRegistrationChannel, ingested `now`.
-  TwinState initial_state(std::string twin_id, Timestamp now) const;
+  // actions, `pose` (the TD's: td_pose()), channel kRegistrationChannel, ingested `now`.
+  TwinState initial_state(std::string twin_id, Timestamp now, std::optional<Pose> pose = std::nullopt) const;
 
   // Checks `patch`, an RFC 7396 merge patch of the state document restricted to "properties", "pose" and
   // "actions", against the TD and what `source` may write, and applies it to `current`. Merge-patch
@@ -182,7 +187,6 @@ class StateSchema {
   std::vector<StateProperty> properties_;
   std::vector<StateAction> actions_;
   std::map<std::string, std::size_t, std::less<>> property_index_, action_index_;
-  std::optional<Pose> td_pose_;
   bool pose_ephemeral_ = false;
 };
 

@@ -219,9 +219,25 @@ std::size_t TwinService::cached() const {
   return entries_.size();
 }
 
+std::shared_ptr<const core::StateSchema> TwinService::schema_for(const boost::json::object& td) {
+  auto key = core::StateSchema::shape_key(td);
+  std::lock_guard lock(schemas_mutex_);
+  if (auto it = schemas_.find(key); it != schemas_.end()) {
+    if (auto shared = it->second.lock()) return shared;
+  }
+  auto schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(td));
+  schemas_.insert_or_assign(std::move(key), schema);
+  // Schemas no twin uses any more leave when the map has doubled since the last sweep.
+  if (schemas_.size() >= 2 * schemas_swept_) {
+    std::erase_if(schemas_, [](const auto& kv) { return kv.second.expired(); });
+    schemas_swept_ = std::max<std::size_t>(schemas_.size(), 64);
+  }
+  return schema;
+}
+
 core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
   if (!e.schema || e.td_version != twin.version()) {
-    e.schema = std::make_shared<const core::StateSchema>(core::StateSchema::from_td(twin.json().as_object()));
+    e.schema = schema_for(twin.json().as_object());
     e.td_version = twin.version();
     // Live values stand only for what the TD (still) declares ephemeral: a property the TD dropped or now
     // stores is served from the stored state alone.
@@ -245,7 +261,8 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
       e.state = std::make_shared<const core::TwinState>(std::move(**stored));
       e.stored = true;
     } else {
-      e.state = std::make_shared<const core::TwinState>(e.schema->initial_state(twin.id(), clock_.now()));
+      e.state = std::make_shared<const core::TwinState>(
+          e.schema->initial_state(twin.id(), clock_.now(), core::td_pose(twin.json().as_object())));
       e.stored = false;
     }
   }

@@ -200,6 +200,13 @@ class TwinService final : public store::ChangeConsumer {
   const core::Clock& clock_;
   TwinRegistry registry_;
 
+  // The compiled schema of a TD, shared by every twin whose TD has the same shape (StateSchema::shape_key):
+  // compiled once for a fleet of identical devices.
+  std::shared_ptr<const core::StateSchema> schema_for(const boost::json::object& td);
+  std::mutex schemas_mutex_;
+  std::unordered_map<std::string, std::weak_ptr<const core::StateSchema>> schemas_;
+  std::size_t schemas_swept_ = 64;
+
   mutable std::mutex entries_mutex_;
   std::unordered_map<std::string, std::shared_ptr<Entry>> entries_;
 };

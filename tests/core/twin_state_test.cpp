@@ -101,7 +101,7 @@ ChangeFacts facts(std::string channel = "http") {
 }
 
 TwinState fresh() {
-  return boiler().initial_state("urn:dev:ops:boiler-1", kT0);
+  return boiler().initial_state("urn:dev:ops:boiler-1", kT0, td_pose(stored(kBoiler)));
 }
 
 Result<TwinState> apply(const TwinState& current, std::string_view patch,
@@ -199,7 +199,31 @@ TEST(TwinStateTest, InitialStateHasNoValuesAndTheTdPose) {
     "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}}, "security": "nosec_sc"})"));
   EXPECT_TRUE(bare.properties().empty());
   EXPECT_FALSE(bare.pose_ephemeral());
-  EXPECT_FALSE(bare.initial_state("urn:x", kT0).pose.has_value());
+  EXPECT_FALSE(td_pose(stored(R"({
+    "@context": "https://www.w3.org/2022/wot/td/v1.1", "title": "Bare",
+    "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}}, "security": "nosec_sc"})")).has_value());
+}
+
+TEST(TwinStateTest, TwinsWhoseTdsDeclareTheSameAffordancesShareOneSchemaKey) {
+  auto td = stored(kBoiler);
+  const auto key = StateSchema::shape_key(td);
+  // Another twin of the same kind: its id, title, pose and form hrefs differ, what the schema is built from
+  // does not.
+  auto other = td;
+  other["id"] = "urn:dev:ops:boiler-2";
+  other["title"] = "Boiler 2";
+  other.erase("pose");
+  for (auto& [name, affordance] : other["properties"].as_object()) {
+    affordance.as_object()["forms"] = json::array{json::object{{"href", "/boiler-2/" + std::string(name)}}};
+  }
+  EXPECT_EQ(StateSchema::shape_key(other), key);
+  // A property more, or a TD that makes its pose ephemeral, is another schema.
+  auto more = td;
+  more["properties"].as_object()["extra"] = json::object{{"type", "number"}};
+  EXPECT_NE(StateSchema::shape_key(more), key);
+  auto stored_pose = td;
+  stored_pose["twinbridge:poseEphemeral"] = false;  // the boiler's pose is ephemeral
+  EXPECT_NE(StateSchema::shape_key(stored_pose), key);
 }
 
 struct TermCase {
@@ -475,7 +499,7 @@ TEST(TwinStateTest, TranslatesTupleItemsOfARealTd) {
   const auto td = parse_thing_description(json::parse(text.str()));
   ASSERT_TRUE(td.has_value());
   const auto schema = StateSchema::from_td(to_json(*td));
-  const auto state = schema.initial_state(td->id, kT0);
+  const auto state = schema.initial_state(td->id, kT0, td_pose(to_json(*td)));
   EXPECT_EQ(state.pose->frame, "cell-A3");
   EXPECT_FALSE(schema.pose_ephemeral());
   const auto report = [&](std::string_view patch) {
