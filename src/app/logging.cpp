@@ -51,4 +51,10 @@ void setup_logging(const std::string& level, const std::string& format) {
   spdlog::flush_every(std::chrono::seconds(1));
 }
 
+void shutdown_logging() {
+  auto logger = spdlog::default_logger();  // kept alive until the thread pool is joined
+  spdlog::shutdown();                      // drops the loggers, then joins the thread pool's worker
+  logger.reset();
+}
+
 }  // namespace twinbridge::app

@@ -101,7 +101,7 @@ int run_serve(ConfigLoader& loader) {
     auto verifier = core::JwtVerifier::create(config.jwt_keys, config.jwt_policy);
     if (!verifier) {
       spdlog::critical("JWT keys: {}", verifier.error().detail);
-      spdlog::shutdown();
+      shutdown_logging();
       return 2;
     }
     jwt = std::move(*verifier);
@@ -117,7 +117,7 @@ int run_serve(ConfigLoader& loader) {
   auto sqlite = store::SqliteStore::open(store_options, &metrics);
   if (!sqlite) {
     spdlog::critical("store: {} ({})", sqlite.error().detail, sqlite.error().log_detail);
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   // Reads on every request's path (credentials, principals) are served from memory; see
@@ -128,7 +128,7 @@ int run_serve(ConfigLoader& loader) {
   store->set_change_listener(&feed);
   if (auto feed_ok = feed.load(); !feed_ok) {
     spdlog::critical("loading the change feed: {} {}", feed_ok.error().detail, feed_ok.error().log_detail);
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   // Discovery reads every twin from memory; the index follows the feed (dtif/twin_index.hpp).
@@ -138,7 +138,7 @@ int run_serve(ConfigLoader& loader) {
   if (auto indexed = twin_index.load(*store); !indexed) {
     spdlog::critical("loading the twins: {} {}", indexed.error().detail, indexed.error().log_detail);
     store->stop();
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   spdlog::info("{} twins in memory ({} MiB of TDs)", twin_index.size(), twin_index.bytes() >> 20);
@@ -146,7 +146,7 @@ int run_serve(ConfigLoader& loader) {
     if (auto ok = bootstrap_operator(*store, config, clock); !ok) {
       spdlog::critical("bootstrap: {}", ok.error().detail);
       store->stop();
-      spdlog::shutdown();
+      shutdown_logging();
       return 1;
     }
   }
@@ -166,7 +166,7 @@ int run_serve(ConfigLoader& loader) {
   } catch (const std::exception& e) {
     spdlog::critical("monitor: {} (monitor.ca_file '{}')", e.what(), config.monitor.client.ca_file);
     store->stop();
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   feed.add_consumer(*monitor);
@@ -188,7 +188,7 @@ int run_serve(ConfigLoader& loader) {
   } catch (const std::exception& e) {
     spdlog::critical("acquisition: {} (acquisition.ca_file '{}')", e.what(), config.acquisition.http.ca_file);
     store->stop();
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   acquisition->start();
@@ -202,7 +202,7 @@ int run_serve(ConfigLoader& loader) {
       spdlog::critical("mqtt: {}", created.error().detail);
       monitor->stop();
       store->stop();
-      spdlog::shutdown();
+      shutdown_logging();
       return 1;
     }
     mqtt = std::move(*created);
@@ -212,7 +212,7 @@ int run_serve(ConfigLoader& loader) {
       feed.remove_consumer(*mqtt);
       monitor->stop();
       store->stop();
-      spdlog::shutdown();
+      shutdown_logging();
       return 1;
     }
     metrics.add_source([sync = mqtt.get()] { return sync->metric_families(); });
@@ -222,7 +222,7 @@ int run_serve(ConfigLoader& loader) {
   if (auto ok = monitor->start(); !ok) {
     spdlog::critical("monitor: {}", ok.error().detail);
     store->stop();
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
 
@@ -245,7 +245,7 @@ int run_serve(ConfigLoader& loader) {
     spdlog::critical("{}", bound.error().detail);
     monitor->stop();
     store->stop();
-    spdlog::shutdown();
+    shutdown_logging();
     return 1;
   }
   server.start();
@@ -329,7 +329,7 @@ int run_serve(ConfigLoader& loader) {
   feed.remove_consumer(*monitor);
   feed_reader.join();
   spdlog::info("twinbridge stopped");
-  spdlog::shutdown();
+  shutdown_logging();
   return 0;
 }
 
