@@ -156,7 +156,7 @@ class StateSchema {
   const StateProperty* property(std::string_view name) const;
   const std::vector<StateAction>& actions() const { return actions_; }
   const StateAction* action(std::string_view name) const;
-  bool pose_ephemeral() const { return pose_ephemeral_; }          // kPoseEphemeralTerm
+  bool pose_ephemeral() const { return pose_ephemeral_; }  // kPoseEphemeralTerm
 
   // The state of a newly registered twin: version 1, no property values (they are never invented), no
   // actions, `pose` (the TD's: td_pose()), channel kRegistrationChannel, ingested `now`.

@@ -408,17 +408,18 @@ std::vector<prometheus::MetricFamily> MqttSync::metric_families() const {
     messages.metric.push_back(std::move(m));
   }
   using T = prometheus::MetricType;
-  return {std::move(messages),
-          family("twinbridge_mqtt_connected", "1 while connected to the MQTT broker", T::Gauge,
-                 status.state == connect::MqttState::connected ? 1 : 0),
-          family("twinbridge_mqtt_subscriptions", "topic filters held on the MQTT broker", T::Gauge,
-                 static_cast<double>(client_->subscriptions().size())),
-          family("twinbridge_mqtt_connects_total", "connections to the MQTT broker established", T::Counter,
-                 static_cast<double>(status.counters.connects)),
-          family("twinbridge_mqtt_reconnects_total", "connections established again after one was lost",
-                 T::Counter, static_cast<double>(status.counters.reconnects)),
-          family("twinbridge_mqtt_connect_failures_total", "attempts to connect to the MQTT broker that failed",
-                 T::Counter, static_cast<double>(status.counters.connect_failures))};
+  return {
+      std::move(messages),
+      family("twinbridge_mqtt_connected", "1 while connected to the MQTT broker", T::Gauge,
+             status.state == connect::MqttState::connected ? 1 : 0),
+      family("twinbridge_mqtt_subscriptions", "topic filters held on the MQTT broker", T::Gauge,
+             static_cast<double>(client_->subscriptions().size())),
+      family("twinbridge_mqtt_connects_total", "connections to the MQTT broker established", T::Counter,
+             static_cast<double>(status.counters.connects)),
+      family("twinbridge_mqtt_reconnects_total", "connections established again after one was lost",
+             T::Counter, static_cast<double>(status.counters.reconnects)),
+      family("twinbridge_mqtt_connect_failures_total", "attempts to connect to the MQTT broker that failed",
+             T::Counter, static_cast<double>(status.counters.connect_failures))};
 }
 
 }  // namespace twinbridge::dtif

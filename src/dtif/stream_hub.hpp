@@ -97,7 +97,8 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   // thing_created and thing_updated of any twin when `every_thing`, and changes of principals and keys (null:
   // no restriction by subject). Returns the cursor: changes up to it were decided before, those after it are
   // decided with the new set.
-  std::int64_t set_subjects(std::shared_ptr<const std::unordered_set<std::string>> subjects, bool every_thing);
+  std::int64_t set_subjects(std::shared_ptr<const std::unordered_set<std::string>> subjects,
+                            bool every_thing);
   // Ends the stream with a final `closed` item; changes still queued are dropped.
   void close(StreamEnd end);
 

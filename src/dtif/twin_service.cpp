@@ -603,9 +603,7 @@ core::Result<std::function<bool(std::string_view)>> TwinService::readable(const 
   const auto& subject = actor.principal;
   auto td = std::make_shared<const boost::json::object>((*view)->json().as_object());
   if (core::has_permission(subject, core::Permission::registry_admin) || subject.id == (*view)->owner()) {
-    return [td, op](std::string_view p) {
-      return core::check_characteristics(*td, op, p).has_value();
-    };
+    return [td, op](std::string_view p) { return core::check_characteristics(*td, op, p).has_value(); };
   }
   auto stored = store_.twin_policy(twin_id);
   if (!stored) return std::unexpected(stored.error());

@@ -37,7 +37,8 @@ std::shared_ptr<const std::string> text_of(const json::object& message) {
 // named local of the awaiting coroutine, moved in: GCC 12 destroys a lambda temporary of a co_await
 // expression twice (its captures freed twice).
 template <class F>
-boost::asio::awaitable<std::invoke_result_t<F&>> on_reader(const boost::asio::any_io_executor& reader, F work) {
+boost::asio::awaitable<std::invoke_result_t<F&>> on_reader(const boost::asio::any_io_executor& reader,
+                                                           F work) {
   using R = std::invoke_result_t<F&>;
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(R)>(
       [&reader, &work](auto handler) {
@@ -144,11 +145,7 @@ struct Replay {
 
 TwinStream::TwinStream(TwinStreamServices services, core::Actor actor, boost::asio::any_io_executor executor,
                        TwinStreamLimits limits)
-    : services_(services),
-      actor_(std::move(actor)),
-      executor_(executor),
-      limits_(limits),
-      idle_(executor) {
+    : services_(services), actor_(std::move(actor)), executor_(executor), limits_(limits), idle_(executor) {
   // The hub watches the stream's credential from the start: a key revoked (a principal disabled, ...) before
   // the first subscribe ends the stream too. No change of a twin comes until a subscription names the twin.
   StreamOwner owner{actor_.principal.id, actor_.credential, core::Permission::twins_read, std::nullopt};
@@ -175,7 +172,9 @@ void TwinStream::command(std::string text) {
   wake();
 }
 
-void TwinStream::command(json::object document) { command(json::serialize(document)); }
+void TwinStream::command(json::object document) {
+  command(json::serialize(document));
+}
 
 void TwinStream::cancel() {
   cancelled_ = true;
@@ -188,7 +187,9 @@ void TwinStream::wake() {
   if (feed_) feed_->poke();
 }
 
-std::size_t TwinStream::backlog() const { return backlog_ ? backlog_() : 0; }
+std::size_t TwinStream::backlog() const {
+  return backlog_ ? backlog_() : 0;
+}
 
 void TwinStream::push(std::string_view type, std::int64_t seq, std::shared_ptr<const std::string> json) {
   StreamMessage m;
@@ -277,20 +278,20 @@ boost::asio::awaitable<void> TwinStream::handle(std::string text) {
   boost::system::error_code ec;
   auto parsed = json::parse(text, ec);
   if (ec || !parsed.is_object()) {
-    send_error(std::nullopt,
-               core::Error(Errc::bad_request,
-                           ec ? fmt::format("the message is not JSON: {}", ec.message())
-                              : std::string("a message is a JSON object with a \"type\""),
-                           ""));
+    send_error(std::nullopt, core::Error(Errc::bad_request,
+                                         ec ? fmt::format("the message is not JSON: {}", ec.message())
+                                            : std::string("a message is a JSON object with a \"type\""),
+                                         ""));
     co_return;
   }
   auto& command = parsed.as_object();
   std::optional<std::string> id;
-  if (const auto* v = command.if_contains("id"); v != nullptr && v->is_string()) id = std::string(v->get_string());
+  if (const auto* v = command.if_contains("id"); v != nullptr && v->is_string())
+    id = std::string(v->get_string());
   const auto* type = command.if_contains("type");
   if (type == nullptr || !type->is_string()) {
-    send_error(id, core::Error(Errc::validation_failed,
-                               "\"type\" must be \"subscribe\" or \"unsubscribe\"", "/type"));
+    send_error(id, core::Error(Errc::validation_failed, "\"type\" must be \"subscribe\" or \"unsubscribe\"",
+                               "/type"));
     co_return;
   }
   if (type->get_string() == "subscribe") {
@@ -322,10 +323,12 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
     if (k == "twins" || k == "filter" || k == "selection") {
       ++ways;
     } else if (k == "snapshot") {
-      if (!v.is_bool()) co_return fail(Errc::validation_failed, "/snapshot", "\"snapshot\" must be true or false");
+      if (!v.is_bool())
+        co_return fail(Errc::validation_failed, "/snapshot", "\"snapshot\" must be true or false");
     } else if (k == "after") {
       if (!v.is_int64() || v.get_int64() < 0)
-        co_return fail(Errc::validation_failed, "/after", "\"after\" must be a seq this server sent (an integer)");
+        co_return fail(Errc::validation_failed, "/after",
+                       "\"after\" must be a seq this server sent (an integer)");
     } else if (k != "type" && k != "id") {
       co_return fail(Errc::validation_failed, fmt::format("/{}", core::to_valid_utf8(std::string_view(k))),
                      fmt::format("unknown member \"{}\"", core::to_valid_utf8(std::string_view(k))));
@@ -349,7 +352,8 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
     const auto& list = twins->get_array();
     for (std::size_t i = 0; i < list.size(); ++i) {
       if (!list[i].is_string() || list[i].get_string().empty() || !core::is_valid_utf8(list[i].get_string()))
-        co_return fail(Errc::validation_failed, fmt::format("/twins/{}", i), "a twin id is a non-empty string");
+        co_return fail(Errc::validation_failed, fmt::format("/twins/{}", i),
+                       "a twin id is a non-empty string");
       declared.emplace(list[i].get_string());
     }
   } else if (const auto* filter = command.if_contains("filter")) {
@@ -359,7 +363,8 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
   } else {
     const auto& s = command.at("selection");
     if (!s.is_string() || s.get_string().empty())
-      co_return fail(Errc::validation_failed, "/selection", "\"selection\" must be a selection id (a string)");
+      co_return fail(Errc::validation_failed, "/selection",
+                     "\"selection\" must be a selection id (a string)");
     if (services_.selections == nullptr)
       co_return fail(Errc::unavailable, "/selection", "selections are not available on this server");
     selection = std::string(s.get_string());
@@ -430,9 +435,9 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
   std::size_t joining = 0;
   for (const auto& t : resolved.ids) joining += twins_.contains(t) ? 0 : 1;
   if (resolved.ids.size() > limits_.max_twins || twins_.size() + joining > limits_.max_twins) {
-    co_return fail(Errc::validation_failed, resolved.filter ? "/filter" : "",
-                   fmt::format("the subscription would take the stream over {} twins; narrow it",
-                               limits_.max_twins));
+    co_return fail(
+        Errc::validation_failed, resolved.filter ? "/filter" : "",
+        fmt::format("the subscription would take the stream over {} twins; narrow it", limits_.max_twins));
   }
 
   auto sub = std::make_unique<Subscription>();
@@ -451,47 +456,49 @@ boost::asio::awaitable<void> TwinStream::subscribe(json::object command) {
 
   json::array listed;
   for (const auto& t : s.members) listed.emplace_back(t);
-  push("subscribed", 0, text_of(json::object{{"type", "subscribed"}, {"id", id}, {"seq", position_},
-                                             {"twins", std::move(listed)}}));
+  push("subscribed", 0,
+       text_of(json::object{
+           {"type", "subscribed"}, {"id", id}, {"seq", position_}, {"twins", std::move(listed)}}));
   std::vector<std::string> members(s.members.begin(), s.members.end());
   if (after) {
     // The subscription's changes after `after` up to the cursor (later ones come from the hub).
     const auto from = *after;
-    auto read_replay =
-        [&feed = services_.feed, ids = std::set<std::string>(fresh.begin(), fresh.end()), from, cursor]() {
-          Replay r;
-          for (auto at = from; at < cursor;) {
-            auto read = feed.read(at, StreamSubscription::kReadPage);
-            if (!read || read->gap_until > at + 1) {
-              r.gap = true;
-              return r;
-            }
-            if (read->changes.empty()) break;
-            for (auto& c : read->changes) {
-              at = c->seq;
-              if (c->seq > cursor) break;
-              if (ids.contains(c->subject) &&
-                  (c->type == store::ChangeType::state_changed || c->type == store::ChangeType::thing_updated)) {
-                r.changes.push_back(std::move(c));
-              }
-              if (r.changes.size() > kResumeMaxChanges) {
-                r.gap = true;
-                return r;
-              }
-            }
-          }
+    auto read_replay = [&feed = services_.feed, ids = std::set<std::string>(fresh.begin(), fresh.end()), from,
+                        cursor]() {
+      Replay r;
+      for (auto at = from; at < cursor;) {
+        auto read = feed.read(at, StreamSubscription::kReadPage);
+        if (!read || read->gap_until > at + 1) {
+          r.gap = true;
           return r;
-        };
+        }
+        if (read->changes.empty()) break;
+        for (auto& c : read->changes) {
+          at = c->seq;
+          if (c->seq > cursor) break;
+          if (ids.contains(c->subject) &&
+              (c->type == store::ChangeType::state_changed || c->type == store::ChangeType::thing_updated)) {
+            r.changes.push_back(std::move(c));
+          }
+          if (r.changes.size() > kResumeMaxChanges) {
+            r.gap = true;
+            return r;
+          }
+        }
+      }
+      return r;
+    };
     auto replay = co_await on_reader(services_.hub.reader(), std::move(read_replay));
     if (cancelled_) co_return;
     if (replay.gap) {
       push("gap", 0,
-           text_of(json::object{{"type", "gap"},
-                                {"from", from + 1},
-                                {"to", cursor},
-                                {"detail", fmt::format("the changes after {} of subscription \"{}\" are no longer "
-                                                       "kept (or too many); the twins' states follow",
-                                                       from, id)}}));
+           text_of(json::object{
+               {"type", "gap"},
+               {"from", from + 1},
+               {"to", cursor},
+               {"detail", fmt::format("the changes after {} of subscription \"{}\" are no longer "
+                                      "kept (or too many); the twins' states follow",
+                                      from, id)}}));
       co_await send_states(std::move(members), "gap");
     } else {
       for (const auto& c : replay.changes) co_await on_change(c);
@@ -617,21 +624,21 @@ boost::asio::awaitable<void> TwinStream::send_states(std::vector<std::string> id
   }
   const auto seq = position_;
   const auto now = services_.clock.now();
-  auto read_states =
-      [services = services_, wanted, readable = std::move(readable), seq, reason = std::string(reason)]() {
-        std::vector<Read> out;
-        for (std::size_t i = 0; i < wanted.size(); ++i) {
-          auto view = services.twins.state(wanted[i]);
-          if (!view) continue;
-          json::object m{{"type", "state"},
-                         {"twin", wanted[i]},
-                         {"seq", seq},
-                         {"reason", reason},
-                         {"state", to_json(*view, readable[i])}};
-          out.push_back({wanted[i], text_of(m), view->state->version});
-        }
-        return out;
-      };
+  auto read_states = [services = services_, wanted, readable = std::move(readable), seq,
+                      reason = std::string(reason)]() {
+    std::vector<Read> out;
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      auto view = services.twins.state(wanted[i]);
+      if (!view) continue;
+      json::object m{{"type", "state"},
+                     {"twin", wanted[i]},
+                     {"seq", seq},
+                     {"reason", reason},
+                     {"state", to_json(*view, readable[i])}};
+      out.push_back({wanted[i], text_of(m), view->state->version});
+    }
+    return out;
+  };
   auto states = co_await on_reader(services_.hub.reader(), std::move(read_states));
   if (cancelled_) co_return;
   for (auto& r : states) {
@@ -661,7 +668,8 @@ boost::asio::awaitable<void> TwinStream::on_item(StreamItem item) {
     case StreamItem::Kind::closed: {
       StreamMessage m;
       m.type = "closed";
-      m.json = text_of(json::object{{"type", "closed"}, {"reason", item.end.reason}, {"detail", item.end.detail}});
+      m.json =
+          text_of(json::object{{"type", "closed"}, {"reason", item.end.reason}, {"detail", item.end.detail}});
       m.last = true;
       m.close_reason = item.end.reason;
       out_.push_back(std::move(m));

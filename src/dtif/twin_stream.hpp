@@ -50,9 +50,9 @@
 // Access. Each twin's messages carry only what the client may read (readproperty, decided by TwinService as
 // for GET /v1/twins/{id}/state: the stream is a live read of twinbridge's state of the twin; observeproperty
 // governs observing the Thing a twin exposes over WoT): properties it may not read are left out of states and
-// changes, and a twin of which it may read no property is not sent. A policy change, or a change of the client's own principal, is
-// decided again at once, in feed order: revoked / state(access). A revoked key, a disabled or deleted
-// principal, or an expired credential ends the stream (closed).
+// changes, and a twin of which it may read no property is not sent. A policy change, or a change of the
+// client's own principal, is decided again at once, in feed order: revoked / state(access). A revoked key, a
+// disabled or deleted principal, or an expired credential ends the stream (closed).
 //
 // Slow consumers. When the transport's backlog (backlog()) is above conflate_above_bytes, changes are not
 // framed: their twins are marked and, once the backlog is below half that, each marked twin gets one state
@@ -74,8 +74,8 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -216,7 +216,7 @@ class TwinStream final : public std::enable_shared_from_this<TwinStream> {
   // Opened with the stream, so that the end of its credential ends it even before a subscription; it admits
   // the changes of the twins the subscriptions name (update_hub_subjects()).
   std::shared_ptr<StreamSubscription> feed_;
-  std::int64_t position_ = 0;                 // the last change of the feed handled
+  std::int64_t position_ = 0;  // the last change of the feed handled
   std::map<std::string, std::unique_ptr<Subscription>> subscriptions_;
   std::unordered_map<std::string, Twin> twins_;
   std::set<std::string> conflated_;  // twins whose changes were not framed (backlog)

@@ -184,7 +184,8 @@ std::string Metrics::render() const {
     std::lock_guard lock(sources_mutex_);
     for (const auto& source : sources_) {
       auto more = source();
-      families.insert(families.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+      families.insert(families.end(), std::make_move_iterator(more.begin()),
+                      std::make_move_iterator(more.end()));
     }
   }
   std::ostringstream out;

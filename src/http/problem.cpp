@@ -85,7 +85,9 @@ std::string_view problem_type(Errc code) {
 namespace {
 
 // Details echo what the client sent (an id, a header, the path): never answered as ill-formed UTF-8.
-std::string text(std::string_view s) { return core::is_valid_utf8(s) ? std::string(s) : core::to_valid_utf8(s); }
+std::string text(std::string_view s) {
+  return core::is_valid_utf8(s) ? std::string(s) : core::to_valid_utf8(s);
+}
 
 }  // namespace
 

@@ -3,9 +3,9 @@
 //   GET /v1/stream          WebSocket (subprotocol twinbridge.v1): subscribe / unsubscribe messages in,
 //                           subscribed, state, change, ... out
 //   GET /v1/stream/events   the same messages as Server-Sent Events, for one subscription given in the query
-//                           (id=<twin id> repeated | filter=<JSONPath> | selection=<id>, snapshot=true|false);
-//                           the event name is the message type, the event id its seq, and Last-Event-ID
-//                           resumes after it.
+//                           (id=<twin id> repeated | filter=<JSONPath> | selection=<id>,
+//                           snapshot=true|false); the event name is the message type, the event id its seq,
+//                           and Last-Event-ID resumes after it.
 // The WebSocket closes after a "closed" message with 4401 (the credential ended: expired, revoked, principal
 // disabled or deleted), 4403 (the principal lost twins:read) or 1011 (the feed could not be read).
 
@@ -32,7 +32,7 @@ int close_code(std::string_view reason) {
 
 std::shared_ptr<dtif::TwinStream> open_stream(ApiServices& s, const Caller& caller,
                                               boost::asio::any_io_executor executor) {
-  dtif::TwinStreamServices services{s.streams,     s.feed,       s.twins, s.twins.index(), s.frames,
+  dtif::TwinStreamServices services{s.streams,         s.feed,  s.twins,         s.twins.index(), s.frames,
                                     s.dtia.selections, s.clock, &problem_summary};
   return std::make_shared<dtif::TwinStream>(std::move(services), caller, std::move(executor),
                                             s.settings.stream);
@@ -118,7 +118,8 @@ core::Result<boost::json::object> sse_subscribe(const Request& req) {
     }
   }
   if (!ids.empty()) command["twins"] = std::move(ids);
-  const int ways = static_cast<int>(command.contains("twins")) + static_cast<int>(command.contains("filter")) +
+  const int ways = static_cast<int>(command.contains("twins")) +
+                   static_cast<int>(command.contains("filter")) +
                    static_cast<int>(command.contains("selection"));
   if (ways != 1) {
     return core::fail_in(Errc::bad_request, core::FieldIn::query, "id",

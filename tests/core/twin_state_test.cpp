@@ -201,7 +201,8 @@ TEST(TwinStateTest, InitialStateHasNoValuesAndTheTdPose) {
   EXPECT_FALSE(bare.pose_ephemeral());
   EXPECT_FALSE(td_pose(stored(R"({
     "@context": "https://www.w3.org/2022/wot/td/v1.1", "title": "Bare",
-    "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}}, "security": "nosec_sc"})")).has_value());
+    "securityDefinitions": {"nosec_sc": {"scheme": "nosec"}}, "security": "nosec_sc"})"))
+                   .has_value());
 }
 
 TEST(TwinStateTest, TwinsWhoseTdsDeclareTheSameAffordancesShareOneSchemaKey) {

@@ -31,8 +31,8 @@ constexpr std::string_view kComponentSchemas = "#/components/schemas/";
 // The messages of GET /v1/stream, as dtif/twin_stream.hpp describes them.
 const std::set<std::string> kStreamCommands = {"subscribe", "unsubscribe"};
 const std::set<std::string> kStreamMessages = {"subscribed",    "state",   "change", "thing_updated",
-                                               "thing_deleted", "revoked", "gap",    "unsubscribed", "left",
-                                               "error",         "closed"};
+                                               "thing_deleted", "revoked", "gap",    "unsubscribed",
+                                               "left",          "error",   "closed"};
 
 // Members whose values are data, not schemas: a "$ref" inside them is not a reference.
 bool is_data_keyword(std::string_view key) {
