@@ -168,7 +168,25 @@ TwinStream::~TwinStream() {
 }
 
 void TwinStream::command(std::string text) {
-  commands_.push_back(std::move(text));
+  if (flooded_) return;
+  if (commands_.size() >= kMaxPendingCommands) {
+    // The client sends faster than its commands are answered: the stream ends rather than queue without
+    // bound.
+    flooded_ = true;
+    commands_.clear();
+    out_.clear();
+    StreamMessage m;
+    m.type = "closed";
+    m.json = text_of(json::object{
+        {"type", "closed"},
+        {"reason", "too_many_commands"},
+        {"detail", fmt::format("more than {} commands waited for an answer", kMaxPendingCommands)}});
+    m.last = true;
+    m.close_reason = "too_many_commands";
+    out_.push_back(std::move(m));
+  } else {
+    commands_.push_back(std::move(text));
+  }
   wake();
 }
 

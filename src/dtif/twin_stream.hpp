@@ -36,7 +36,8 @@
 //   error        {"id"?, "status", "title", "detail", "pointer"?}: a command was refused (RFC 9457 members;
 //                pointer into the command); nothing changed. The connection stays open. A message that is
 //                not a JSON object gets one too (without "id").
-//   closed       {"reason", "detail"}: the last message; the stream's credential ended (see StreamHub).
+//   closed       {"reason", "detail"}: the last message; the stream's credential ended (see StreamHub), or
+//                reason too_many_commands: more than kMaxPendingCommands commands waited for their answers.
 //
 // Order and duplicates. Changes of one twin come in their commit order. A twin's state version increases with
 // every durable change: a client keeps, per twin, the version it holds and may ignore a change whose version
@@ -94,6 +95,8 @@ class Selections;
 
 inline constexpr std::size_t kMaxStreamTwinIds = 1000;  // ids in one subscribe
 inline constexpr std::size_t kMaxStreamIdBytes = 64;
+// Commands of a client waiting for their answers at most; one more ends the stream (closed, too_many_commands).
+inline constexpr std::size_t kMaxPendingCommands = 1000;
 
 struct TwinStreamLimits {
   std::size_t max_subscriptions = 100;  // open subscriptions per stream
@@ -226,6 +229,7 @@ class TwinStream final : public std::enable_shared_from_this<TwinStream> {
   bool cancelled_ = false;
   bool ended_ = false;
   bool watching_ = false;
+  bool flooded_ = false;  // too many commands waited: the stream is ending
 };
 
 }  // namespace twinbridge::dtif
