@@ -95,7 +95,8 @@ class Selections;
 
 inline constexpr std::size_t kMaxStreamTwinIds = 1000;  // ids in one subscribe
 inline constexpr std::size_t kMaxStreamIdBytes = 64;
-// Commands of a client waiting for their answers at most; one more ends the stream (closed, too_many_commands).
+// Commands of a client waiting for their answers at most; one more ends the stream (closed,
+// too_many_commands).
 inline constexpr std::size_t kMaxPendingCommands = 1000;
 
 struct TwinStreamLimits {
