@@ -74,12 +74,6 @@ void append_encoded(std::string& out, std::string_view s, bool allow_reserved) {
   }
 }
 
-std::string encoded(std::string_view s) {
-  std::string out;
-  append_encoded(out, s, false);
-  return out;
-}
-
 // RFC 6570 §2.3: varchar = ALPHA / DIGIT / "_" / pct-encoded; varname = varchar *( ["."] varchar ).
 bool is_varname(std::string_view s) {
   if (s.empty() || s.front() == '.' || s.back() == '.') return false;
@@ -276,15 +270,6 @@ struct Applied {
   std::vector<std::string> secrets;
 };
 
-std::string base64(std::string_view bytes) {
-  std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-  const auto n =
-      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                      reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
 // A credential may go into a header or a query: no control characters (no header injection).
 bool is_printable(std::string_view s) {
   return std::none_of(s.begin(), s.end(), [](char ch) {
@@ -394,7 +379,7 @@ core::Result<void> SecurityApplier::apply(std::string_view name, Applied& out, i
                       "has a control character",
                       name));
     }
-    const auto encoded_pair = base64(username + ":" + password);
+    const auto encoded_pair = basic_credentials(username, password);
     out.headers.emplace_back(where->second, "Basic " + encoded_pair);
     out.secrets.push_back(password);
     out.secrets.push_back(encoded_pair);
@@ -415,7 +400,7 @@ core::Result<void> SecurityApplier::apply(std::string_view name, Applied& out, i
     }
     if (where->first == "query") {
       out.query.emplace_back(where->second, value);
-      out.secrets.push_back(encoded(value));
+      out.secrets.push_back(percent_encoded(value));
     } else {
       out.headers.emplace_back(where->second, bearer ? "Bearer " + value : value);
     }
@@ -634,7 +619,7 @@ core::Result<Prepared> prepare(const json::object& td, const TdCall& call, const
     std::string query(url.encoded_query());
     for (const auto& [name, value] : applied.query) {
       if (!query.empty()) query += '&';
-      query += encoded(name) + "=" + encoded(value);
+      query += percent_encoded(name) + "=" + percent_encoded(value);
     }
     url.set_encoded_query(query);
   }
@@ -944,6 +929,22 @@ void TdHttpClient::perform(const json::object& td, const TdCall& call, const TdC
              [p = std::move(*prepared), done = std::move(done)](core::Result<HttpResponse> r) mutable {
                done(finish(p, std::move(r)));
              });
+}
+
+std::string percent_encoded(std::string_view s) {
+  std::string out;
+  append_encoded(out, s, false);
+  return out;
+}
+
+std::string basic_credentials(std::string_view user, std::string_view password) {
+  const std::string pair = std::string(user) + ":" + std::string(password);
+  std::string out(4 * ((pair.size() + 2) / 3) + 1, '\0');
+  const auto n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(pair.data()), static_cast<int>(pair.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
 }
 
 }  // namespace twinbridge::connect

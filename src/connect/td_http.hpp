@@ -58,6 +58,13 @@ enum class TdOperation {
   invokeaction
 };
 
+// `s` percent-encoded for a URI component: every byte outside the unreserved set (RFC 3986 2.3) becomes %XX.
+std::string percent_encoded(std::string_view s);
+
+// The credentials of HTTP Basic authentication (RFC 7617): the base64 of "user:password", for
+// "Authorization: Basic <credentials>".
+std::string basic_credentials(std::string_view user, std::string_view password);
+
 std::string_view to_string(TdOperation op);
 // The operation of that TD name ("readproperty", ...); nullopt for any other name.
 std::optional<TdOperation> parse_td_operation(std::string_view name);

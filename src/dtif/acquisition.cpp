@@ -28,40 +28,6 @@ namespace {
 
 using WorkGuard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
 
-std::string percent_encoded(std::string_view s) {
-  std::string out;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out.push_back(c);
-    } else {
-      out += fmt::format("%{:02X}", u);
-    }
-  }
-  return out;
-}
-
-std::string base64(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const auto n = (static_cast<unsigned char>(bytes[i]) << 16) |
-                   (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
-    out +=
-        {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], kAlphabet[n & 63]};
-  }
-  if (i + 1 == bytes.size()) {
-    const auto n = static_cast<unsigned char>(bytes[i]) << 16;
-    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], '=', '='};
-  } else if (i + 2 == bytes.size()) {
-    const auto n =
-        (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8);
-    out += {kAlphabet[(n >> 18) & 63], kAlphabet[(n >> 12) & 63], kAlphabet[(n >> 6) & 63], '='};
-  }
-  return out;
-}
-
 // The stored credentials (store::SystemCredentials) as TdHttpClient takes them; entries of another shape
 // are left out (the registration schema admits none).
 connect::TdCredentials td_credentials(const json::object& by_scheme) {
@@ -418,8 +384,8 @@ void TwinJob::ask_permissions() {
   if (url == nullptr || !url->is_string()) return record();
   std::string target(url->get_string());
   target += target.find('?') == std::string::npos ? '?' : '&';
-  target +=
-      "twin=" + percent_encoded(id()) + "&principal=" + percent_encoded(request_->caller.principal.id.str());
+  target += "twin=" + connect::percent_encoded(id()) +
+            "&principal=" + connect::percent_encoded(request_->caller.principal.id.str());
   connect::HttpRequest req;
   req.method = "GET";
   req.url = target;
@@ -435,8 +401,8 @@ void TwinJob::ask_permissions() {
     if (token != nullptr && token->is_string()) {
       req.headers.emplace_back("Authorization", "Bearer " + std::string(token->get_string()));
     } else if (user != nullptr && user->is_string() && password != nullptr && password->is_string()) {
-      req.headers.emplace_back("Authorization", "Basic " + base64(std::string(user->get_string()) + ":" +
-                                                                  std::string(password->get_string())));
+      req.headers.emplace_back(
+          "Authorization", "Basic " + connect::basic_credentials(user->get_string(), password->get_string()));
     }
   }
   auto self = shared_from_this();

@@ -61,6 +61,13 @@ UriVariables rfc_variables() {
           {"y", 768}};
 }
 
+TEST(TdHttp, PercentEncodesAComponentAndMakesBasicCredentials) {
+  EXPECT_EQ(percent_encoded("urn:dev:ops:boiler 1/ä~_.-"), "urn%3Adev%3Aops%3Aboiler%201%2F%C3%A4~_.-");
+  // RFC 7617 2: Aladdin / open sesame.
+  EXPECT_EQ(basic_credentials("Aladdin", "open sesame"), "QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+  EXPECT_EQ(basic_credentials("", ""), "Og==");
+}
+
 TEST(UriTemplate, ExpandsTheExamplesOfRfc6570UpToLevel3) {
   const std::vector<std::pair<std::string, std::string>> examples{
       // Level 1
