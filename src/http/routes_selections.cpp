@@ -33,6 +33,16 @@ core::Result<void> configured(const ApiServices& s) {
   return {};
 }
 
+// The caller's selection {id} that a PUT or DELETE changes, once If-Match holds.
+core::Result<store::SelectionRecord> selection_to_change(const ApiServices& s, const RequestContext& ctx,
+                                                         const Request& req) {
+  if (auto ok = configured(s); !ok) return std::unexpected(ok.error());
+  auto current = s.dtia.selections->find(*ctx.caller, std::string(ctx.param("id")));
+  if (!current) return current;
+  if (auto ok = check_if_match(req.if_match, current->version); !ok) return std::unexpected(ok.error());
+  return current;
+}
+
 // A request that takes no body must come without one.
 core::Result<void> no_body(const Request& req) {
   if (req.body.empty()) return {};
@@ -157,11 +167,8 @@ void add_selection_routes(Router& router, ApiServices& s) {
 
   router.add({Method::put, item, Auth::required, core::Permission::twins_read,
               [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
-                if (auto ok = configured(s); !ok) co_return std::unexpected(ok.error());
-                auto current = s.dtia.selections->find(*ctx.caller, std::string(ctx.param("id")));
+                auto current = selection_to_change(s, ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                  co_return std::unexpected(ok.error());
                 auto body = json_body(req, s);
                 if (!body) co_return std::unexpected(body.error());
                 auto stored = co_await await_write<store::SelectionRecord>([&](auto done) {
@@ -173,11 +180,8 @@ void add_selection_routes(Router& router, ApiServices& s) {
 
   router.add({Method::delete_, item, Auth::required, core::Permission::twins_read,
               [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
-                if (auto ok = configured(s); !ok) co_return std::unexpected(ok.error());
-                auto current = s.dtia.selections->find(*ctx.caller, std::string(ctx.param("id")));
+                auto current = selection_to_change(s, ctx, req);
                 if (!current) co_return std::unexpected(current.error());
-                if (auto ok = check_if_match(req.if_match, current->version); !ok)
-                  co_return std::unexpected(ok.error());
                 auto done = co_await await_write<void>(
                     [&](auto cb) { s.dtia.selections->remove(*ctx.caller, *current, std::move(cb)); });
                 if (!done) co_return std::unexpected(concurrent_change(done.error(), req));
