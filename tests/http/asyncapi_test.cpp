@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <map>
@@ -20,37 +21,19 @@
 #include "dtif/twin_service.hpp"
 #include "http/asyncapi.hpp"
 #include "store/change.hpp"
+#include "support/api_document.hpp"
 #include "support/http_client.hpp"
 #include "support/in_process_server.hpp"
+#include "support/ws_client.hpp"
 
 namespace twinbridge::testing {
 namespace {
-
-constexpr std::string_view kComponentSchemas = "#/components/schemas/";
 
 // The messages of GET /v1/stream, as dtif/twin_stream.hpp describes them.
 const std::set<std::string> kStreamCommands = {"subscribe", "unsubscribe"};
 const std::set<std::string> kStreamMessages = {"subscribed",    "state",   "change", "thing_updated",
                                                "thing_deleted", "revoked", "gap",    "unsubscribed",
                                                "left",          "error",   "closed"};
-
-// Members whose values are data, not schemas: a "$ref" inside them is not a reference.
-bool is_data_keyword(std::string_view key) {
-  return key == "const" || key == "enum" || key == "default" || key == "examples" || key == "example";
-}
-
-// Calls `visit` with every "$ref" string, outside data members.
-template <typename Value, typename Visit>
-void for_each_ref(Value& v, const Visit& visit) {
-  if (auto* o = v.if_object()) {
-    if (auto* ref = o->if_contains("$ref"); ref != nullptr && ref->is_string()) visit(ref->get_string());
-    for (auto& [key, member] : *o) {
-      if (!is_data_keyword(key)) for_each_ref(member, visit);
-    }
-  } else if (auto* a = v.if_array()) {
-    for (auto& item : *a) for_each_ref(item, visit);
-  }
-}
 
 // The value a local reference "#/a/b" names in `doc`; null when it names nothing.
 const boost::json::value* resolve(const boost::json::value& doc, std::string_view ref) {
@@ -71,32 +54,6 @@ const boost::json::value* resolve(const boost::json::value& doc, std::string_vie
     if (at == nullptr) return nullptr;
   }
   return at;
-}
-
-// A payload schema as a document core::JsonSchema compiles: the component schemas it needs, directly or
-// through others, move under $defs, and the references to them follow.
-boost::json::value standalone(const boost::json::value& schema, const boost::json::object& components) {
-  boost::json::object defs;
-  std::set<std::string> seen;
-  std::vector<std::string> pending;
-  const auto rebase = [&](boost::json::string& ref) {
-    if (!ref.starts_with(kComponentSchemas)) return;
-    const std::string rest(ref.subview(kComponentSchemas.size()));
-    const auto name = rest.substr(0, rest.find('/'));
-    if (seen.insert(name).second) pending.push_back(name);
-    ref = "#/$defs/" + rest;
-  };
-  auto root = schema;
-  for_each_ref(root, rebase);
-  while (!pending.empty()) {
-    const auto name = pending.back();
-    pending.pop_back();
-    auto component = components.at(name);
-    for_each_ref(component, rebase);
-    defs[name] = std::move(component);
-  }
-  if (!defs.empty()) root.as_object()["$defs"] = std::move(defs);
-  return root;
 }
 
 // The paths a channel address stands for: each {parameter} replaced by each value of its enum.
@@ -285,6 +242,56 @@ TEST_F(AsyncApiTest, TheTwinStreamHasEveryMessageOfItsProtocol) {
 // Each Server-Sent Events route of /openapi.json is a channel, and that channel describes every event the
 // route sends (routes_events.cpp): the directory changes on /events and /events/<type>, status_changed on
 // /v1/system-events, stream_gap and stream_closed everywhere.
+// Every example of a client message, sent on /v1/stream, is taken: answered by what the protocol says, not by
+// an error (an unsubscribe after the subscription it names). This server has no selections (no DTIA
+// services): there a selection example must come through every check of the command and be refused only for
+// that.
+TEST_F(AsyncApiTest, EveryClientMessageExampleIsTakenByTheStream) {
+  const auto& messages = doc().at("components").as_object().at("messages").as_object();
+  int sent = 0;
+  for (const auto* name : {"StreamSubscribe", "StreamUnsubscribe"}) {
+    for (const auto& example : messages.at(name).as_object().at("examples").as_array()) {
+      const auto& payload = example.as_object().at("payload").as_object();
+      SCOPED_TRACE(boost::json::serialize(payload));
+      WsOptions options;
+      options.headers = bearer(kAdminToken);
+      options.protocols = {"twinbridge.v1"};
+      WsClient ws(server_->port(), "/v1/stream", options);
+      ASSERT_TRUE(ws.accepted());
+      // The answer to the last command: subscribed, unsubscribed or error.
+      const auto answer = [&]() -> boost::json::object {
+        while (auto text = ws.read()) {
+          auto m = boost::json::parse(*text).as_object();
+          const auto type = std::string(m.at("type").as_string());
+          if (type == "subscribed" || type == "unsubscribed" || type == "error") return m;
+        }
+        ADD_FAILURE() << "no answer";
+        return {};
+      };
+      const bool unsubscribe = payload.at("type") == "unsubscribe";
+      if (unsubscribe) {
+        ASSERT_TRUE(ws.send(
+            boost::json::serialize(boost::json::object{{"type", "subscribe"},
+                                                       {"id", payload.at("id")},
+                                                       {"twins", boost::json::array{"urn:example:x"}}})));
+        ASSERT_EQ(answer().at("type"), "subscribed");
+      }
+      ASSERT_TRUE(ws.send(boost::json::serialize(payload)));
+      const auto got = answer();
+      if (payload.contains("selection")) {
+        EXPECT_EQ(got.at("type"), "error");
+        EXPECT_EQ(got.at("status"), 503) << boost::json::serialize(got);
+        EXPECT_EQ(got.at("pointer"), "/selection");
+      } else {
+        EXPECT_EQ(got.at("type"), unsubscribe ? "unsubscribed" : "subscribed") << boost::json::serialize(got);
+        EXPECT_EQ(got.at("id"), payload.at("id"));
+      }
+      ++sent;
+    }
+  }
+  EXPECT_GE(sent, 3);
+}
+
 TEST_F(AsyncApiTest, EveryEventOfTheServerSentEventsRoutesIsDescribed) {
   std::set<std::string> directory;
   for (const auto& route : server_->router().routes()) {

@@ -17,31 +17,12 @@
 #include <tuple>
 
 #include "core/json_schema.hpp"
+#include "support/api_document.hpp"
 #include "support/http_client.hpp"
 #include "support/shared_server.hpp"
 
 namespace twinbridge::testing {
 namespace {
-
-constexpr std::string_view kComponentSchemas = "#/components/schemas/";
-
-// Members whose values are data, not schemas: a "$ref" inside them is not a reference.
-bool is_data_keyword(std::string_view key) {
-  return key == "const" || key == "enum" || key == "default" || key == "examples" || key == "example";
-}
-
-// Calls `visit` with every "$ref" string of a schema, outside data members.
-template <typename Visit>
-void for_each_ref(boost::json::value& v, const Visit& visit) {
-  if (auto* o = v.if_object()) {
-    if (auto* ref = o->if_contains("$ref"); ref != nullptr && ref->is_string()) visit(ref->get_string());
-    for (auto& [key, member] : *o) {
-      if (!is_data_keyword(key)) for_each_ref(member, visit);
-    }
-  } else if (auto* a = v.if_array()) {
-    for (auto& item : *a) for_each_ref(item, visit);
-  }
-}
 
 // A published schema as the component `name` of the OpenAPI document (what cmake/openapi_bundle.py makes of
 // it): without its $id, its "#..." references rebased onto the component.
@@ -51,32 +32,6 @@ boost::json::value as_component(boost::json::value schema, const std::string& na
     if (ref.starts_with("#")) ref = std::string(kComponentSchemas) + name + std::string(ref.subview(1));
   });
   return schema;
-}
-
-// A request schema as a document core::JsonSchema compiles: the components it needs, directly or through
-// others, move under $defs, and the references to them follow.
-boost::json::value standalone(const boost::json::value& schema, const boost::json::object& components) {
-  boost::json::object defs;
-  std::set<std::string> seen;
-  std::vector<std::string> pending;
-  const auto rebase = [&](boost::json::string& ref) {
-    if (!ref.starts_with(kComponentSchemas)) return;
-    const std::string rest(ref.subview(kComponentSchemas.size()));
-    const auto name = rest.substr(0, rest.find('/'));
-    if (seen.insert(name).second) pending.push_back(name);
-    ref = "#/$defs/" + rest;
-  };
-  auto root = schema;
-  for_each_ref(root, rebase);
-  while (!pending.empty()) {
-    const auto name = pending.back();
-    pending.pop_back();
-    auto component = components.at(name);
-    for_each_ref(component, rebase);
-    defs[name] = std::move(component);
-  }
-  if (!defs.empty()) root.as_object()["$defs"] = std::move(defs);
-  return root;
 }
 
 std::string percent_encode(std::string_view s) {
