@@ -30,6 +30,7 @@
 #include <unordered_map>
 
 #include "core/utf8.hpp"
+#include "http/frame_gate.hpp"
 
 namespace twinbridge::http {
 
@@ -160,9 +161,9 @@ WsEnd ws_end_of(const beast::error_code& ec) {
 struct WsIo {
   explicit WsIo(beast::tcp_stream&& stream)
       : ws(std::move(stream)), wakeup(ws.get_executor()), deadline(ws.get_executor()) {}
-  websocket::stream<beast::tcp_stream> ws;
-  asio::steady_timer wakeup;    // the write loop waits on it for work
-  asio::steady_timer deadline;  // bounds one write, or the closing handshake
+  websocket::stream<FrameGate> ws;  // messages are written by the write loop through the gate, in batches
+  asio::steady_timer wakeup;        // the write loop waits on it for work
+  asio::steady_timer deadline;      // bounds one write, or the closing handshake
   std::uint64_t deadline_armed = 0;
 
   // Drops the connection: every pending operation completes with an error.
@@ -210,9 +211,12 @@ class WsChannel final : public WebSocketChannel, public std::enable_shared_from_
 
  private:
   enum class State { open, closing, ended };
+  // A batch takes every queued message, up to these bounds (at least one message).
+  static constexpr std::size_t kBatchMessages = 256;
+  static constexpr std::size_t kBatchBytes = 512 * 1024;
   struct Step {
     enum { write, close, wait, done } kind = done;
-    std::shared_ptr<const std::string> message;
+    std::size_t bytes = 0;  // of the messages moved to batch_
     std::uint16_t code = 0;
     std::string reason;
   };
@@ -233,11 +237,15 @@ class WsChannel final : public WebSocketChannel, public std::enable_shared_from_
   const std::chrono::milliseconds write_timeout_;
   WsMetrics& metrics_;
   bool reading_ = false;  // the connection's thread only
+  // The batch being written, its frame headers and buffers: the write loop's, kept for their capacity.
+  std::vector<std::shared_ptr<const std::string>> batch_;
+  std::vector<FrameGate::FrameHeader> headers_;
+  std::vector<asio::const_buffer> buffers_;
 
   mutable std::mutex mutex_;
   State state_ = State::open;
   std::deque<std::shared_ptr<const std::string>> queue_;
-  std::size_t queued_ = 0;  // the queue's bytes and the message being written
+  std::size_t queued_ = 0;  // the queue's bytes and the batch being written
   std::atomic<std::size_t> queued_published_{0};
   bool writer_idle_ = false;  // the write loop waits for a wake-up
   bool close_sent_ = false;
@@ -335,8 +343,13 @@ WsChannel::Step WsChannel::next_step() {
   if (state_ == State::ended) return step;
   if (!queue_.empty()) {
     step.kind = Step::write;
-    step.message = std::move(queue_.front());
-    queue_.pop_front();
+    batch_.clear();
+    while (!queue_.empty() && batch_.size() < kBatchMessages &&
+           (batch_.empty() || step.bytes + queue_.front()->size() <= kBatchBytes)) {
+      step.bytes += queue_.front()->size();
+      batch_.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
   } else if (state_ == State::closing) {
     if (close_sent_) return step;
     close_sent_ = true;
@@ -386,21 +399,32 @@ awaitable<void> WsChannel::write_loop() {
       io->deadline.cancel();
       co_return;
     }
+    // Beast is closing on its own (the peer's close frame, a protocol error): no data frame may follow its
+    // close frame; the read side ends the session.
+    if (!io->ws.is_open()) co_return;
+    headers_.clear();
+    buffers_.clear();
+    for (const auto& m : batch_) headers_.push_back(FrameGate::text_frame_header(m->size()));
+    for (std::size_t i = 0; i < batch_.size(); ++i) {
+      buffers_.emplace_back(headers_[i].bytes.data(), headers_[i].size);
+      buffers_.emplace_back(batch_[i]->data(), batch_[i]->size());
+    }
     // A client that does not read for write_timeout is too slow, whatever the size of the queue.
     arm_deadline(*io, WsEnd::too_slow);
-    io->ws.text(true);
-    auto [ec, n] = co_await io->ws.async_write(asio::buffer(*step.message), kAwait);
+    auto [ec, n] = co_await io->ws.next_layer().async_write_frames(buffers_, kAwait);
     ++io->deadline_armed;
     io->deadline.cancel();
+    const auto written = batch_.size();
+    batch_.clear();
     {
       std::lock_guard lock(mutex_);
-      set_queued_locked(queued_ >= step.message->size() ? queued_ - step.message->size() : 0);
+      set_queued_locked(queued_ >= step.bytes ? queued_ - step.bytes : 0);
       if (ec) {
         end_locked(ws_end_of(ec));
         co_return;
       }
     }
-    metrics_.out->Increment();
+    metrics_.out->Increment(static_cast<double>(written));
   }
 }
 

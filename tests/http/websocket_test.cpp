@@ -46,7 +46,13 @@ bool eventually(Done done, std::chrono::milliseconds within = std::chrono::secon
   return true;
 }
 
-// Echoes every message; "count N" answers 0..N-1 as N messages; "close CODE" closes with CODE.
+// A message of `n` bytes, all one letter that depends on n.
+std::string sized(std::size_t n) {
+  return std::string(n, static_cast<char>('a' + n % 26));
+}
+
+// Echoes every message; "count N" answers 0..N-1 as N messages; "size N" a message of N letters;
+// "close CODE" closes with CODE.
 class EchoSession final : public http::WebSocketSession {
  public:
   boost::asio::awaitable<void> run(std::shared_ptr<WebSocketChannel> channel) override {
@@ -54,6 +60,8 @@ class EchoSession final : public http::WebSocketSession {
       if (message->starts_with("count ")) {
         const int n = std::stoi(message->substr(6));
         for (int i = 0; i < n; ++i) channel->send(text(std::to_string(i)));
+      } else if (message->starts_with("size ")) {
+        channel->send(text(sized(std::stoul(message->substr(5)))));
       } else if (message->starts_with("close ")) {
         channel->close(std::stoi(message->substr(6)), "asked to");
       } else {
@@ -203,6 +211,56 @@ TEST_F(WebSocketTest, ManyMessagesArriveInOrderBothWays) {
   for (int i = 0; i < kMessages; ++i) ASSERT_EQ(ws.read(), "m" + std::to_string(i));
   ASSERT_TRUE(ws.send("count 5000"));
   for (int i = 0; i < 5000; ++i) ASSERT_EQ(ws.read(), std::to_string(i));
+}
+
+// The server writes queued messages in batches of frames it frames itself: every length encoding of RFC 6455
+// (7 bits, 16 bits, 64 bits) and the boundaries between them come back whole, alone and several in one batch.
+TEST_F(WebSocketTest, MessagesOfEveryFrameLengthEncodingArriveWhole) {
+  WsClient ws(port(), "/test/ws/echo", admin());
+  ASSERT_TRUE(ws.accepted());
+  const std::vector<std::size_t> sizes = {0, 1, 125, 126, 127, 65535, 65536, 65537, 300000};
+  for (auto n : sizes) {
+    ASSERT_TRUE(ws.send("size " + std::to_string(n)));
+    ASSERT_EQ(ws.read(), sized(n));
+  }
+  for (auto n : sizes) ASSERT_TRUE(ws.send("size " + std::to_string(n)));
+  for (auto n : sizes) ASSERT_EQ(ws.read(), sized(n));
+}
+
+// Pings from the client while the server writes a flood of messages to a slow reader: Beast's pongs go
+// between two batches, never inside one, so every message arrives whole and in order, every pong comes back,
+// and the client's messages are still read during the flood.
+TEST_F(WebSocketTest, PingsDuringAFloodAreAnsweredWithoutCuttingAFrame) {
+  auto options = admin();
+  options.receive_buffer_bytes = 4096;  // the server's writes end partly written: the gate holds the pongs
+  WsClient ws(port(), "/test/ws/echo", options);
+  ASSERT_TRUE(ws.accepted());
+  constexpr int kMessages = 20000;
+  ASSERT_TRUE(ws.send("count " + std::to_string(kMessages)));
+  std::vector<std::string> pinged;
+  std::vector<std::string> echoes_sent;
+  std::vector<std::string> echoes;
+  // The next message that is not the echo of one of the client's messages.
+  auto next_counted = [&]() -> std::optional<std::string> {
+    for (;;) {
+      auto message = ws.read();
+      if (!message || !message->starts_with("echo ")) return message;
+      echoes.push_back(std::move(*message));
+    }
+  };
+  for (int i = 0; i < kMessages; ++i) {
+    if (i % 500 == 0) {
+      pinged.push_back("p" + std::to_string(i));
+      ASSERT_TRUE(ws.ping(pinged.back()));
+      echoes_sent.push_back("echo " + std::to_string(i));
+      ASSERT_TRUE(ws.send(echoes_sent.back()));
+    }
+    ASSERT_EQ(next_counted(), std::to_string(i));
+  }
+  ASSERT_TRUE(ws.send("end"));
+  ASSERT_EQ(next_counted(), "end");
+  EXPECT_EQ(echoes, echoes_sent);
+  EXPECT_EQ(ws.pongs(), pinged);
 }
 
 TEST_F(WebSocketTest, AMessageOverTheLimitClosesWith1009) {

@@ -33,6 +33,7 @@ struct WsClient::Impl {
   std::optional<int> code;
   std::string reason;
   std::size_t dropped = 0;
+  std::vector<std::string> pongs;
   // The read in progress: started by read(), finished by its handler, picked up by the next read().
   bool read_pending = false;
   bool read_done = false;
@@ -90,12 +91,13 @@ struct WsClient::Impl {
     return beast::buffers_to_string(buffer.data());
   }
 
-  bool write(const std::string& data, bool text) {
+  // Runs the write that `start` begins with the handler it is given, within the deadline.
+  template <class Start>
+  bool run_write(Start start) {
     if (closed || !accepted) return false;
-    ws.text(text);
     bool done = false;
     beast::error_code error;
-    ws.async_write(asio::buffer(data), [&](const beast::error_code& ec, std::size_t) {
+    start([&](const beast::error_code& ec, auto&&...) {
       error = ec;
       done = true;
     });
@@ -105,6 +107,11 @@ struct WsClient::Impl {
       return false;
     }
     return !error;
+  }
+
+  bool write(const std::string& data, bool text) {
+    ws.text(text);
+    return run_write([&](auto handler) { ws.async_write(asio::buffer(data), std::move(handler)); });
   }
 
   void drop() {
@@ -126,6 +133,9 @@ WsClient::WsClient(std::uint16_t port, const std::string& target, WsOptions opti
   socket.connect(tcp::endpoint(asio::ip::address_v4::loopback(), port), ec);
   if (ec) throw std::runtime_error("WebSocket client: cannot connect: " + ec.message());
   d.ws.read_message_max(d.options.read_message_max);
+  d.ws.control_callback([&d](websocket::frame_type kind, beast::string_view payload) {
+    if (kind == websocket::frame_type::pong) d.pongs.emplace_back(payload);
+  });
   d.ws.set_option(websocket::stream_base::decorator(
       [headers = d.options.headers, protocols = d.options.protocols](websocket::request_type& req) {
         for (const auto& [name, value] : headers) req.insert(name, value);
@@ -180,6 +190,17 @@ bool WsClient::send(const std::string& text) {
 
 bool WsClient::send_binary(const std::string& bytes) {
   return impl_->write(bytes, false);
+}
+
+bool WsClient::ping(const std::string& payload) {
+  auto& d = *impl_;
+  if (payload.size() > websocket::ping_data::static_capacity) return false;
+  const websocket::ping_data data(payload.data(), payload.size());
+  return d.run_write([&](auto handler) { d.ws.async_ping(data, std::move(handler)); });
+}
+
+const std::vector<std::string>& WsClient::pongs() const {
+  return impl_->pongs;
 }
 
 std::optional<std::string> WsClient::read() {

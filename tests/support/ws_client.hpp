@@ -47,6 +47,10 @@ class WsClient {
   // deadline passed. A text message is sent as given, valid UTF-8 or not.
   bool send(const std::string& text);
   bool send_binary(const std::string& bytes);
+  // Sends a ping with `payload`; false when the connection is closed or the deadline passed. The pongs
+  // that come back are read with the messages (by read() and wait_close()) and listed by pongs().
+  bool ping(const std::string& payload);
+  const std::vector<std::string>& pongs() const;
 
   // The next message; nullopt when none arrived within the deadline (the read stays pending) or the
   // connection closed (then closed() is true, and close_code() tells how).
