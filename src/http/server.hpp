@@ -18,11 +18,12 @@
 // returns. Text messages only; permessage-deflate is off. Limits: an incoming message of at most
 // max_ws_message_bytes (1009 beyond); text that is not UTF-8 is 1007, a binary message 1003; at most
 // max_ws_queue_bytes queued for sending (the channel closes with 1008 "client too slow" beyond); every
-// outgoing message and the closing handshake must be written within write_timeout, or the connection is
-// dropped; the opening handshake too. An idle connection is pinged (Beast's suggested server timeouts: a
+// write of outgoing messages and the closing handshake must be done within write_timeout, or the connection
+// is dropped; the opening handshake too. An idle connection is pinged (Beast's suggested server timeouts: a
 // ping after 150 s without anything received, dropped when nothing arrived for 300 s). One reader (the
-// session's read()) and one writer (the server's write loop, which sends the queue in order and then the
-// close frame) work on the connection's thread; other threads only queue messages and post a wake-up.
+// session's read()) and one writer (the server's write loop, which sends the queue in order, every queued
+// message in one gathered write of frames (frame_gate.hpp), and then the close frame) work on the
+// connection's thread; other threads only queue messages and post a wake-up.
 //
 // shutdown(): stops accepting, closes idle connections, lets every in-flight request finish and answer (with
 // Connection: close), closes every WebSocket with 1001 (going away) after the messages already queued, then
