@@ -7,6 +7,8 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <vector>
+
 namespace twinbridge::dtif {
 
 struct StreamHubState {
@@ -14,6 +16,12 @@ struct StreamHubState {
   std::uint64_t next_key = 1;
   std::unordered_map<std::uint64_t, std::weak_ptr<StreamSubscription>> subscribers;
   prometheus::Gauge* gauge = nullptr;
+  // The index of what each subscription may admit (StreamSubscription::set_subjects): the subscriptions
+  // restricted to subjects, by subject; those that take every twin's thing_created and thing_updated; those
+  // without a restriction. A change is routed to these only (the subscription still checks its types).
+  std::unordered_map<std::string, std::vector<std::uint64_t>> by_subject;
+  std::unordered_set<std::uint64_t> every_thing;
+  std::unordered_set<std::uint64_t> unrestricted;
 
   // With mutex held.
   void count() const {
@@ -28,6 +36,57 @@ struct StreamHubState {
       if (auto s = weak.lock()) out.push_back(std::move(s));
     }
     return out;
+  }
+
+  // With mutex held: moves subscription `key` in the index from (`from`, `from_every`) to (`to`, `to_every`)
+  // (null: no restriction by subject).
+  void reindex(std::uint64_t key, const std::unordered_set<std::string>* from, bool from_every,
+               const std::unordered_set<std::string>* to, bool to_every) {
+    if (from == nullptr) unrestricted.erase(key);
+    if (to == nullptr) unrestricted.insert(key);
+    if (from_every) every_thing.erase(key);
+    if (to_every) every_thing.insert(key);
+    if (from == to) return;
+    if (from != nullptr) {
+      for (const auto& subject : *from) {
+        if (to != nullptr && to->contains(subject)) continue;
+        auto it = by_subject.find(subject);
+        if (it == by_subject.end()) continue;
+        std::erase(it->second, key);
+        if (it->second.empty()) by_subject.erase(it);
+      }
+    }
+    if (to != nullptr) {
+      for (const auto& subject : *to) {
+        if (from != nullptr && from->contains(subject)) continue;
+        by_subject[subject].push_back(key);
+      }
+    }
+  }
+
+  // With mutex held: the changes each subscription may admit, by the index (in the order given; a change
+  // at most once per subscription).
+  std::unordered_map<std::uint64_t, std::vector<store::ChangePtr>> route(
+      std::span<const store::ChangePtr> changes) const {
+    std::unordered_map<std::uint64_t, std::vector<store::ChangePtr>> routed;
+    auto add = [&](std::uint64_t key, const store::ChangePtr& change) {
+      auto& list = routed[key];
+      if (list.empty() || list.back() != change) list.push_back(change);
+    };
+    for (const auto& c : changes) {
+      if (c->principal) {  // every stream learns of its owner's changes (and may end)
+        for (const auto& entry : subscribers) add(entry.first, c);
+        continue;
+      }
+      for (auto key : unrestricted) add(key, c);
+      if (c->type == store::ChangeType::thing_created || c->type == store::ChangeType::thing_updated) {
+        for (auto key : every_thing) add(key, c);
+      }
+      if (auto it = by_subject.find(c->subject); it != by_subject.end()) {
+        for (auto key : it->second) add(key, c);
+      }
+    }
+    return routed;
   }
 };
 
@@ -68,6 +127,8 @@ StreamSubscription::StreamSubscription(boost::asio::any_io_executor executor,
 StreamSubscription::~StreamSubscription() {
   if (auto state = hub_state_.lock()) {
     std::lock_guard lock(state->mutex);
+    state->reindex(key_, subjects_.get(), every_thing_, nullptr, false);
+    state->unrestricted.erase(key_);
     state->subscribers.erase(key_);
     state->count();
   }
@@ -212,7 +273,12 @@ void StreamSubscription::poke() {
 
 std::int64_t StreamSubscription::set_subjects(std::shared_ptr<const std::unordered_set<std::string>> subjects,
                                               bool every_thing) {
+  // The hub's lock first (its order): the index and the subscription change between two of its commits.
+  auto state = hub_state_.lock();
+  std::unique_lock<std::mutex> hub_lock;
+  if (state) hub_lock = std::unique_lock(state->mutex);
   std::lock_guard lock(mutex_);
+  if (state) state->reindex(key_, subjects_.get(), every_thing_, subjects.get(), every_thing);
   subjects_ = std::move(subjects);
   every_thing_ = every_thing;
   return cursor_;
@@ -238,40 +304,59 @@ void StreamSubscription::close(StreamEnd end) {
   wake();
 }
 
-void StreamSubscription::deliver(std::span<const store::ChangePtr> changes) {
+bool StreamSubscription::takes(store::ChangeType type) const {
+  return types_.empty() || types_.contains(type);
+}
+
+void StreamSubscription::deliver(std::int64_t first, std::int64_t last,
+                                 std::span<const store::ChangePtr> admitted) {
   bool queued = false;
   {
     std::lock_guard lock(mutex_);
-    if (cancelled_ || end_ || catching_up_) return;
-    for (const auto& c : changes) {
-      if (c->seq <= cursor_) continue;
-      if (c->seq != cursor_ + 1 || pending_.size() >= kMaxPending) {
-        // Missed one, or too far behind: read the feed from the cursor from now on.
-        catching_up_ = true;
-        queued = true;
-        break;
+    if (cancelled_ || end_ || catching_up_ || last <= cursor_) return;
+    std::size_t taken = 0;
+    for (const auto& c : admitted) taken += c->seq > cursor_ && takes(c->type) ? 1 : 0;
+    if (first > cursor_ + 1 || pending_.size() + taken > kMaxPending) {
+      // Missed one, or too far behind: read the feed from the cursor from now on.
+      catching_up_ = true;
+      queued = true;
+    } else {
+      for (const auto& c : admitted) {
+        if (c->seq > cursor_ && takes(c->type)) pending_.push_back(c);
       }
-      cursor_ = c->seq;
-      if (admits(*c)) {
-        pending_.push_back(c);
-        queued = true;
-      }
+      cursor_ = last;
+      queued = taken > 0;
     }
   }
   if (queued) wake();
 }
 
-void StreamSubscription::deliver_live(const store::ChangePtr& change) {
+void StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted) {
+  bool queued = false;
   {
     std::lock_guard lock(mutex_);
-    if (cancelled_ || end_ || pending_.size() >= kMaxPending || !admits(*change)) return;
-    pending_.push_back(change);
+    if (cancelled_ || end_) return;
+    for (const auto& c : admitted) {
+      if (pending_.size() >= kMaxPending) break;
+      if (!takes(c->type)) continue;
+      pending_.push_back(c);
+      queued = true;
+    }
   }
-  wake();
+  if (queued) wake();
 }
 
-void StreamHub::publish_live(const store::ChangePtr& change) {
-  for (auto& s : state_->live()) s->deliver_live(change);
+void StreamHub::publish_live(std::span<const store::ChangePtr> changes) {
+  std::vector<std::shared_ptr<StreamSubscription>> held;  // released after the lock (a last reference)
+  std::lock_guard lock(state_->mutex);
+  for (const auto& [key, admitted] : state_->route(changes)) {
+    auto it = state_->subscribers.find(key);
+    if (it == state_->subscribers.end()) continue;
+    if (auto s = it->second.lock()) {
+      s->deliver_live(admitted);
+      held.push_back(std::move(s));
+    }
+  }
 }
 
 StreamHub::StreamHub(store::ChangeFeed& feed, boost::asio::any_io_executor reader,
@@ -296,18 +381,39 @@ std::shared_ptr<StreamSubscription> StreamHub::subscribe(boost::asio::any_io_exe
   sub->hub_state_ = state_;
   sub->key_ = state_->next_key++;
   state_->subscribers.emplace(sub->key_, sub);
+  state_->unrestricted.insert(sub->key_);
   state_->count();
   return sub;
 }
 
 void StreamHub::apply(std::span<const store::ChangePtr> changes) {
-  auto live = state_->live();
-  for (auto& s : live) s->deliver(changes);
+  {
+    // Released after the lock: one may be the last reference of a subscription, which then leaves the hub.
+    std::vector<std::pair<std::uint64_t, std::shared_ptr<StreamSubscription>>> subs;
+    std::lock_guard lock(state_->mutex);
+    subs.reserve(state_->subscribers.size());
+    for (const auto& [key, weak] : state_->subscribers) {
+      if (auto s = weak.lock()) subs.emplace_back(key, std::move(s));
+    }
+    // Each run of consecutive sequence numbers is routed by the index and delivered to every subscription
+    // (those it admits nothing of move their cursor past it), under the hub's lock: set_subjects() falls
+    // between two commits.
+    for (std::size_t begin = 0; begin < changes.size();) {
+      auto end = begin + 1;
+      while (end < changes.size() && changes[end]->seq == changes[end - 1]->seq + 1) ++end;
+      const auto run = changes.subspan(begin, end - begin);
+      const auto routed = state_->route(run);
+      for (const auto& [key, s] : subs) {
+        const auto it = routed.find(key);
+        s->deliver(run.front()->seq, run.back()->seq,
+                   it == routed.end() ? std::span<const store::ChangePtr>{} : std::span(it->second));
+      }
+      begin = end;
+    }
+  }
   for (const auto& c : changes) {
     if (c->principal) close_streams(*c->principal);
   }
-  // `live` may hold the last reference of a subscription that ended meanwhile: it leaves the hub here,
-  // outside the lock.
 }
 
 void StreamHub::close_streams(const store::PrincipalChange& change) {

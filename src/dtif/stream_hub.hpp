@@ -6,7 +6,8 @@
 // when several nodes share a store, the same subscriptions will read the feed delivered over the event bus.
 //
 // Delivery: the hub is a consumer of the feed; each commit's changes are queued on the subscriptions that
-// admit them (one shared, immutable Change for all). A subscription that falls behind (more than
+// admit them (one shared, immutable Change for all), found by the hub's index of the subscriptions' subjects
+// (set_subjects), so that a change costs a lookup, not a test per subscription. A subscription that falls behind (more than
 // kMaxPending changes queued, or a change it missed) stops queueing and reads the feed itself from its
 // cursor (memory, then the store, on the `reader` executor), so that a slow client costs memory bounded by
 // its queue and never holds up the feed or other subscribers. A resume (Last-Event-ID) is such a read from
@@ -33,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -106,10 +108,13 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
 
  private:
   friend class StreamHub;
-  void deliver(std::span<const store::ChangePtr> changes);
-  void deliver_live(const store::ChangePtr& change);
-  // With mutex_ held.
+  // The hub's delivery of the changes first..last (one run of a commit): `admitted`, those of them the
+  // hub's index routes here, are queued if their type is taken; the cursor moves to `last`.
+  void deliver(std::int64_t first, std::int64_t last, std::span<const store::ChangePtr> admitted);
+  void deliver_live(std::span<const store::ChangePtr> admitted);
+  // With mutex_ held. What a subscription reading the feed itself admits (the index decides the rest).
   bool admits(const store::Change& change) const;
+  bool takes(store::ChangeType type) const;
   void wake();
 
   boost::asio::any_io_executor executor_;
@@ -149,9 +154,9 @@ class StreamHub final : public store::ChangeConsumer {
 
   void apply(std::span<const store::ChangePtr> changes) override;
 
-  // An ephemeral change (sequence number 0, never stored): queued at once on every subscription that admits
-  // it; a subscription more than kMaxPending behind misses it (a newer one follows).
-  void publish_live(const store::ChangePtr& change);
+  // Ephemeral changes (sequence number 0, never stored): queued at once on every subscription that admits
+  // them; a subscription more than kMaxPending behind misses them (newer ones follow).
+  void publish_live(std::span<const store::ChangePtr> changes);
 
   std::size_t subscriber_count() const;
   // Where subscriptions read the feed (and their consumers may do other blocking reads).

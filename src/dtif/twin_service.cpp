@@ -298,7 +298,6 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
 
   std::vector<store::StateWrite> writes;
   std::vector<std::size_t> written;  // the report of each write
-  std::vector<store::ChangePtr> live_changes;
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = reports[i];
     const auto prefix = report_pointer(i, count);
@@ -409,7 +408,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       if (ephemeral.contains("pose")) patch_out["pose"] = ephemeral.at("pose");
       data["patch"] = std::move(patch_out);
       c->data = boost::json::serialize(data);
-      live_changes.push_back(std::move(c));
+      // Out at once, before the rest of the batch is checked: a live value waits for nothing.
+      const store::ChangePtr live = std::move(c);
+      hub_.publish_live(std::span(&live, 1));
     }
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
     if (!has_durable && !ephemeral.empty()) {
@@ -437,7 +438,6 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     e.stored = true;
     (*results)[i] = state;
   }
-  for (const auto& c : live_changes) hub_.publish_live(c);
   if (writes.empty()) {
     locks.clear();
     return done(std::move(*results));

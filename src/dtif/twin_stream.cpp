@@ -97,26 +97,21 @@ json::object parse_data(const store::Change& c) {
   return std::move(v.as_object());
 }
 
-}  // namespace
-
-std::shared_ptr<const std::string> StreamFrames::whole(const store::ChangePtr& change,
-                                                       const std::function<std::string()>& render) {
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = frames_.find(change.get()); it != frames_.end()) {
-      if (auto held = it->second.change.lock(); held == change) return it->second.text;
-    }
+// frame_state_change() of everything, as text ("" when nothing is left). The twin plane writes a state
+// change's data with "id" first, so the message is its text with "id" replaced by the members before it:
+// nothing is parsed (nor a number's text changed). Other data goes through frame_state_change().
+std::string frame_whole_state_change(const store::Change& c) {
+  const auto id = json::serialize(json::string_view(c.subject));
+  const auto prefix = "{\"id\":" + id;
+  std::string_view data = c.data;
+  if (data.starts_with(prefix) && data.size() > prefix.size() + 1 && data[prefix.size()] == ',') {
+    return fmt::format(R"({{"type":"change","seq":{},"twin":{},{})", c.seq, id, data.substr(prefix.size() + 1));
   }
-  auto text = std::make_shared<const std::string>(render());
-  std::lock_guard lock(mutex_);
-  auto [it, inserted] = frames_.insert_or_assign(change.get(), Entry{change, text});
-  if (inserted) order_.push_back(change.get());
-  while (order_.size() > kKept) {
-    frames_.erase(order_.front());
-    order_.pop_front();
-  }
-  return text;
+  auto framed = frame_state_change(c, parse_data(c), nullptr);
+  return framed ? *framed : std::string();
 }
+
+}  // namespace
 
 struct TwinStream::Subscription {
   std::string id;
@@ -745,7 +740,7 @@ boost::asio::awaitable<void> TwinStream::on_change(const store::ChangePtr& chang
       for (auto& [id, sub] : subscriptions_) drop_twin(*sub, c.subject);
       update_hub_subjects();
       if (visible) {
-        push("thing_deleted", c.seq, services_.frames.whole(change, [&] {
+        push("thing_deleted", c.seq, c.stream_message.get([&] {
           return *text_of(json::object{{"type", "thing_deleted"}, {"seq", c.seq}, {"twin", c.subject}});
         }));
       }
@@ -772,10 +767,7 @@ boost::asio::awaitable<void> TwinStream::on_change(const store::ChangePtr& chang
   }
   std::shared_ptr<const std::string> text;
   if (!twin.access.readable) {
-    text = services_.frames.whole(change, [&] {
-      auto framed = frame_state_change(c, parse_data(c), nullptr);
-      return framed ? *framed : std::string();
-    });
+    text = c.stream_message.get([&] { return frame_whole_state_change(c); });
   } else {
     text = frame_state_change(c, parse_data(c), twin.access.readable);
   }
@@ -824,7 +816,7 @@ boost::asio::awaitable<void> TwinStream::follow_td(const store::ChangePtr& chang
   auto it = twins_.find(c.subject);
   if (c.type != store::ChangeType::thing_updated || it == twins_.end()) co_return;
   if (it->second.access.any) {
-    push("thing_updated", c.seq, services_.frames.whole(change, [&] {
+    push("thing_updated", c.seq, c.stream_message.get([&] {
       return *text_of(json::object{{"type", "thing_updated"}, {"seq", c.seq}, {"twin", c.subject}});
     }));
   }

@@ -106,32 +106,12 @@ struct TwinStreamLimits {
   query::QueryLimits query_limits;  // a filter's budget when subscribing
 };
 
-// Frames of changes shared by every stream that sends them whole: each change is framed once, by the first
-// stream that needs it, and kept while recent. Any thread.
-class StreamFrames {
- public:
-  static constexpr std::size_t kKept = 4096;  // the newest frames kept
-
-  std::shared_ptr<const std::string> whole(const store::ChangePtr& change,
-                                           const std::function<std::string()>& render);
-
- private:
-  struct Entry {
-    std::weak_ptr<const store::Change> change;  // the key's owner: a reused address is not a hit
-    std::shared_ptr<const std::string> text;
-  };
-  std::mutex mutex_;
-  std::unordered_map<const store::Change*, Entry> frames_;
-  std::deque<const store::Change*> order_;
-};
-
 // What the stream needs of the rest of the twin plane.
 struct TwinStreamServices {
   StreamHub& hub;
   store::ChangeFeed& feed;
   TwinService& twins;
   const TwinIndex& index;
-  StreamFrames& frames;
   Selections* selections = nullptr;  // null: selection subscriptions are refused (503)
   const core::Clock& clock;
   // The members of an error message for `error`: status, title, detail, pointer (the adapter's RFC 9457).
@@ -177,7 +157,7 @@ class TwinStream final : public std::enable_shared_from_this<TwinStream> {
   struct Subscription;
   struct Access {
     bool any = false;                                // the client may read something of the twin: it is sent
-    std::function<bool(std::string_view)> readable;  // null: every property (the shared frames)
+    std::function<bool(std::string_view)> readable;  // null: every property (the change's shared message)
   };
   struct Twin {
     std::size_t refs = 0;  // subscriptions it is a member of

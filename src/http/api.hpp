@@ -74,7 +74,6 @@ struct ApiServices {
   std::atomic<bool> shutting_down{false};
   DtiaServices dtia{};
   // Frames of changes shared by every stream of the server (/v1/stream).
-  dtif::StreamFrames frames{};
 };
 
 class Api {

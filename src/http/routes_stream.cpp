@@ -32,7 +32,7 @@ int close_code(std::string_view reason) {
 
 std::shared_ptr<dtif::TwinStream> open_stream(ApiServices& s, const Caller& caller,
                                               boost::asio::any_io_executor executor) {
-  dtif::TwinStreamServices services{s.streams,         s.feed,  s.twins,         s.twins.index(), s.frames,
+  dtif::TwinStreamServices services{s.streams,         s.feed,  s.twins,         s.twins.index(),
                                     s.dtia.selections, s.clock, &problem_summary};
   return std::make_shared<dtif::TwinStream>(std::move(services), caller, std::move(executor),
                                             s.settings.stream);

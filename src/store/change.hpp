@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -59,6 +60,26 @@ struct PrincipalChange {
   std::optional<core::ApiKeyId> revoked_key{};
 };
 
+// Text made from a change once, by the first consumer that needs it, and shared by every later one for as long
+// as the change lives: the live stream's message for it, the same for all its subscribers. Thread-safe; a
+// copy of the change starts without it.
+class DerivedText {
+ public:
+  DerivedText() = default;
+  DerivedText(const DerivedText&) {}
+  DerivedText& operator=(const DerivedText&) { return *this; }
+
+  template <class Make>
+  std::shared_ptr<const std::string> get(Make&& make) const {
+    std::call_once(once_, [&] { text_ = std::make_shared<const std::string>(std::forward<Make>(make)()); });
+    return text_;
+  }
+
+ private:
+  mutable std::once_flag once_;
+  mutable std::shared_ptr<const std::string> text_;
+};
+
 struct Change {
   std::int64_t seq = 0;  // the feed's sequence number: durable, gap-free, increasing in commit order
   core::Timestamp at{};  // commit time (the time of the write's audit entry)
@@ -73,6 +94,10 @@ struct Change {
   std::optional<core::StatusChange> status;                      // status_changed
   std::optional<PrincipalChange> principal;      // principal_updated, principal_deleted, key_revoked
   std::shared_ptr<const core::TwinState> state;  // state_changed: the new state
+
+  // The live stream's message for this change as every subscriber who may see all of it gets it
+  // (dtif::TwinStream), framed by the first.
+  DerivedText stream_message;
 };
 
 using ChangePtr = std::shared_ptr<const Change>;

@@ -18,6 +18,9 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
+#include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "core/ids.hpp"
@@ -267,6 +270,122 @@ TEST_F(StreamHubTest, AResumeFromBeforeTheKeptWindowYieldsAGapFirst) {
   EXPECT_EQ(items[0].gap_from, 3);
   EXPECT_EQ(items[0].gap_until, window->first);
   EXPECT_EQ(items[1].change->seq, window->first);
+}
+
+// Commits `changes` (type, subject) to the feed as one commit, numbered after its last change, as the store
+// would after its transaction; returns their sequence numbers.
+std::vector<std::int64_t> commit(store::ChangeFeed& feed,
+                                 const std::vector<std::pair<ChangeType, std::string>>& changes) {
+  std::vector<store::ChangePtr> made;
+  std::vector<std::int64_t> seqs;
+  auto seq = feed.last_seq();
+  for (const auto& [type, subject] : changes) {
+    auto c = std::make_shared<store::Change>();
+    c->seq = ++seq;
+    c->at = core::Timestamp(std::chrono::seconds(1'700'000'000));
+    c->type = type;
+    c->subject = subject;
+    c->data = "{}";
+    if (type == ChangeType::principal_updated) {
+      c->principal = store::PrincipalChange{core::PrincipalId(subject), principal_with(subject, {"admin"}),
+                                            false, std::nullopt};
+    }
+    seqs.push_back(c->seq);
+    made.push_back(std::move(c));
+  }
+  feed.committed(made);
+  return seqs;
+}
+
+std::shared_ptr<const std::unordered_set<std::string>> subjects(std::initializer_list<std::string> ids) {
+  return std::make_shared<const std::unordered_set<std::string>>(ids);
+}
+
+// What a list of items is, as "type subject" strings.
+std::vector<std::string> described(const std::vector<StreamItem>& items) {
+  std::vector<std::string> out;
+  for (const auto& item : items) {
+    out.push_back(item.change ? std::string(store::to_string(item.change->type)) + " " + item.change->subject
+                              : "not a change");
+  }
+  return out;
+}
+
+// The hub routes by the subscription's subjects: only their changes, besides every twin's thing_created and
+// thing_updated when asked, and principal changes; set_subjects answers the cursor from which the new set
+// decides; without subjects, everything.
+TEST_F(StreamHubTest, SubjectsDecideWhatIsDeliveredFromTheCursorSetSubjectsAnswers) {
+  auto sub = hub_->subscribe(io_.get_executor(), {}, std::nullopt, owner());
+  auto other = hub_->subscribe(io_.get_executor(), {ChangeType::state_changed, ChangeType::principal_updated},
+                               std::nullopt, owner());
+  // Both live (no longer reading the feed themselves): what follows is routed by the hub's index.
+  commit(*feed_, {{ChangeType::principal_updated, "start"}});
+  ASSERT_EQ(take(sub, 1).size(), 1u);
+  ASSERT_EQ(take(other, 1).size(), 1u);
+  EXPECT_EQ(sub->set_subjects(subjects({"a", "b"}), false), feed_->last_seq());
+  other->set_subjects(subjects({"b", "c"}), false);
+  commit(*feed_, {{ChangeType::state_changed, "a"},
+                  {ChangeType::state_changed, "c"},
+                  {ChangeType::thing_created, "c"},
+                  {ChangeType::thing_updated, "b"},
+                  {ChangeType::principal_updated, "q"}});
+  const auto before = feed_->last_seq();
+  EXPECT_EQ(sub->set_subjects(subjects({"c"}), true), before);
+  commit(*feed_, {{ChangeType::state_changed, "a"},
+                  {ChangeType::state_changed, "c"},
+                  {ChangeType::thing_created, "d"},
+                  {ChangeType::state_changed, "d"},
+                  {ChangeType::thing_deleted, "d"}});
+  sub->set_subjects(nullptr, false);
+  commit(*feed_, {{ChangeType::state_changed, "e"}});
+  EXPECT_EQ(described(take(sub, 6)),
+            (std::vector<std::string>{"state_changed a", "thing_updated b", "principal_updated q",
+                                      "state_changed c", "thing_created d", "state_changed e"}));
+  EXPECT_EQ(described(take(other, 3)),
+            (std::vector<std::string>{"state_changed c", "principal_updated q", "state_changed c"}));
+}
+
+// While one thread commits changes of twins a and b and another switches a subscription between {a} and
+// {b}, every change is decided by the set in force at its sequence number (the set whose set_subjects
+// answered the last cursor before it): none is missed, none comes that the set did not admit.
+TEST_F(StreamHubTest, SubjectsChangedDuringCommitsDecideExactlyFromTheirCursor) {
+  auto sub = hub_->subscribe(io_.get_executor(), {}, std::nullopt, owner());
+  commit(*feed_, {{ChangeType::principal_updated, "start"}});
+  ASSERT_EQ(take(sub, 1).size(), 1u);  // live from here on: routed by the hub's index
+  std::vector<std::pair<std::int64_t, std::string>> sets{{sub->set_subjects(subjects({"a"}), false), "a"}};
+  constexpr int kCommits = 400;
+  std::atomic<bool> committing{true};
+  std::thread switcher([&] {
+    for (int i = 0; committing.load(); ++i) {
+      const std::string id = i % 2 == 0 ? "b" : "a";
+      sets.emplace_back(sub->set_subjects(subjects({id}), false), id);
+    }
+  });
+  std::vector<std::pair<std::int64_t, std::string>> committed;
+  for (int i = 0; i < kCommits; ++i) {
+    const std::string first = i % 2 == 0 ? "a" : "b";
+    const std::string second = i % 2 == 0 ? "b" : "a";
+    const auto seqs = commit(*feed_, {{ChangeType::state_changed, first}, {ChangeType::state_changed, second}});
+    committed.emplace_back(seqs[0], first);
+    committed.emplace_back(seqs[1], second);
+  }
+  committing = false;
+  switcher.join();
+  commit(*feed_, {{ChangeType::principal_updated, "end"}});
+  std::vector<std::string> expected;
+  for (const auto& [seq, subject] : committed) {
+    const auto in_force = std::prev(std::upper_bound(
+        sets.begin(), sets.end(), seq - 1, [](std::int64_t s, const auto& set) { return s < set.first; }));
+    if (in_force->second == subject) expected.push_back("state_changed " + subject + " " + std::to_string(seq));
+  }
+  expected.push_back("principal_updated end");
+  std::vector<std::string> got;
+  for (const auto& item : take(sub, expected.size())) {
+    got.push_back(std::string(store::to_string(item.change->type)) + " " + item.change->subject +
+                  (item.change->type == ChangeType::state_changed ? " " + std::to_string(item.change->seq) : ""));
+  }
+  EXPECT_EQ(got, expected);
+  EXPECT_GT(sets.size(), 2u);
 }
 
 TEST_F(StreamHubTest, ConcurrentCommitsReachEverySubscriberInSequenceOrder) {
