@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <utility>
 #include <vector>
 
 namespace twinbridge::dtif {
@@ -242,7 +243,16 @@ boost::asio::awaitable<std::optional<StreamItem>> StreamSubscription::next() {
     } else {
       wakeup_.expires_after(heartbeat_);
     }
+    {
+      std::lock_guard lock(mutex_);
+      if (!pending_.empty() || catching_up_ || gap_ || cancelled_ || end_ || poked_) continue;
+      waiting_ = true;
+    }
     auto [ec] = co_await wakeup_.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    {
+      std::lock_guard lock(mutex_);
+      waiting_ = false;
+    }
     if (!ec && !expiry_first) {
       StreamItem beat;
       beat.kind = StreamItem::Kind::heartbeat;
@@ -327,6 +337,7 @@ void StreamSubscription::deliver(std::int64_t first, std::int64_t last,
       cursor_ = last;
       queued = taken > 0;
     }
+    queued = queued && std::exchange(waiting_, false);  // else next() finds them before it waits
   }
   if (queued) wake();
 }
@@ -342,6 +353,7 @@ void StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted
       pending_.push_back(c);
       queued = true;
     }
+    queued = queued && std::exchange(waiting_, false);
   }
   if (queued) wake();
 }

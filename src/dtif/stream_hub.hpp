@@ -132,6 +132,7 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   std::optional<StreamItem> gap_;  // a gap found by the last read, yielded before what followed it
   bool cancelled_ = false;
   bool poked_ = false;
+  bool waiting_ = false;  // next() waits on wakeup_: a delivery must wake it (else it finds the change itself)
   std::shared_ptr<const std::unordered_set<std::string>> subjects_;
   bool every_thing_ = false;
   std::optional<StreamEnd> end_;
