@@ -5,7 +5,6 @@
 #include <boost/json/parse.hpp>
 
 #include <chrono>
-#include <future>
 
 #include "connect/mqtt_forms.hpp"
 
@@ -77,6 +76,25 @@ void MqttSync::stop() {
   }
   queue_cv_.notify_all();
   if (worker_.joinable()) worker_.join();
+  std::unique_lock lock(flight_mutex_);
+  flight_cv_.wait(lock, [&] { return in_flight_ == 0; });
+}
+
+void MqttSync::settle(const core::Result<std::vector<ReportResult>>& results) {
+  if (results) {
+    for (const auto& r : *results) {
+      if (r) {
+        ++counters_.applied;
+      } else {
+        ++counters_.rejected;
+        note(fmt::format("a change was refused: {}", r.error().detail));
+      }
+    }
+  }
+  // Notified under the lock: stop() cannot return (and destroy this) before it is released.
+  std::lock_guard lock(flight_mutex_);
+  --in_flight_;
+  flight_cv_.notify_all();
 }
 
 void MqttSync::note(std::string_view what) {
@@ -291,22 +309,14 @@ void MqttSync::ingest(std::vector<Item>& items) {
       return;
     }
     actor->request_id = fmt::format("mqtt-{}", ++serial);
-    std::promise<std::vector<ReportResult>> promise;
-    auto future = promise.get_future();
-    twins_.report(*actor, std::move(reports), std::nullopt,
-                  [&promise](core::Result<std::vector<ReportResult>> r) {
-                    std::vector<ReportResult> out;
-                    if (r) out.swap(*r);
-                    promise.set_value(std::move(out));
-                  });
-    for (const auto& r : future.get()) {
-      if (r) {
-        ++counters_.applied;
-      } else {
-        ++counters_.rejected;
-        note(fmt::format("a change was refused: {}", r.error().detail));
-      }
+    // At most kMaxInFlight reports wait for their commit: the next batch is checked while one commits.
+    {
+      std::unique_lock lock(flight_mutex_);
+      flight_cv_.wait(lock, [&] { return in_flight_ < kMaxInFlight; });
+      ++in_flight_;
     }
+    twins_.report(*actor, std::move(reports), std::nullopt,
+                  [this](core::Result<std::vector<ReportResult>> r) { settle(r); });
     reports.clear();
   };
   auto add = [&](const core::PrincipalId& who, StateReport report) {

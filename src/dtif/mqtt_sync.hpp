@@ -20,8 +20,10 @@
 //
 // Threads: messages arrive on the MQTT client's loop thread and are queued (at most max_queue; beyond, they
 // are dropped and counted); one worker thread, "mqtt ingest", takes them in arrival order and hands them to
-// TwinService in batches (one store write per batch), so one twin's changes are applied in the order they
-// arrived and the loop thread never waits for the store. Messages that cannot be applied (not JSON, an
+// TwinService in batches (one store write per batch; the next batch is checked while the previous one
+// commits, at most two waiting for their commit), so one twin's changes are applied in the order they
+// arrived (TwinService orders them before the store writes them, in that order) and the loop thread never
+// waits for the store. A message counts as applied once its batch is committed. Messages that cannot be applied (not JSON, an
 // unknown twin, a value the TD refuses) are counted by outcome and logged (at most one line a second).
 //
 // Limits: libmosquitto acknowledges a QoS 1 message when it arrives, before twinbridge commits it, so a
@@ -112,6 +114,8 @@ class MqttSync final : public store::ChangeConsumer {
   void add_target(const std::string& filter, Target target);
   void remove_target(const std::string& filter, const Target& target);
   void note(std::string_view what);  // a rate-limited log line
+  // The outcome of one batch handed to TwinService (on the thread that completes its write).
+  void settle(const core::Result<std::vector<ReportResult>>& results);
 
   MqttSyncSettings settings_;
   connect::MqttBroker broker_;
@@ -131,6 +135,11 @@ class MqttSync final : public store::ChangeConsumer {
   bool stopping_ = false;
   std::thread worker_;
   std::atomic<std::int64_t> last_note_{0};
+  // Reports handed to TwinService whose store write has not completed.
+  static constexpr std::size_t kMaxInFlight = 2;
+  std::mutex flight_mutex_;
+  std::condition_variable flight_cv_;
+  std::size_t in_flight_ = 0;
 };
 
 }  // namespace twinbridge::dtif
