@@ -432,7 +432,8 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
                              {"channel", state->channel}};
     if (state->source_time) data["sourceTime"] = core::format_rfc3339(*state->source_time);
     if (state->source_seq) data["sourceSeq"] = *state->source_seq;
-    writes.push_back({state, e.stored ? e.state->version : 0, boost::json::serialize(data)});
+    writes.push_back({state, e.stored ? e.state->version : 0, boost::json::serialize(data),
+                      boost::json::serialize(core::to_json(*state))});
     written.push_back(i);
     e.state = state;
     e.stored = true;

@@ -2003,7 +2003,8 @@ void SqliteStore::write_states(std::vector<StateWrite> writes,
               "INSERT INTO twin_state(twin_id, version, document) VALUES (?1, ?2, ?3) "
               "ON CONFLICT(twin_id) DO UPDATE SET version = excluded.version, document = excluded.document");
           if (!put) return std::unexpected(put.error());
-          const auto document = json_text(core::to_json(state));
+          std::string made;
+          const auto& document = w.document.empty() ? (made = json_text(core::to_json(state))) : w.document;
           put->bind(1, state.id).bind(2, state.version).bind(3, document);
           if (auto ok = put->run(); !ok) return std::unexpected(ok.error());
           Change c;

@@ -173,6 +173,9 @@ struct StateWrite {
   std::shared_ptr<const core::TwinState> state;  // the new state
   std::int64_t expected_version = 0;             // the stored state's version; 0 when none is stored yet
   std::string data;                              // the change as streams carry it (ChangeType::state_changed)
+  // The state as stored, core::to_json(*state) as text, made by the caller off the store's writer thread;
+  // empty: the store makes it.
+  std::string document;
 };
 
 // The access control policy of a twin (core/policy.hpp), as stored.

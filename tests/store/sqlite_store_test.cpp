@@ -1779,7 +1779,7 @@ TEST_F(SqliteStoreTest, ATwinRegisteredAgainAfterItsExpiryStartsWithoutTheOldSta
   state->ingested = kT0;
   state->channel = "http";
   auto written = wait_for<std::vector<Result<void>>>([&](Completion<std::vector<Result<void>>> done) {
-    store_->write_states({StateWrite{state, 0, "{}"}}, std::move(done));
+    store_->write_states({StateWrite{state, 0, "{}", ""}}, std::move(done));
   });
   ASSERT_TRUE(written && (*written)[0]);
   ASSERT_TRUE(wait_for<PolicyRecord>([&](Completion<PolicyRecord> done) {
