@@ -7,8 +7,10 @@
 # exec to /readyz answering 200 and to the first GET /v1/twins/{id}/state answering 200 (with the pushed value), the
 # server's log lines against that clock, its RSS once ready and, unless --no-read-states, after every twin's state
 # has been read again (GET /v1/twin-states, 500 ids a request: states are loaded into memory on first use).
+# --save-data DIR copies the data directory, as the kill left it, to DIR (for restarts measured alone, e.g. under a
+# profiler: `twinbridge serve --data DIR/data ...`).
 # Usage: bench/restart.sh [--twins 1000000] [--twins-per-system 1000] [--description-bytes 500]
-#                         [--no-read-states] [--binary PATH]
+#                         [--no-read-states] [--save-data DIR] [--binary PATH]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,7 @@ twins=1000000
 per_system=1000
 description=500
 read_states=true
+save_data=
 binary=build/release/twinbridge
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,6 +26,7 @@ while [ $# -gt 0 ]; do
     --twins-per-system) per_system=$2; shift 2 ;;
     --description-bytes) description=$2; shift 2 ;;
     --no-read-states) read_states=false; shift ;;
+    --save-data) save_data=$2; shift 2 ;;
     --binary) binary=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -104,6 +108,10 @@ db_sizes=$(for f in "$work"/data/twinbridge.db*; do
 # kill -9, then the same binary on the same data directory.
 kill -9 "$tb_pid"
 wait "$tb_pid" 2>/dev/null || true
+if [ -n "$save_data" ]; then
+  mkdir -p "$save_data"
+  cp -r "$work/data" "$save_data/"
+fi
 tb_port=$(free_port)
 base=http://127.0.0.1:$tb_port
 last=$(printf 'urn:dev:bench:%07d' $((twins - 1)))

@@ -88,12 +88,14 @@ void TwinView::prefetch_inner() const {
 }
 
 std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
-  boost::json::value wrapped(boost::json::array{boost::json::value(to_json(twin))});
+  boost::json::array outer;
+  outer.emplace_back(to_json(twin));
+  const boost::json::value wrapped(std::move(outer));
   // Measure: copy into a scratch buffer, growing it until the copy fits.
   std::size_t scratch_size = 16 * 1024;
   std::size_t needed = 0;
   for (;;) {
-    auto scratch = std::make_unique<unsigned char[]>(scratch_size);
+    auto scratch = std::make_unique_for_overwrite<unsigned char[]>(scratch_size);
     BumpResource counter(scratch.get(), scratch_size, false);
     try {
       boost::json::value measured(wrapped, boost::json::storage_ptr(&counter));

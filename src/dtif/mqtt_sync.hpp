@@ -23,8 +23,9 @@
 // TwinService in batches (one store write per batch; the next batch is checked while the previous one
 // commits, at most two waiting for their commit), so one twin's changes are applied in the order they
 // arrived (TwinService orders them before the store writes them, in that order) and the loop thread never
-// waits for the store. A message counts as applied once its batch is committed. Messages that cannot be applied (not JSON, an
-// unknown twin, a value the TD refuses) are counted by outcome and logged (at most one line a second).
+// waits for the store. A message counts as applied once its batch is committed. Messages that cannot be
+// applied (not JSON, an unknown twin, a value the TD refuses) are counted by outcome and logged (at most one
+// line a second).
 //
 // Limits: libmosquitto acknowledges a QoS 1 message when it arrives, before twinbridge commits it, so a
 // crash between the two loses that message (MQTT 5 has no application acknowledgement in libmosquitto).

@@ -7,12 +7,13 @@
 //
 // Delivery: the hub is a consumer of the feed; each commit's changes are queued on the subscriptions that
 // admit them (one shared, immutable Change for all), found by the hub's index of the subscriptions' subjects
-// (set_subjects), so that a change costs a lookup, not a test per subscription. A subscription that falls behind (more than
-// kMaxPending changes queued, or a change it missed) stops queueing and reads the feed itself from its
-// cursor (memory, then the store, on the `reader` executor), so that a slow client costs memory bounded by
-// its queue and never holds up the feed or other subscribers. A resume (Last-Event-ID) is such a read from
-// the given sequence number: it survives restarts while the store keeps the changes, and when it does not,
-// the subscription yields a gap (which changes were missed) before going on, never skipping silently.
+// (set_subjects), so that a change costs a lookup, not a test per subscription. A subscription that falls
+// behind (more than kMaxPending changes queued, or a change it missed) stops queueing and reads the feed
+// itself from its cursor (memory, then the store, on the `reader` executor), so that a slow client costs
+// memory bounded by its queue and never holds up the feed or other subscribers. A resume (Last-Event-ID) is
+// such a read from the given sequence number: it survives restarts while the store keeps the changes, and
+// when it does not, the subscription yields a gap (which changes were missed) before going on, never skipping
+// silently.
 //
 // A subscription belongs to the credential that opened it (StreamOwner): it ends, after a last `closed`
 // item saying why, when that credential expires (its own timer), when the feed says its API key was
@@ -132,7 +133,8 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   std::optional<StreamItem> gap_;  // a gap found by the last read, yielded before what followed it
   bool cancelled_ = false;
   bool poked_ = false;
-  bool waiting_ = false;  // next() waits on wakeup_: a delivery must wake it (else it finds the change itself)
+  bool waiting_ =
+      false;  // next() waits on wakeup_: a delivery must wake it (else it finds the change itself)
   std::shared_ptr<const std::unordered_set<std::string>> subjects_;
   bool every_thing_ = false;
   std::optional<StreamEnd> end_;

@@ -105,7 +105,8 @@ std::string frame_whole_state_change(const store::Change& c) {
   const auto prefix = "{\"id\":" + id;
   std::string_view data = c.data;
   if (data.starts_with(prefix) && data.size() > prefix.size() + 1 && data[prefix.size()] == ',') {
-    return fmt::format(R"({{"type":"change","seq":{},"twin":{},{})", c.seq, id, data.substr(prefix.size() + 1));
+    return fmt::format(R"({{"type":"change","seq":{},"twin":{},{})", c.seq, id,
+                       data.substr(prefix.size() + 1));
   }
   auto framed = frame_state_change(c, parse_data(c), nullptr);
   return framed ? *framed : std::string();

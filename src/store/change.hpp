@@ -60,9 +60,9 @@ struct PrincipalChange {
   std::optional<core::ApiKeyId> revoked_key{};
 };
 
-// Text made from a change once, by the first consumer that needs it, and shared by every later one for as long
-// as the change lives: the live stream's message for it, the same for all its subscribers. Thread-safe; a
-// copy of the change starts without it.
+// Text made from a change once, by the first consumer that needs it, and shared by every later one for as
+// long as the change lives: the live stream's message for it, the same for all its subscribers. Thread-safe;
+// a copy of the change starts without it.
 class DerivedText {
  public:
   DerivedText() = default;

@@ -14,13 +14,13 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <thread>
 #include <unordered_set>
-#include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "core/ids.hpp"
@@ -365,7 +365,8 @@ TEST_F(StreamHubTest, SubjectsChangedDuringCommitsDecideExactlyFromTheirCursor) 
   for (int i = 0; i < kCommits; ++i) {
     const std::string first = i % 2 == 0 ? "a" : "b";
     const std::string second = i % 2 == 0 ? "b" : "a";
-    const auto seqs = commit(*feed_, {{ChangeType::state_changed, first}, {ChangeType::state_changed, second}});
+    const auto seqs =
+        commit(*feed_, {{ChangeType::state_changed, first}, {ChangeType::state_changed, second}});
     committed.emplace_back(seqs[0], first);
     committed.emplace_back(seqs[1], second);
   }
@@ -376,13 +377,15 @@ TEST_F(StreamHubTest, SubjectsChangedDuringCommitsDecideExactlyFromTheirCursor) 
   for (const auto& [seq, subject] : committed) {
     const auto in_force = std::prev(std::upper_bound(
         sets.begin(), sets.end(), seq - 1, [](std::int64_t s, const auto& set) { return s < set.first; }));
-    if (in_force->second == subject) expected.push_back("state_changed " + subject + " " + std::to_string(seq));
+    if (in_force->second == subject)
+      expected.push_back("state_changed " + subject + " " + std::to_string(seq));
   }
   expected.push_back("principal_updated end");
   std::vector<std::string> got;
   for (const auto& item : take(sub, expected.size())) {
-    got.push_back(std::string(store::to_string(item.change->type)) + " " + item.change->subject +
-                  (item.change->type == ChangeType::state_changed ? " " + std::to_string(item.change->seq) : ""));
+    got.push_back(
+        std::string(store::to_string(item.change->type)) + " " + item.change->subject +
+        (item.change->type == ChangeType::state_changed ? " " + std::to_string(item.change->seq) : ""));
   }
   EXPECT_EQ(got, expected);
   EXPECT_GT(sets.size(), 2u);

@@ -242,5 +242,25 @@ TEST(TwinViewTest, ServesTheTdAsToJsonDoesInOneAllocation) {
   view->prefetch_inner();
 }
 
+// Views of TDs of every size, larger than the scratch memory that measures them too (it grows), with a ttl
+// and an expiry: each is the TD as served, in an arena not much larger than a copy of it needs.
+TEST(TwinViewTest, ViewsOfEverySizeServeTheTdInAnArenaOfItsSize) {
+  for (std::size_t size : {10u, 100'000u, 50u, 300'000u, 0u}) {
+    auto t = twin("urn:v:" + std::to_string(size), "sys", "Sized");
+    t.document["description"] = std::string(size, 'd');
+    t.document["registration"] = "replaced by the registration";
+    t.version = 2;
+    t.created = kT0;
+    t.modified = kT0 + 5s;
+    t.ttl_seconds = 60;
+    t.expires = kT0 + 65s;
+    const auto view = core::TwinView::make(t);
+    EXPECT_EQ(view->json(), boost::json::value(core::to_json(t))) << size;
+    EXPECT_EQ(view->json().at("registration").at("ttl"), 60);
+    EXPECT_GT(view->bytes(), size);
+    EXPECT_LT(view->bytes(), size + 8u * 1024u);
+  }
+}
+
 }  // namespace
 }  // namespace twinbridge::dtif
