@@ -174,7 +174,7 @@ int run_serve(ConfigLoader& loader) {
   // command path of twins (dtif/twin_service.hpp).
   boost::asio::thread_pool feed_reader(1);
   dtif::StreamHub streams(feed, feed_reader.get_executor());
-  dtif::TwinService twins(*store, twin_index, streams, *monitor, clock);
+  dtif::TwinService twins(*store, twin_index, streams, *monitor, clock, config.outbound);
   feed.add_consumer(twins);
   feed.add_consumer(streams);
   // DTIA: selections of twins and their acquisition from the DT systems, on the acquisition's own thread

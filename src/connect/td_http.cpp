@@ -828,6 +828,56 @@ std::vector<std::string> UriTemplate::variables() const {
   return names;
 }
 
+std::vector<core::FieldError> refused_form_urls(const json::object& td, const OutboundGuard& guard,
+                                                std::string_view pointer) {
+  std::vector<core::FieldError> refused;
+  const auto base = boost::urls::parse_uri(string_member(td, "base").value_or(""));
+  auto check_forms = [&](const json::value* forms, const std::string& at) {
+    if (forms == nullptr || !forms->is_array()) return;
+    for (std::size_t i = 0; i < forms->get_array().size(); ++i) {
+      const auto* form = forms->get_array()[i].if_object();
+      const auto* href = form != nullptr ? form->if_contains("href") : nullptr;
+      if (href == nullptr || !href->is_string()) continue;
+      const std::string_view text = href->get_string();
+      // A template expression before the path may write the host: only the call can tell where it goes.
+      const auto authority_start = text.find("://");
+      if (authority_start != std::string_view::npos) {
+        const auto authority = text.substr(
+            authority_start + 3, text.find_first_of("/?#", authority_start + 3) - (authority_start + 3));
+        if (authority.find('{') != std::string_view::npos) continue;
+      }
+      auto parsed = UriTemplate::parse(text);
+      auto expanded =
+          parsed ? parsed->expand({}) : core::Result<std::string>(std::unexpected(parsed.error()));
+      if (!expanded) continue;
+      auto reference = boost::urls::parse_uri_reference(*expanded);
+      if (!reference) continue;
+      boost::urls::url url;
+      if (reference->has_scheme()) {
+        url = *reference;
+      } else if (!base || !boost::urls::resolve(*base, *reference, url)) {
+        continue;
+      }
+      if (url.scheme_id() != boost::urls::scheme::http && url.scheme_id() != boost::urls::scheme::https)
+        continue;
+      if (auto ok = guard.check_url(url.buffer()); !ok) {
+        refused.push_back({fmt::format("{}/forms/{}/href", at, i), ok.error().detail});
+      }
+    }
+  };
+  check_forms(td.if_contains("forms"), std::string(pointer));
+  for (const auto* kind : {"properties", "actions", "events"}) {
+    const auto* affordances = td.if_contains(kind);
+    if (affordances == nullptr || !affordances->is_object()) continue;
+    for (const auto& [name, affordance] : affordances->get_object()) {
+      if (!affordance.is_object()) continue;
+      const auto at = core::pointer_append(core::pointer_append(pointer, kind), name);
+      check_forms(affordance.get_object().if_contains("forms"), at);
+    }
+  }
+  return refused;
+}
+
 core::Result<TdForm> select_form(const json::object& td, TdOperation op, std::string_view affordance) {
   auto target = find_target(td, op, affordance);
   if (!target) return std::unexpected(target.error());

@@ -132,6 +132,14 @@ struct TdForm {
 // JSON. Errors: not_found, bad_request, validation_failed as above.
 core::Result<TdForm> select_form(const boost::json::object& td, TdOperation op, std::string_view affordance);
 
+// The http and https URLs a TD's forms name, checked by `guard` when the TD is registered (each call checks
+// again, on the resolved address): every form's href (the Thing's, its properties', actions' and events'),
+// expanded without variables and resolved against the TD's base. Returns the refused ones as field errors at
+// the href's pointer under `pointer`. An href whose template writes the host, that does not make a URI or
+// that has no base to resolve against is left to the call, which refuses it then.
+std::vector<core::FieldError> refused_form_urls(const boost::json::object& td, const OutboundGuard& guard,
+                                                std::string_view pointer);
+
 struct TdHttpSettings {
   std::chrono::milliseconds timeout{5'000};  // the whole call
   std::size_t max_response_body = 1024 * 1024;

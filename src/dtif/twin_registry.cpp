@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "connect/td_http.hpp"
 #include "core/access.hpp"
 #include "core/json_reader.hpp"
 #include "core/thing_description.hpp"
@@ -87,6 +88,9 @@ core::Result<core::TwinRecord> TwinRegistry::from_document(const boost::json::va
   t.title = td->title;
   t.document = core::to_json(*td);
   t.document["id"] = t.id;
+  if (auto refused = connect::refused_form_urls(t.document, outbound_, pointer); !refused.empty()) {
+    return std::unexpected(core::validation_result(std::move(refused)).error());
+  }
   return t;
 }
 

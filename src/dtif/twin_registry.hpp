@@ -10,8 +10,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "connect/outbound_guard.hpp"
 #include "core/principal.hpp"
 #include "core/twin.hpp"
 #include "dtif/twin_index.hpp"
@@ -38,11 +40,14 @@ struct TwinDiscoveryQuery {
 
 class TwinRegistry {
  public:
-  TwinRegistry(store::Store& store, const TwinIndex& index, const core::Clock& clock)
-      : store_(store), index_(index), clock_(clock) {}
+  // `outbound` checks the URLs of the TDs' forms (connect::refused_form_urls).
+  TwinRegistry(store::Store& store, const TwinIndex& index, const core::Clock& clock,
+               connect::OutboundGuard outbound)
+      : store_(store), index_(index), clock_(clock), outbound_(std::move(outbound)) {}
 
   // A twin from a TD document at `pointer` of the request. On replace, `current` is the stored twin: the TD
-  // id may be omitted (it stays) but not changed. Errors: validation_failed with every violation's pointer.
+  // id may be omitted (it stays) but not changed. Errors: validation_failed with every violation's pointer
+  // (a form URL the outbound guard refuses among them).
   core::Result<core::TwinRecord> from_document(const boost::json::value& td, std::string_view pointer,
                                                const core::TwinRecord* current, const std::string& system_id,
                                                const core::PrincipalId& owner) const;
@@ -74,6 +79,7 @@ class TwinRegistry {
   store::Store& store_;
   const TwinIndex& index_;
   const core::Clock& clock_;
+  connect::OutboundGuard outbound_;
 };
 
 // Longest registration lifetime a TD may ask for (one year).

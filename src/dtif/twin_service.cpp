@@ -160,13 +160,14 @@ boost::json::object to_json(const StateView& view, const std::function<bool(std:
 }
 
 TwinService::TwinService(store::Store& store, const TwinIndex& index, StreamHub& hub,
-                         const registry::SystemMonitor& monitor, const core::Clock& clock)
+                         const registry::SystemMonitor& monitor, const core::Clock& clock,
+                         connect::OutboundGuard outbound)
     : store_(store),
       index_(index),
       hub_(hub),
       monitor_(monitor),
       clock_(clock),
-      registry_(store, index, clock) {}
+      registry_(store, index, clock, std::move(outbound)) {}
 
 void TwinService::create(const core::Actor& actor, const core::SystemRecord* system,
                          const boost::json::value& td, boost::json::object detail,

@@ -113,8 +113,10 @@ core::Actor internal_actor(core::Channel channel, std::string_view system_id, st
 
 class TwinService final : public store::ChangeConsumer {
  public:
+  // `outbound` (the operator's outbound.allow) checks the URLs of the TDs' forms when they are registered.
   TwinService(store::Store& store, const TwinIndex& index, StreamHub& hub,
-              const registry::SystemMonitor& monitor, const core::Clock& clock);
+              const registry::SystemMonitor& monitor, const core::Clock& clock,
+              connect::OutboundGuard outbound);
 
   const TwinRegistry& registry() const { return registry_; }
   const TwinIndex& index() const { return index_; }

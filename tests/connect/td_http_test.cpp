@@ -147,6 +147,38 @@ TEST(UriTemplate, RefusesWhatItDoesNotSupport) {
   EXPECT_EQ(out.error().code, Errc::bad_request);
 }
 
+// The URLs of a TD's forms as the outbound guard sees them at registration: resolved against the base, only
+// http and https, templated hosts left to the call; the refused ones at their href's pointer.
+TEST(TdHttp, RefusedFormUrlsAreTheInwardHttpOnesAtTheirPointer) {
+  const auto td = json::parse(R"({
+      "base": "http://10.1.2.3:8080/plant/",
+      "forms": [{"href": "all"}, {"href": "https://plant.example/all"}],
+      "properties": {
+        "level": {"forms": [{"href": "mqtt://127.0.0.1/level"}, {"href": "coap://[::1]/level"},
+                            {"href": "https://93.184.216.34/level{?unit}"}]},
+        "mode": {"forms": [{"href": "http://{gateway}/mode"}, {"href": "http://localhost/mode"}]},
+        "a~b/c": {"forms": [{"href": "/other{?x}"}]}
+      },
+      "actions": {"stop": {"forms": [{"href": "http://169.254.169.254/latest"},
+                                     {"href": "https://plant.example/stop"}]}},
+      "events": {"alarm": {"forms": [{"href": "https://[fe80::1]/alarm"}]}}
+    })")
+                      .as_object();
+  OutboundGuard nothing;
+  std::vector<std::string> pointers;
+  for (const auto& e : refused_form_urls(td, nothing, "/twins/3")) {
+    pointers.push_back(e.pointer);
+    EXPECT_TRUE(e.detail.starts_with("refused by the outbound policy")) << e.detail;
+  }
+  EXPECT_EQ(pointers, (std::vector<std::string>{
+                          "/twins/3/forms/0/href", "/twins/3/properties/mode/forms/1/href",
+                          "/twins/3/properties/a~0b~1c/forms/0/href", "/twins/3/actions/stop/forms/0/href",
+                          "/twins/3/events/alarm/forms/0/href"}));
+  auto allowed = OutboundGuard::from_allow_list("private,loopback,169.254.169.254,fe80::/10");
+  ASSERT_TRUE(allowed) << allowed.error().detail;
+  EXPECT_TRUE(refused_form_urls(td, *allowed, "").empty());
+}
+
 TEST(TdOperationNames, RoundTrip) {
   for (const auto* name :
        {"readproperty", "readallproperties", "readmultipleproperties", "writeproperty", "invokeaction"}) {

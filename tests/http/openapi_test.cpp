@@ -36,7 +36,8 @@ class OpenApiTest : public ::testing::Test {
     monitor_ = std::make_unique<registry::SystemMonitor>(*store_, clock_, monitor_settings);
     feed_ = std::make_unique<store::ChangeFeed>(*store_);
     hub_ = std::make_unique<dtif::StreamHub>(*feed_, reader_.get_executor());
-    twins_ = std::make_unique<dtif::TwinService>(*store_, twin_index_, *hub_, *monitor_, clock_);
+    twins_ = std::make_unique<dtif::TwinService>(*store_, twin_index_, *hub_, *monitor_, clock_,
+                                                 connect::OutboundGuard{});
     api_ = std::make_unique<Api>(*store_, *feed_, *hub_, *twins_, *auth_, metrics_, clock_, *monitor_,
                                  ApiSettings{}, nullptr);
     doc_ = boost::json::parse(openapi_document()).as_object();

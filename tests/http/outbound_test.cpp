@@ -161,6 +161,61 @@ TEST_F(OutboundTest, PublicUrlsAreAccepted) {
   EXPECT_EQ(r.status, 201) << r.body;
 }
 
+// A TD's forms name the URLs twinbridge will call (acquisition now, writes and invocations later): a form
+// whose href, resolved against the TD's base, points inward is refused when the TD is registered, at the
+// href's pointer, in a twin system's registration, at /things and on replace; other schemes, templated hosts
+// and public URLs pass.
+TEST_F(OutboundTest, TdFormUrlsThatPointInwardAreRefusedAtTheirHref) {
+  auto td = [](const std::string& id, const std::string& base, const std::string& property_href,
+               const std::string& action_href) {
+    boost::json::object t{{"@context", "https://www.w3.org/2022/wot/td/v1.1"},
+                          {"id", id},
+                          {"title", id},
+                          {"securityDefinitions", {{"nosec_sc", {{"scheme", "nosec"}}}}},
+                          {"security", "nosec_sc"},
+                          {"properties",
+                           {{"level",
+                             {{"type", "number"},
+                              {"forms", boost::json::array{{{"href", "mqtt://127.0.0.1/level"}},
+                                                           {{"href", property_href}}}}}}}},
+                          {"actions", {{"stop", {{"forms", boost::json::array{{{"href", action_href}}}}}}}}};
+    if (!base.empty()) t["base"] = base;
+    return t;
+  };
+  const auto system = boost::json::serialize(boost::json::object{
+      {"id", "td-urls"},
+      {"type", "factory"},
+      {"name", "td-urls"},
+      {"endpoints", {{"base_url", "https://plant.example"}}},
+      {"twins",
+       boost::json::array{td("urn:td-urls:a", "http://10.0.0.5/", "level", "https://plant.example/stop"),
+                          td("urn:td-urls:b", "", "http://{host}/level", "http://[::1]/stop")}}});
+  auto r = call(port(), "POST", "/v1/twin-systems", kAdmin, system);
+  ASSERT_EQ(r.status, 422) << r.body;
+  EXPECT_EQ(field_errors(r).first, (std::vector<std::string>{"/twins/0/properties/level/forms/1/href",
+                                                             "/twins/1/actions/stop/forms/0/href"}))
+      << r.body;
+  EXPECT_EQ(call(port(), "GET", "/v1/twin-systems/td-urls", kAdmin).status, 404);
+
+  auto put = call(port(), "PUT", "/things/urn:td-urls:c", kAdmin,
+                  boost::json::serialize(td("urn:td-urls:c", "https://plant.example/", "level",
+                                            "http://169.254.169.254/latest/meta-data/")),
+                  kTd);
+  ASSERT_EQ(put.status, 400) << put.body;  // the WoT directory's answer to an invalid TD
+  EXPECT_EQ(field_errors(put).first, std::vector<std::string>{"/actions/stop/forms/0/href"});
+  EXPECT_NE(field_errors(put).second.find("cloud metadata"), std::string::npos) << put.body;
+
+  // Public URLs (and the MQTT form, whose broker is the configured one) pass; a replace is checked again.
+  auto good = td("urn:td-urls:d", "https://plant.example/", "level", "https://93.184.216.34/stop");
+  ASSERT_EQ(call(port(), "PUT", "/things/urn:td-urls:d", kAdmin, boost::json::serialize(good), kTd).status,
+            201);
+  good["base"] = "http://localhost:8080/";
+  auto replaced = call(port(), "PUT", "/things/urn:td-urls:d", kAdmin, boost::json::serialize(good), kTd);
+  ASSERT_EQ(replaced.status, 400) << replaced.body;
+  EXPECT_EQ(field_errors(replaced).first, std::vector<std::string>{"/properties/level/forms/1/href"});
+  EXPECT_EQ(call(port(), "GET", "/things/urn:td-urls:d", kAdmin).json().at("base"), "https://plant.example/");
+}
+
 // Registered while the operator allowed loopback, the system is monitored; after a restart without that
 // allowance the stored URL is refused at connect time, before any connection: the upstream sees no request.
 TEST(OutboundRestartTest, AStoredLoopbackUrlIsNotProbedOnceLoopbackIsRefused) {

@@ -81,7 +81,8 @@ InProcessServer::InProcessServer(InProcessOptions options) : impl_(std::make_uni
   api_settings.query_workers = 1;
   d.feed->add_consumer(*d.monitor);
   d.hub = std::make_unique<dtif::StreamHub>(*d.feed, d.feed_reader.get_executor());
-  d.twins = std::make_unique<dtif::TwinService>(*d.store, d.twin_index, *d.hub, *d.monitor, d.clock);
+  d.twins = std::make_unique<dtif::TwinService>(*d.store, d.twin_index, *d.hub, *d.monitor, d.clock,
+                                                api_settings.outbound);
   d.feed->add_consumer(*d.twins);
   d.feed->add_consumer(*d.hub);
   d.api = std::make_unique<http::Api>(*d.store, *d.feed, *d.hub, *d.twins, *d.authenticator, d.metrics,
