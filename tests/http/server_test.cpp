@@ -170,6 +170,16 @@ TEST_F(ServerTest, SigtermDrainsInFlightRequestsThenExitsZero) {
   Connection idle(port());
   ASSERT_TRUE(idle.send(serialize({"GET", "/healthz"})));
   ASSERT_TRUE(idle.read_response());
+  // The slow connection must have been accepted (its acceptor may be another I/O thread's) before the signal,
+  // else the drain rightly refuses it: wait until the server counts it beside the idle one and this call.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    const auto metrics = call(port(), "GET", "/metrics", kAdmin).body;
+    const auto at = metrics.find("\ntwinbridge_http_open_connections ");
+    if (at != std::string::npos && std::stod(metrics.substr(at + 34)) >= 3) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << metrics;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   ::kill(server_->pid(), SIGTERM);
   ASSERT_TRUE(server_->wait_for_log("draining", std::chrono::seconds(10)));
   EXPECT_TRUE(idle.closed_by_peer(std::chrono::seconds(10)));  // idle keep-alive connections are closed
