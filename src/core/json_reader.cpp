@@ -1,9 +1,12 @@
 #include "core/json_reader.hpp"
 
 #include <fmt/format.h>
-#include <boost/json/parser.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+#include <boost/json/error.hpp>
+#include <boost/json/value_stack.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 
 namespace twinbridge::core {
@@ -32,21 +35,116 @@ bool find_infinity(const boost::json::value& v, std::string& pointer) {
   return false;
 }
 
+// Builds the value as Boost.JSON's own parser does (a value_stack), reading doubles with std::from_chars.
+class ExactNumbers {
+ public:
+  static constexpr std::size_t max_object_size = boost::json::object::max_size();
+  static constexpr std::size_t max_array_size = boost::json::array::max_size();
+  static constexpr std::size_t max_key_size = boost::json::string::max_size();
+  static constexpr std::size_t max_string_size = boost::json::string::max_size();
+  using error_code = boost::system::error_code;
+  using string_view = boost::json::string_view;
+
+  boost::json::value release() { return stack_.release(); }
+
+  bool on_document_begin(error_code&) {
+    stack_.reset();
+    return true;
+  }
+  bool on_document_end(error_code&) { return true; }
+  bool on_object_begin(error_code&) { return true; }
+  bool on_object_end(std::size_t n, error_code&) {
+    stack_.push_object(n);
+    return true;
+  }
+  bool on_array_begin(error_code&) { return true; }
+  bool on_array_end(std::size_t n, error_code&) {
+    stack_.push_array(n);
+    return true;
+  }
+  bool on_key_part(string_view s, std::size_t, error_code&) {
+    stack_.push_chars(s);
+    return true;
+  }
+  bool on_key(string_view s, std::size_t, error_code&) {
+    stack_.push_key(s);
+    return true;
+  }
+  bool on_string_part(string_view s, std::size_t, error_code&) {
+    stack_.push_chars(s);
+    return true;
+  }
+  bool on_string(string_view s, std::size_t, error_code&) {
+    stack_.push_string(s);
+    return true;
+  }
+  bool on_number_part(string_view s, error_code&) {
+    number_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_int64(std::int64_t i, string_view, error_code&) {
+    number_.clear();
+    stack_.push_int64(i);
+    return true;
+  }
+  bool on_uint64(std::uint64_t u, string_view, error_code&) {
+    number_.clear();
+    stack_.push_uint64(u);
+    return true;
+  }
+  bool on_double(double d, string_view s, error_code&) {
+    number_.append(s.data(), s.size());
+    double exact = 0;
+    const auto* end = number_.data() + number_.size();
+    // Beyond the range of a double (either way), Boost.JSON's own value stands (an infinity is refused by
+    // parse_json; an underflow is zero or a denormal either way).
+    if (auto [at, error] = std::from_chars(number_.data(), end, exact); error == std::errc() && at == end)
+      d = exact;
+    number_.clear();
+    stack_.push_double(d);
+    return true;
+  }
+  bool on_bool(bool b, error_code&) {
+    stack_.push_bool(b);
+    return true;
+  }
+  bool on_null(error_code&) {
+    stack_.push_null();
+    return true;
+  }
+  bool on_comment_part(string_view, error_code&) { return true; }
+  bool on_comment(string_view, error_code&) { return true; }
+
+ private:
+  boost::json::value_stack stack_;
+  std::string number_;  // the text of the number being read, when it came in parts
+};
+
 }  // namespace
 
-Result<boost::json::value> parse_json(std::string_view text, std::size_t max_depth) {
+boost::json::value read_json(std::string_view text, boost::system::error_code& ec, std::size_t max_depth,
+                             std::size_t* consumed) {
   boost::json::parse_options options;
   options.max_depth = max_depth;
-  boost::json::parser parser({}, options);
+  boost::json::basic_parser<ExactNumbers> parser(options);
+  ec = {};
+  const auto n = parser.write_some(false, text.data(), text.size(), ec);
+  if (consumed != nullptr) *consumed = n;
+  if (!ec && n < text.size()) ec = boost::json::error::extra_data;
+  if (ec) return nullptr;
+  return parser.handler().release();
+}
+
+Result<boost::json::value> parse_json(std::string_view text, std::size_t max_depth) {
   boost::system::error_code ec;
-  const auto consumed = parser.write(text.data(), text.size(), ec);
+  std::size_t consumed = 0;
+  auto value = read_json(text, ec, max_depth, &consumed);
   if (ec) {
     const std::string what = ec == boost::json::error::too_deep
                                  ? fmt::format("nesting is deeper than {} levels", max_depth)
                                  : ec.message();
     return fail_at(Errc::bad_request, "", fmt::format("{} at byte offset {}", what, consumed));
   }
-  auto value = parser.release();
   if (std::string pointer; find_infinity(value, pointer)) {
     return fail_at(
         Errc::bad_request, pointer,

@@ -2,11 +2,11 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <boost/json/parse.hpp>
 
 #include <chrono>
 
 #include "connect/mqtt_forms.hpp"
+#include "core/json_reader.hpp"
 
 namespace twinbridge::dtif {
 
@@ -327,7 +327,7 @@ void MqttSync::ingest(std::vector<Item>& items) {
   };
   for (auto& item : items) {
     boost::system::error_code ec;
-    auto value = boost::json::parse(item.payload, ec);
+    auto value = core::read_json(item.payload, ec);
     if (ec) {
       ++counters_.malformed;
       note(fmt::format("a message for {} is not JSON ({}); dropped",

@@ -7,11 +7,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
 
+#include "core/json_reader.hpp"
 #include "core/utf8.hpp"
 #include "dtif/selections.hpp"
 
@@ -92,7 +92,7 @@ std::shared_ptr<const std::string> frame_state_change(const store::Change& c, js
 
 json::object parse_data(const store::Change& c) {
   boost::system::error_code ec;
-  auto v = json::parse(c.data, ec);
+  auto v = core::read_json(c.data, ec);
   if (ec || !v.is_object()) return {};
   return std::move(v.as_object());
 }
@@ -290,7 +290,7 @@ void TwinStream::watch_backlog() {
 
 boost::asio::awaitable<void> TwinStream::handle(std::string text) {
   boost::system::error_code ec;
-  auto parsed = json::parse(text, ec);
+  auto parsed = core::read_json(text, ec);
   if (ec || !parsed.is_object()) {
     send_error(std::nullopt, core::Error(Errc::bad_request,
                                          ec ? fmt::format("the message is not JSON: {}", ec.message())

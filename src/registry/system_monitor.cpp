@@ -5,12 +5,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/json/parse.hpp>
 
 #include <algorithm>
 #include <random>
 #include <vector>
 
+#include "core/json_reader.hpp"
 #include "core/text.hpp"
 
 namespace twinbridge::registry {
@@ -58,7 +58,7 @@ core::ProbeResult probe_result(core::Timestamp at, const core::Result<connect::H
   p.ok = r->status >= 200 && r->status < 300;
   if (!p.ok || r->header("content-type").find("json") == std::string_view::npos) return p;
   boost::system::error_code ec;
-  const auto doc = boost::json::parse(r->body, ec);
+  const auto doc = core::read_json(r->body, ec);
   if (ec || !doc.is_object()) return p;
   const auto* status = doc.get_object().if_contains("status");
   if (status == nullptr || !status->is_string()) return p;

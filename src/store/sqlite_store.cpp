@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "core/json_reader.hpp"
 #include "core/merge_patch.hpp"
 #include "core/utf8.hpp"
 #include "store/sqlite.hpp"
@@ -298,11 +299,11 @@ std::string text_column(const sqlite::Statement& s, int column, std::string_view
 
 boost::json::value parse_json_column(std::string_view text, std::string_view what = "a JSON column") {
   boost::system::error_code ec;
-  auto v = boost::json::parse(text, ec);
+  auto v = core::read_json(text, ec);
   if (!ec) return v;
   if (core::is_valid_utf8(text)) return {};
   // Boost.JSON refuses ill-formed UTF-8; the repair replaces bytes inside strings only (ASCII is kept).
-  v = boost::json::parse(core::to_valid_utf8(text), ec);
+  v = core::read_json(core::to_valid_utf8(text), ec);
   if (ec) return {};
   spdlog::error("store: {} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what);
   return v;
@@ -1487,7 +1488,7 @@ Result<std::optional<SystemCredentials>> SqliteStore::system_credentials(core::S
   SystemCredentials out;
   // Not through parse_json_column: its log lines name the column, and nothing of a secret is logged.
   boost::system::error_code ec;
-  auto document = boost::json::parse(s->text(0), ec);
+  auto document = core::read_json(s->text(0), ec);
   if (ec || !document.is_object())
     return core::fail(Errc::internal,
                       fmt::format("the stored credentials of system '{}' cannot be read", id));
