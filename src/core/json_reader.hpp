@@ -28,8 +28,10 @@ Result<boost::json::value> parse_json(std::string_view text, std::size_t max_dep
 // returned on error), except that a number with a fraction or an exponent is read with std::from_chars: the
 // double nearest to its text, which Boost.JSON 1.81's own reading misses by an ulp or more for some numbers,
 // so that text twinbridge wrote (Boost.JSON writes the shortest text that reads back exactly) reads back to
-// the same value, however many times a document is stored and read. Every reading of JSON in twinbridge goes
-// through it (parse_json too).
+// the same value, however many times a document is stored and read. Request bodies (parse_json), stored
+// documents, MQTT payloads, stream commands and health answers are read with it; what remains on
+// boost::json::parse is text without such numbers (cursors, problem bodies twinbridge built, JWT headers,
+// built-in schemas).
 boost::json::value read_json(std::string_view text, boost::system::error_code& ec, std::size_t max_depth = 32,
                              std::size_t* consumed = nullptr);
 

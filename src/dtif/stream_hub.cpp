@@ -295,7 +295,7 @@ std::int64_t StreamSubscription::set_subjects(std::shared_ptr<const std::unorder
 }
 
 bool StreamSubscription::admits(const store::Change& change) const {
-  if (!types_.empty() && !types_.contains(change.type)) return false;
+  if (!takes(change.type)) return false;
   if (!subjects_ || change.principal) return true;
   using store::ChangeType;
   if (every_thing_ && (change.type == ChangeType::thing_created || change.type == ChangeType::thing_updated))

@@ -52,7 +52,7 @@ class FrameGate {
   template <class Buffers, class Token>
   auto async_write_some(const Buffers& buffers, Token&& token) {
     return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
-        BeastWrite<Buffers>{this, buffers}, token, stream_);
+        GatedWrite<beast, Buffers>{this, buffers}, token, stream_);
   }
 
   // Writes whole frames for the write loop: waits until Beast is between frames, then writes every buffer.
@@ -60,7 +60,7 @@ class FrameGate {
   template <class Buffers, class Token>
   auto async_write_frames(const Buffers& buffers, Token&& token) {
     return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
-        BatchWrite<Buffers>{this, buffers}, token, stream_);
+        GatedWrite<batch, Buffers>{this, buffers}, token, stream_);
   }
 
   // The header of an unmasked (server to client), unfragmented text frame of `size` bytes (RFC 6455 5.2).
@@ -89,21 +89,26 @@ class FrameGate {
   }
 
  private:
+  // The two writers: Beast (one write_some of one of its frames) and the write loop (a whole batch).
+  enum Side : std::size_t { beast = 0, batch = 1 };
+
   // What the gate's operations share with it: they may outlive it (a wake-up posted before it went).
   struct Shared {
     explicit Shared(const executor_type& executor) : gate(executor) {
       gate.expires_at(boost::asio::steady_timer::time_point::max());
     }
-    boost::asio::steady_timer gate;  // never expires: a wait ends by cancel()
-    std::size_t beast_writing = 0;   // Beast's write_some calls outstanding
-    std::size_t beast_waiting = 0;   // Beast's write_some calls waiting for a batch to end
-    bool batch_writing = false;
-    bool batch_waiting = false;
-    bool gone = false;  // the FrameGate was destroyed
+    boost::asio::steady_timer gate;        // never expires: a wait ends by cancel()
+    std::array<std::size_t, 2> writing{};  // by Side: writes outstanding
+    std::array<std::size_t, 2> waiting{};  // by Side: writes waiting at the gate
+    bool gone = false;                     // the FrameGate was destroyed
   };
 
-  template <class Buffers>
-  struct BeastWrite {
+  // One write through the gate by `side`: it waits while the other side writes. A batch also waits while
+  // Beast waits: Beast's frames go first, so that a pong parked behind one batch does not wait behind the
+  // next (Beast's read waits for its pong, so a flood would stop the reading of the client's messages).
+  template <Side side, class Buffers>
+  struct GatedWrite {
+    static constexpr Side other = side == beast ? batch : beast;
     FrameGate* owner;
     Buffers buffers;
     std::shared_ptr<Shared> shared = owner->shared_;
@@ -114,60 +119,28 @@ class FrameGate {
       auto& s = *shared;
       switch (state) {
         case parked:
-          --s.beast_waiting;
+          --s.waiting[side];
           if (s.gone) return self.complete(boost::asio::error::operation_aborted, 0);
           [[fallthrough]];
         case start:
-          if (s.batch_writing) {
-            ++s.beast_waiting;
+          if (s.writing[other] > 0 || (side == batch && s.waiting[beast] > 0)) {
+            ++s.waiting[side];
             state = parked;
             s.gate.async_wait(std::move(self));
             return;
           }
           state = writing;
-          ++s.beast_writing;
-          owner->stream_.async_write_some(buffers, std::move(self));
-          return;
-        case writing:
-          // Beast's composed write issues its next write_some from this completion: a batch waiting to
-          // start is woken after it (the wake-up is posted) and finds Beast inside its frame, or done.
-          if (--s.beast_writing == 0 && s.batch_waiting) s.gate.cancel();
-          self.complete(ec, n);
-      }
-    }
-  };
-
-  template <class Buffers>
-  struct BatchWrite {
-    FrameGate* owner;
-    Buffers buffers;
-    std::shared_ptr<Shared> shared = owner->shared_;
-    enum { start, parked, writing } state = start;
-
-    template <class Self>
-    void operator()(Self& self, boost::system::error_code ec = {}, std::size_t n = 0) {
-      auto& s = *shared;
-      switch (state) {
-        case parked:
-          s.batch_waiting = false;
-          if (s.gone) return self.complete(boost::asio::error::operation_aborted, 0);
-          [[fallthrough]];
-        case start:
-          // Beast's frames go first: a pong parked behind one batch must not wait behind the next (Beast's
-          // read waits for its pong, so a flood would stop the reading of the client's messages).
-          if (s.beast_writing > 0 || s.beast_waiting > 0) {
-            s.batch_waiting = true;
-            state = parked;
-            s.gate.async_wait(std::move(self));
-            return;
+          ++s.writing[side];
+          if constexpr (side == beast) {
+            owner->stream_.async_write_some(buffers, std::move(self));
+          } else {
+            boost::asio::async_write(owner->stream_, buffers, std::move(self));
           }
-          state = writing;
-          s.batch_writing = true;
-          boost::asio::async_write(owner->stream_, buffers, std::move(self));
           return;
         case writing:
-          s.batch_writing = false;
-          if (s.beast_waiting > 0) s.gate.cancel();
+          // Beast's composed write issues its next write_some from this completion: a batch waiting to start
+          // is woken after it (the wake-up is posted) and finds Beast inside its frame, or done.
+          if (--s.writing[side] == 0 && s.waiting[other] > 0) s.gate.cancel();
           self.complete(ec, n);
       }
     }
