@@ -45,10 +45,11 @@ class ExactNumbers {
   using error_code = boost::system::error_code;
   using string_view = boost::json::string_view;
 
+  explicit ExactNumbers(boost::json::storage_ptr sp) : sp_(std::move(sp)) {}
   boost::json::value release() { return stack_.release(); }
 
   bool on_document_begin(error_code&) {
-    stack_.reset();
+    stack_.reset(sp_);
     return true;
   }
   bool on_document_end(error_code&) { return true; }
@@ -116,6 +117,7 @@ class ExactNumbers {
   bool on_comment(string_view, error_code&) { return true; }
 
  private:
+  boost::json::storage_ptr sp_;  // of the value read
   boost::json::value_stack stack_;
   std::string number_;  // the text of the number being read, when it came in parts
 };
@@ -123,10 +125,10 @@ class ExactNumbers {
 }  // namespace
 
 boost::json::value read_json(std::string_view text, boost::system::error_code& ec, std::size_t max_depth,
-                             std::size_t* consumed) {
+                             std::size_t* consumed, boost::json::storage_ptr sp) {
   boost::json::parse_options options;
   options.max_depth = max_depth;
-  boost::json::basic_parser<ExactNumbers> parser(options);
+  boost::json::basic_parser<ExactNumbers> parser(options, std::move(sp));
   ec = {};
   const auto n = parser.write_some(false, text.data(), text.size(), ec);
   if (consumed != nullptr) *consumed = n;

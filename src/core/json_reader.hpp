@@ -31,9 +31,9 @@ Result<boost::json::value> parse_json(std::string_view text, std::size_t max_dep
 // the same value, however many times a document is stored and read. Request bodies (parse_json), stored
 // documents, MQTT payloads, stream commands and health answers are read with it; what remains on
 // boost::json::parse is text without such numbers (cursors, problem bodies twinbridge built, JWT headers,
-// built-in schemas).
+// built-in schemas). The value is allocated from `sp`.
 boost::json::value read_json(std::string_view text, boost::system::error_code& ec, std::size_t max_depth = 32,
-                             std::size_t* consumed = nullptr);
+                             std::size_t* consumed = nullptr, boost::json::storage_ptr sp = {});
 
 // Appends one reference token to a JSON pointer, escaping '~' and '/' (RFC 6901).
 std::string pointer_append(std::string_view pointer, std::string_view token);

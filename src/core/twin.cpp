@@ -7,16 +7,27 @@
 
 namespace twinbridge::core {
 
-boost::json::object to_json(const TwinRecord& t) {
-  boost::json::object out = t.document;
-  boost::json::object registration{{"created", format_rfc3339(t.created)},
-                                   {"modified", format_rfc3339(t.modified)}};
+namespace {
+
+// The TD `document` of twin `t` as served.
+boost::json::object served_td(const TwinRecord& t, const boost::json::object& document,
+                              boost::json::storage_ptr sp) {
+  boost::json::object out(document, sp);
+  boost::json::object registration(sp);
+  registration["created"] = format_rfc3339(t.created);
+  registration["modified"] = format_rfc3339(t.modified);
   if (t.ttl_seconds) registration["ttl"] = *t.ttl_seconds;
   if (t.expires) registration["expires"] = format_rfc3339(*t.expires);
   out["registration"] = std::move(registration);
   if (!t.system_id.empty()) out["twinbridge:system"] = t.system_id;
   out["twinbridge:version"] = t.version;
   return out;
+}
+
+}  // namespace
+
+boost::json::object to_json(const TwinRecord& t, boost::json::storage_ptr sp) {
+  return served_td(t, t.document, std::move(sp));
 }
 
 }  // namespace twinbridge::core
@@ -35,6 +46,7 @@ class BumpResource final : public boost::container::pmr::memory_resource {
   BumpResource(unsigned char* base, std::size_t capacity, bool overflow_to_heap)
       : base_(base), capacity_(capacity), overflow_to_heap_(overflow_to_heap) {}
   std::size_t used() const { return used_; }
+  bool overflowed() const { return overflowed_; }
 
  private:
   void* do_allocate(std::size_t n, std::size_t align) override {
@@ -44,6 +56,7 @@ class BumpResource final : public boost::container::pmr::memory_resource {
       return base_ + offset;
     }
     if (!overflow_to_heap_) throw std::bad_alloc();
+    overflowed_ = true;
     return ::operator new(n, std::align_val_t(align));
   }
   void do_deallocate(void* p, std::size_t n, std::size_t align) override {
@@ -56,23 +69,41 @@ class BumpResource final : public boost::container::pmr::memory_resource {
   std::size_t capacity_;
   bool overflow_to_heap_;
   std::size_t used_ = 0;
+  bool overflowed_ = false;
 };
 
 }  // namespace
 
-TwinView::TwinView(const TwinRecord& twin, std::unique_ptr<unsigned char[]> arena, std::size_t size,
-                   const boost::json::value& wrapped)
-    : id_(twin.id),
-      system_id_(twin.system_id),
-      owner_(twin.owner),
-      version_(twin.version),
-      expires_(twin.expires),
-      arena_(std::move(arena)),
-      arena_size_(size),
-      wrapped_(wrapped, boost::json::storage_ptr(reinterpret_cast<BumpResource*>(arena_.get()))) {}
+namespace {
 
-// wrapped_ (declared last) goes first, handing its memory back to the resource (which keeps it); then arena_
-// frees everything at once. The resource has nothing to release.
+Slab& view_slab() {
+  static auto* slab = new Slab;  // never destroyed: views may outlive every other static
+  return *slab;
+}
+
+}  // namespace
+
+struct TwinView::Deleter {
+  void operator()(const TwinView* view) const {
+    const std::size_t total = view->total_;
+    view->~TwinView();
+    Slab::free(const_cast<TwinView*>(view), total);
+  }
+};
+
+TwinView::TwinView(const Identity& identity, std::size_t total, std::size_t json_bytes,
+                   boost::json::storage_ptr storage, const boost::json::value& wrapped)
+    : id_(identity.id),
+      system_id_(identity.system_id),
+      owner_(identity.owner),
+      version_(identity.version),
+      expires_(identity.expires),
+      total_(total),
+      json_bytes_(json_bytes),
+      wrapped_(wrapped, std::move(storage)) {}
+
+// wrapped_ hands its memory back to the resource (which keeps it); the deleter then frees the whole
+// allocation. The resource has nothing to release.
 TwinView::~TwinView() = default;
 
 void TwinView::prefetch_outer() const {
@@ -87,31 +118,85 @@ void TwinView::prefetch_inner() const {
   for (int line = 0; line < 4; ++line) __builtin_prefetch(table + line * 64);
 }
 
-std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
-  boost::json::array outer;
-  outer.emplace_back(to_json(twin));
-  const boost::json::value wrapped(std::move(outer));
-  // Measure: copy into a scratch buffer, growing it until the copy fits.
-  std::size_t scratch_size = 16 * 1024;
+namespace {
+
+// A thread's scratch buffer, kept between views: building a view allocates nothing on the heap.
+class Scratch {
+ public:
+  unsigned char* data() { return buffer_.get(); }
+  std::size_t size() const { return size_; }
+  void grow() {
+    size_ *= 4;
+    buffer_ = std::make_unique_for_overwrite<unsigned char[]>(size_);
+  }
+
+ private:
+  std::size_t size_ = 16 * 1024;
+  std::unique_ptr<unsigned char[]> buffer_ = std::make_unique_for_overwrite<unsigned char[]>(size_);
+};
+
+}  // namespace
+
+std::shared_ptr<const TwinView> TwinView::make(const Identity& identity, const boost::json::value& wrapped) {
+  thread_local Scratch scratch;
   std::size_t needed = 0;
   for (;;) {
-    auto scratch = std::make_unique_for_overwrite<unsigned char[]>(scratch_size);
-    BumpResource counter(scratch.get(), scratch_size, false);
+    BumpResource counter(scratch.data(), scratch.size(), false);
     try {
       boost::json::value measured(wrapped, boost::json::storage_ptr(&counter));
       needed = counter.used();
       break;
     } catch (const std::bad_alloc&) {
-      scratch_size *= 4;
+      scratch.grow();
     }
   }
-  // The resource lives at the front of the arena; the value's memory follows it.
+  // One allocation of the slab: the view, the resource, then the value's memory.
   constexpr std::size_t kAlign = alignof(std::max_align_t);
-  const std::size_t header = (sizeof(BumpResource) + kAlign - 1) / kAlign * kAlign;
-  const std::size_t size = header + needed + kAlign;
-  auto arena = std::make_unique_for_overwrite<unsigned char[]>(size);
-  new (arena.get()) BumpResource(arena.get() + header, size - header, true);
-  return std::shared_ptr<const TwinView>(new TwinView(twin, std::move(arena), size, wrapped));
+  constexpr std::size_t view_bytes = (sizeof(TwinView) + kAlign - 1) / kAlign * kAlign;
+  constexpr std::size_t resource_bytes = (sizeof(BumpResource) + kAlign - 1) / kAlign * kAlign;
+  const std::size_t json_bytes = needed + kAlign;
+  const std::size_t total = view_bytes + resource_bytes + json_bytes;
+  auto* memory = static_cast<unsigned char*>(view_slab().allocate(total));
+  auto* resource =
+      new (memory + view_bytes) BumpResource(memory + view_bytes + resource_bytes, json_bytes, true);
+  try {
+    auto* view =
+        new (memory) TwinView(identity, total, json_bytes, boost::json::storage_ptr(resource), wrapped);
+    return std::shared_ptr<const TwinView>(view, Deleter{});
+  } catch (...) {
+    Slab::free(memory, total);
+    throw;
+  }
+}
+
+std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
+  return make(twin, twin.document);
+}
+
+std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin, const boost::json::object& td) {
+  thread_local Scratch scratch;
+  thread_local bool overflowed = false;  // the last view outgrew the scratch: grow it (now unused)
+  if (overflowed) scratch.grow();
+  // The view as served, built in the scratch buffer (the heap only beyond it), then copied to its place.
+  BumpResource built_memory(scratch.data(), scratch.size(), true);
+  const boost::json::storage_ptr built_storage(&built_memory);
+  boost::json::value wrapped(boost::json::array_kind, built_storage);
+  wrapped.get_array().emplace_back(served_td(twin, td, built_storage));
+  auto view = make(Identity{twin.id, twin.system_id, twin.owner, twin.version, twin.expires}, wrapped);
+  overflowed = built_memory.overflowed();
+  return view;
+}
+
+std::shared_ptr<const TwinView> TwinView::relocated() const {
+  return make(Identity{id_, system_id_, owner_, version_, expires_}, wrapped_);
+}
+
+bool TwinView::in_sparse_block() const {
+  return view_slab().sparse(this);
+}
+
+const Slab& TwinView::memory() {
+  return view_slab();
 }
 
 }  // namespace twinbridge::core

@@ -56,7 +56,7 @@ core::Result<void> MqttSync::start() {
   t.limit = 1000;
   for (;;) {
     const auto page = index_.find(t);
-    for (const auto& view : page.items) map_twin(*view);
+    for (const auto& view : page.items) map_twin(view->id(), view->json().as_object());
     if (!page.next_after) break;
     t.after = *page.next_after;
   }
@@ -105,9 +105,9 @@ void MqttSync::note(std::string_view what) {
   if (now > last && last_note_.compare_exchange_strong(last, now)) spdlog::warn("mqtt: {}", what);
 }
 
-std::vector<std::pair<std::string, std::string>> MqttSync::twin_filters(const core::TwinView& twin) {
+std::vector<std::pair<std::string, std::string>> MqttSync::twin_filters(const std::string& twin_id,
+                                                                        const boost::json::object& td) {
   std::vector<std::pair<std::string, std::string>> out;
-  const auto& td = twin.json().as_object();
   const auto* properties = td.if_contains("properties");
   if (properties == nullptr || !properties->is_object()) return out;
   std::string base;
@@ -128,7 +128,7 @@ std::vector<std::pair<std::string, std::string>> MqttSync::twin_filters(const co
           connect::parse_mqtt_form(form, {fmt::format("/properties/{}/forms/{}", std::string_view(name), i),
                                           base, connect::MqttControlPacket::subscribe});
       if (!target) {
-        note(fmt::format("twin '{}': form {} not followed: {}", twin.id(), i, target.error().detail));
+        note(fmt::format("twin '{}': form {} not followed: {}", twin_id, i, target.error().detail));
         continue;
       }
       if (target->control_packet != connect::MqttControlPacket::subscribe) continue;
@@ -180,14 +180,14 @@ void MqttSync::unmap_twin_locked(const std::string& twin_id) {
   twin_filters_.erase(old);
 }
 
-void MqttSync::map_twin(const core::TwinView& twin) {
-  auto filters = twin_filters(twin);
+void MqttSync::map_twin(const std::string& twin_id, const boost::json::object& td) {
+  auto filters = twin_filters(twin_id, td);
   std::lock_guard lock(map_mutex_);
-  unmap_twin_locked(twin.id());
+  unmap_twin_locked(twin_id);
   if (filters.empty()) return;
-  auto& mine = twin_filters_[twin.id()];
+  auto& mine = twin_filters_[twin_id];
   for (auto& [filter, property] : filters) {
-    add_target(filter, Target{twin.id(), property, ""});
+    add_target(filter, Target{twin_id, property, ""});
     mine.push_back(filter);
   }
 }
@@ -214,7 +214,7 @@ void MqttSync::apply(std::span<const store::ChangePtr> changes) {
     switch (c->type) {
       case store::ChangeType::thing_created:
       case store::ChangeType::thing_updated:
-        if (c->twin) map_twin(*core::TwinView::make(*c->twin));
+        if (c->twin) map_twin(c->twin->id, c->twin->document);
         break;
       case store::ChangeType::thing_deleted:
         unmap_twin(c->subject);

@@ -106,8 +106,10 @@ class MqttSync final : public store::ChangeConsumer {
   void run_worker();
   void ingest(std::vector<Item>& items);
   // The filters the TD of `twin` declares on our broker, with their property.
-  std::vector<std::pair<std::string, std::string>> twin_filters(const core::TwinView& twin);
-  void map_twin(const core::TwinView& twin);
+  // The MQTT subscriptions of a TD's forms: (topic filter, property).
+  std::vector<std::pair<std::string, std::string>> twin_filters(const std::string& twin_id,
+                                                                const boost::json::object& td);
+  void map_twin(const std::string& twin_id, const boost::json::object& td);
   void unmap_twin(const std::string& twin_id);
   void unmap_twin_locked(const std::string& twin_id);  // with map_mutex_ held
   void map_system(const std::string& system_id);

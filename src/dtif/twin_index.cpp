@@ -3,22 +3,68 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <boost/json/monotonic_resource.hpp>
+
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <limits>
 #include <mutex>
+#include <thread>
 
 namespace twinbridge::dtif {
 
-core::Result<void> TwinIndex::load(store::Store& store) {
-  store::TwinQuery q;
-  q.limit = 1000;
-  for (;;) {
-    auto page = store.twins(q);
-    if (!page) return std::unexpected(page.error());
-    for (const auto& t : page->items) put(core::TwinView::make(t));
-    if (!page->next_after) return {};
-    q.after = *page->next_after;
+core::Result<void> TwinIndex::load(store::Store& store, unsigned builders) {
+  // The calling thread reads batches of stored twins; `builders` threads parse their TDs and make their
+  // views (most of a start-up's work), then put each batch into the index. A queue of a few batches between
+  // them bounds the memory of texts read ahead.
+  constexpr std::size_t kBatch = 256;
+  constexpr std::size_t kQueued = 8;
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::deque<std::vector<store::TwinText>> queue;
+  bool done = false;
+  auto build = [&] {
+    // Each TD is parsed into this thread's buffer (the heap only beyond it), then copied into its view.
+    auto buffer = std::make_unique_for_overwrite<unsigned char[]>(kParseBuffer);
+    for (;;) {
+      std::vector<store::TwinText> batch;
+      {
+        std::unique_lock lock(mutex);
+        changed.wait(lock, [&] { return done || !queue.empty(); });
+        if (queue.empty()) return;
+        batch = std::move(queue.front());
+        queue.pop_front();
+      }
+      changed.notify_all();
+      std::vector<std::shared_ptr<const core::TwinView>> views;
+      views.reserve(batch.size());
+      for (const auto& t : batch) {
+        boost::json::monotonic_resource memory(buffer.get(), kParseBuffer);
+        auto td =
+            store::parse_stored_json(t.document, "the document of a twin", boost::json::storage_ptr(&memory));
+        static const boost::json::object kEmpty;
+        views.push_back(core::TwinView::make(t.twin, td.is_object() ? td.get_object() : kEmpty));
+      }
+      put_all(std::move(views));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < std::max(1u, builders); ++i) threads.emplace_back(build);
+  auto read = store.each_twin_text(kBatch, [&](std::vector<store::TwinText>&& batch) {
+    std::unique_lock lock(mutex);
+    changed.wait(lock, [&] { return queue.size() < kQueued; });
+    queue.push_back(std::move(batch));
+    lock.unlock();
+    changed.notify_all();
+  });
+  {
+    std::lock_guard lock(mutex);
+    done = true;
   }
+  changed.notify_all();
+  for (auto& t : threads) t.join();
+  return read;
 }
 
 void TwinIndex::apply(std::span<const store::ChangePtr> changes) {
@@ -45,19 +91,64 @@ std::shared_ptr<const core::TwinView> TwinIndex::get(std::string_view id) const 
 }
 
 void TwinIndex::twin_stored(const core::TwinRecord& twin) {
-  put(core::TwinView::make(twin));  // built before the lock is taken
+  std::vector<std::shared_ptr<const core::TwinView>> one;
+  one.push_back(core::TwinView::make(twin));  // built before the lock is taken
+  put_all(std::move(one));
+  compact_some();
 }
 
-void TwinIndex::put(std::shared_ptr<const core::TwinView> view) {
+void TwinIndex::put_all(std::vector<std::shared_ptr<const core::TwinView>> views) {
+  std::vector<std::shared_ptr<const core::TwinView>> old;  // released after the lock
   std::unique_lock lock(mutex_);
-  if (auto it = by_id_.find(view->id()); it != by_id_.end()) {
-    by_system_.erase({it->second->system_id(), it->second->id()});
-    bytes_ -= it->second->bytes();
-    by_id_.erase(it);
+  for (auto& view : views) {
+    auto it = by_id_.lower_bound(view->id());
+    if (it != by_id_.end() && it->first == view->id()) {
+      old.push_back(std::move(it->second));
+      by_system_.erase({old.back()->system_id(), old.back()->id()});
+      bytes_ -= old.back()->bytes();
+      it = by_id_.erase(it);
+    }
+    bytes_ += view->bytes();
+    by_system_.emplace(std::pair<std::string_view, std::string_view>(view->system_id(), view->id()), view);
+    by_id_.emplace_hint(it, view->id(), std::move(view));
   }
-  bytes_ += view->bytes();
-  by_system_.emplace(std::pair<std::string_view, std::string_view>(view->system_id(), view->id()), view);
-  by_id_.emplace(view->id(), std::move(view));
+}
+
+void TwinIndex::compact_some() {
+  std::unique_lock compacting(compact_mutex_, std::try_to_lock);
+  if (!compacting) return;
+  const auto& slab = core::TwinView::memory();
+  const auto dead = slab.dead_bytes();
+  if (dead < std::max(kCompactMinDead, slab.live_bytes() / 4) || dead < compact_wait_for_dead_) return;
+  std::vector<std::shared_ptr<const core::TwinView>> sparse;
+  bool pass_ended = false;
+  {
+    std::shared_lock lock(mutex_);
+    auto it = by_id_.upper_bound(compact_after_);
+    for (std::size_t examined = 0; it != by_id_.end() && examined < kCompactStep; ++it, ++examined) {
+      if (it->second->in_sparse_block()) sparse.push_back(it->second);
+      compact_after_ = it->first;
+    }
+    pass_ended = it == by_id_.end();
+  }
+  for (const auto& view : sparse) {
+    auto moved = view->relocated();  // built before the lock is taken
+    std::unique_lock lock(mutex_);
+    auto it = by_id_.find(view->id());
+    if (it == by_id_.end() || it->second != view) continue;  // changed meanwhile
+    by_system_.erase({view->system_id(), view->id()});
+    by_system_.emplace(std::pair<std::string_view, std::string_view>(moved->system_id(), moved->id()), moved);
+    it->second = std::move(moved);
+    ++compact_moved_;
+  }
+  if (pass_ended) {
+    // A whole pass: the next one when as many bytes again have died (views still held by readers free their
+    // blocks later by themselves).
+    compact_after_.clear();
+    compact_wait_for_dead_ =
+        compact_moved_ == 0 ? dead + std::max(kCompactMinDead, slab.live_bytes() / 4) : 0;
+    compact_moved_ = 0;
+  }
 }
 
 void TwinIndex::twin_removed(const std::string& id) {
@@ -69,6 +160,8 @@ void TwinIndex::twin_removed(const std::string& id) {
   bytes_ -= it->second->bytes();
   gone = std::move(it->second);
   by_id_.erase(it);
+  lock.unlock();
+  compact_some();
 }
 
 namespace {

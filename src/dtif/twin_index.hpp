@@ -14,12 +14,15 @@
 // hundred views; filters run on them without it, so however long a query runs (bounded by its budget), the
 // store's writer waits for the lock at most one short collection.
 
+#include <algorithm>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -52,8 +55,18 @@ struct TwinIndexQuery {
 
 class TwinIndex final : public store::ChangeConsumer {
  public:
-  // Reads every twin of the store (expired ones too: they disappear at query time).
-  core::Result<void> load(store::Store& store);
+  // Views live in a slab (core/slab.hpp); a changed or removed twin's view leaves dead bytes in its block.
+  // Once the dead bytes exceed a quarter of the live ones (and kCompactMinDead), each change also moves the
+  // views of sparse blocks among the next kCompactStep twins (in id order, round the index) to fresh memory,
+  // so that those blocks are freed: the views take at most about 1.25 times their own size plus one block.
+  static constexpr std::size_t kCompactMinDead = std::size_t{8} << 20;
+  static constexpr std::size_t kCompactStep = 1000;
+  static constexpr std::size_t kParseBuffer = 64 * 1024;  // per builder of load()
+
+  // Reads every twin of the store (expired ones too: they disappear at query time), its views made on
+  // `builders` threads while this one reads.
+  core::Result<void> load(store::Store& store,
+                          unsigned builders = std::max(1u, std::thread::hardware_concurrency()));
 
   // Follows the change feed: twins created, updated, transferred and deleted.
   void apply(std::span<const store::ChangePtr> changes) override;
@@ -69,13 +82,19 @@ class TwinIndex final : public store::ChangeConsumer {
 
  private:
   store::Page<std::shared_ptr<const core::TwinView>> find_sorted(const TwinIndexQuery& query) const;
-  void put(std::shared_ptr<const core::TwinView> view);
+  void put_all(std::vector<std::shared_ptr<const core::TwinView>> views);
+  void compact_some();  // see kCompactMinDead
 
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::shared_ptr<const core::TwinView>, std::less<>> by_id_;
   // (system id, twin id) → view; the string_views point into the view itself.
   std::map<std::pair<std::string_view, std::string_view>, std::shared_ptr<const core::TwinView>> by_system_;
   std::size_t bytes_ = 0;
+
+  std::mutex compact_mutex_;               // the compaction's own state, below
+  std::string compact_after_;              // the last twin of the pass examined
+  std::size_t compact_moved_ = 0;          // views moved in this pass
+  std::size_t compact_wait_for_dead_ = 0;  // after a pass that moved nothing: the dead bytes to wait for
 };
 
 }  // namespace twinbridge::dtif

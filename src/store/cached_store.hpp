@@ -72,6 +72,10 @@ class CachedStore final : public Store {
     inner_->put_policy(std::move(record), expected_version, std::move(audit), std::move(done));
   }
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override { return inner_->twins(query); }
+  core::Result<void> each_twin_text(std::size_t batch,
+                                    const std::function<void(std::vector<TwinText>&&)>& each) override {
+    return inner_->each_twin_text(batch, each);
+  }
   core::Result<Page<core::StatusHistoryEntry>> status_history(const StatusHistoryQuery& query) override {
     return inner_->status_history(query);
   }

@@ -187,6 +187,30 @@ CREATE TABLE twin_acquisitions (
   document TEXT NOT NULL
 ) WITHOUT ROWID;
 )sql"},
+    // Twins in a rowid table: a WITHOUT ROWID table keeps whole rows in its interior pages and moves what
+    // does not fit a quarter of a page (a TD of ~1 KiB) to an overflow page of its own, so the twins took
+    // ~4.5 KiB of pages each; in a rowid table rows of ~1 KiB share leaf pages (start-up reads a quarter).
+    Migration{9, "twins in a rowid table", R"sql(
+CREATE TABLE twins_rowid (
+  id TEXT NOT NULL PRIMARY KEY,
+  system_id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  title TEXT NOT NULL,
+  document TEXT NOT NULL,
+  created INTEGER NOT NULL,
+  modified INTEGER NOT NULL,
+  version INTEGER NOT NULL,
+  ttl INTEGER,
+  expires INTEGER
+);
+INSERT INTO twins_rowid(id, system_id, owner, title, document, created, modified, version, ttl, expires)
+  SELECT id, system_id, owner, title, document, created, modified, version, ttl, expires FROM twins ORDER BY id;
+DROP TABLE twins;
+ALTER TABLE twins_rowid RENAME TO twins;
+CREATE INDEX twins_by_system ON twins(system_id, id);
+CREATE INDEX twins_by_expiry ON twins(expires) WHERE expires IS NOT NULL;
+CREATE INDEX twins_by_owner ON twins(owner, system_id, id);
+)sql"},
 };
 
 Result<void> migrate(Connection& db) {
@@ -196,11 +220,15 @@ Result<void> migrate(Connection& db) {
       !ok) {
     return ok;
   }
-  auto current = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
-  if (!current) return std::unexpected(current.error());
-  auto row = current->step();
-  if (!row) return std::unexpected(row.error());
-  const auto have = current->integer(0);
+  std::int64_t have = 0;
+  {
+    // Finalized before the migrations run: a pending statement would lock the tables they drop.
+    auto current = db.prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+    if (!current) return std::unexpected(current.error());
+    auto row = current->step();
+    if (!row) return std::unexpected(row.error());
+    have = current->integer(0);
+  }
   if (have > kMigrations.back().version) {
     return core::fail(
         Errc::unavailable,
@@ -297,29 +325,17 @@ std::string text_column(const sqlite::Statement& s, int column, std::string_view
   return repaired;
 }
 
-boost::json::value parse_json_column(std::string_view text, std::string_view what = "a JSON column") {
-  boost::system::error_code ec;
-  auto v = core::read_json(text, ec);
-  if (!ec) return v;
-  if (core::is_valid_utf8(text)) return {};
-  // Boost.JSON refuses ill-formed UTF-8; the repair replaces bytes inside strings only (ASCII is kept).
-  v = core::read_json(core::to_valid_utf8(text), ec);
-  if (ec) return {};
-  spdlog::error("store: {} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what);
-  return v;
-}
-
 core::Principal read_principal(const sqlite::Statement& s, int first = 0) {
   core::Principal p;
   p.id = core::PrincipalId(std::string(s.text(first)));
   p.kind = core::parse_principal_kind(s.text(first + 1)).value_or(core::PrincipalKind::metaverse_system);
   p.name = std::string(s.text(first + 2));
-  if (auto roles = parse_json_column(s.text(first + 3)); roles.is_array()) {
+  if (auto roles = parse_stored_json(s.text(first + 3)); roles.is_array()) {
     for (const auto& r : roles.get_array()) {
       if (r.is_string()) p.roles.emplace_back(r.get_string());
     }
   }
-  if (auto props = parse_json_column(s.text(first + 4)); props.is_object())
+  if (auto props = parse_stored_json(s.text(first + 4)); props.is_object())
     p.properties = std::move(props.get_object());
   p.disabled = s.integer(first + 5) != 0;
   p.created = core::from_unix_micros(s.integer(first + 6));
@@ -382,7 +398,7 @@ core::SystemRecord read_system(const sqlite::Statement& s) {
   r.type = std::string(s.text(2));
   r.name = std::string(s.text(3));
   r.owner = core::PrincipalId(std::string(s.text(4)));
-  if (auto body = parse_json_column(s.text(5)); body.is_object()) r.body = std::move(body.get_object());
+  if (auto body = parse_stored_json(s.text(5)); body.is_object()) r.body = std::move(body.get_object());
   r.status = core::parse_system_status(s.text(6)).value_or(core::SystemStatus::unknown);
   r.status_reason = std::string(s.text(7));
   r.status_since = core::from_unix_micros(s.integer(8));
@@ -534,26 +550,46 @@ core::AuditEntry read_audit(const sqlite::Statement& s) {
   e.target_type = text_column(s, 5, what("target_type"));
   e.target_id = text_column(s, 6, what("target_id"));
   e.request_id = text_column(s, 7, what("request_id"));
-  if (auto d = parse_json_column(s.text(8), what("detail")); d.is_object())
+  if (auto d = parse_stored_json(s.text(8), what("detail")); d.is_object())
     e.detail = std::move(d.get_object());
   return e;
 }
 
-core::TwinRecord read_twin(const sqlite::Statement& s) {
+// A twin's columns but its document, from `first` on (id, system_id, owner, title, document, created,
+// modified, version, ttl, expires).
+core::TwinRecord read_twin_columns(const sqlite::Statement& s, int first = 0) {
   core::TwinRecord t;
-  t.id = std::string(s.text(0));
-  t.system_id = std::string(s.text(1));
-  t.owner = core::PrincipalId(std::string(s.text(2)));
-  t.title = text_column(s, 3, fmt::format("the title of twin '{}'", t.id));
-  if (auto doc = parse_json_column(s.text(4), fmt::format("the document of twin '{}'", t.id));
+  t.id = std::string(s.text(first));
+  t.system_id = std::string(s.text(first + 1));
+  t.owner = core::PrincipalId(std::string(s.text(first + 2)));
+  t.title = text_column(s, first + 3, fmt::format("the title of twin '{}'", t.id));
+  t.created = core::from_unix_micros(s.integer(first + 5));
+  t.modified = core::from_unix_micros(s.integer(first + 6));
+  t.version = s.integer(first + 7);
+  if (!s.is_null(first + 8)) t.ttl_seconds = s.integer(first + 8);
+  if (!s.is_null(first + 9)) t.expires = core::from_unix_micros(s.integer(first + 9));
+  return t;
+}
+
+core::TwinRecord read_twin(const sqlite::Statement& s) {
+  auto t = read_twin_columns(s);
+  if (auto doc = parse_stored_json(s.text(4), fmt::format("the document of twin '{}'", t.id));
       doc.is_object())
     t.document = std::move(doc.get_object());
-  t.created = core::from_unix_micros(s.integer(5));
-  t.modified = core::from_unix_micros(s.integer(6));
-  t.version = s.integer(7);
-  if (!s.is_null(8)) t.ttl_seconds = s.integer(8);
-  if (!s.is_null(9)) t.expires = core::from_unix_micros(s.integer(9));
   return t;
+}
+
+// A twin whose id is not valid UTF-8 (stored by an older binary) is skipped: its id cannot be served, and a
+// repaired id would name no twin (or two). Logged with the statement that removes it.
+bool servable_twin_id(std::string_view id) {
+  if (core::is_valid_utf8(id)) return true;
+  std::string hex;
+  for (unsigned char c : id) hex += fmt::format("{:02X}", c);
+  spdlog::error(
+      "store: twin with id X'{}' is skipped: its id is not valid UTF-8 (stored by an older "
+      "twinbridge); remove it with: DELETE FROM twins WHERE id = CAST(X'{}' AS TEXT)",
+      hex, hex);
+  return false;
 }
 
 Result<std::int64_t> twin_version(Connection& db, const std::string& id) {
@@ -1760,9 +1796,8 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
       .bind(3, static_cast<std::int64_t>(limit + 1))
       .bind(4, alive_at)
       .bind(5, static_cast<std::int64_t>(std::min<std::size_t>(q.offset, INT64_MAX)));
-  // A twin whose id is not valid UTF-8 (stored by an older binary) is skipped: its id cannot be served, and a
-  // repaired id would name no twin (or two). Logged with the statement that removes it.
-  // When a row is skipped and the statement's limit + 1 rows are read, the page ends at the last row read.
+  // A twin whose id is not valid UTF-8 is skipped (servable_twin_id). When a row is skipped and the
+  // statement's limit + 1 rows are read, the page ends at the last row read.
   Page<core::TwinRecord> page;
   std::size_t rows = 0;
   std::string last_id;
@@ -1777,19 +1812,46 @@ Result<Page<core::TwinRecord>> SqliteStore::twins(const TwinQuery& q) {
     }
     const auto id = s->text(0);
     last_id = std::string(id);
-    if (!core::is_valid_utf8(id)) {
-      std::string hex;
-      for (unsigned char c : id) hex += fmt::format("{:02X}", c);
-      spdlog::error(
-          "store: twin with id X'{}' is skipped: its id is not valid UTF-8 (stored by an older "
-          "twinbridge); remove it with: DELETE FROM twins WHERE id = CAST(X'{}' AS TEXT)",
-          hex, hex);
-      continue;
-    }
+    if (!servable_twin_id(id)) continue;
     page.items.push_back(read_twin(*s));
   }
   if (!page.next_after && rows == limit + 1) page.next_after = last_id;
   return page;
+}
+
+Result<void> SqliteStore::each_twin_text(std::size_t batch,
+                                         const std::function<void(std::vector<TwinText>&&)>& each) {
+  ScopedTimer timer(observer_, "twins");
+  auto db = reader();
+  if (!db) return std::unexpected(db.error());
+  batch = std::clamp<std::size_t>(batch, 1, kMaxPageSize);
+  std::int64_t after = std::numeric_limits<std::int64_t>::min();
+  for (;;) {
+    std::vector<TwinText> texts;
+    texts.reserve(batch);
+    std::size_t rows = 0;
+    {
+      // In rowid order: the table's own order, read front to back. A statement per batch (from the
+      // connection's cache), done before `each` runs.
+      auto s = (*db)->prepare(
+          "SELECT rowid, id, system_id, owner, title, document, created, modified, version, ttl, expires "
+          "FROM "
+          "twins WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+      if (!s) return std::unexpected(s.error());
+      s->bind(1, after).bind(2, static_cast<std::int64_t>(batch));
+      for (;;) {
+        auto row = s->step();
+        if (!row) return std::unexpected(row.error());
+        if (!*row) break;
+        ++rows;
+        after = s->integer(0);
+        if (!servable_twin_id(s->text(1))) continue;
+        texts.push_back(TwinText{read_twin_columns(*s, 1), std::string(s->text(5))});
+      }
+    }
+    if (!texts.empty()) each(std::move(texts));
+    if (rows < batch) return {};
+  }
 }
 
 namespace {
@@ -1946,7 +2008,7 @@ Result<std::optional<core::TwinState>> SqliteStore::twin_state(const std::string
   auto row = s->step();
   if (!row) return std::unexpected(row.error());
   if (!*row) return std::optional<core::TwinState>();
-  auto state = core::state_from_json(parse_json_column(text_column(*s, 0, "a twin state"), "a twin state"));
+  auto state = core::state_from_json(parse_stored_json(text_column(*s, 0, "a twin state"), "a twin state"));
   if (!state) {
     Error e(Errc::internal, fmt::format("the stored state of twin '{}' cannot be read", id));
     e.log_detail = state.error().detail;
@@ -1968,7 +2030,7 @@ Result<std::optional<PolicyRecord>> SqliteStore::twin_policy(const std::string& 
   PolicyRecord p;
   p.twin_id = id;
   p.version = s->integer(0);
-  auto document = parse_json_column(text_column(*s, 1, "a policy"), "a policy");
+  auto document = parse_stored_json(text_column(*s, 1, "a policy"), "a policy");
   if (auto* doc = document.if_object()) p.document = std::move(*doc);
   p.modified = core::from_unix_micros(s->integer(2));
   return std::optional<PolicyRecord>(std::move(p));
@@ -2070,7 +2132,7 @@ SelectionRecord read_selection(const sqlite::Statement& s) {
   SelectionRecord r;
   r.owner = core::PrincipalId(std::string(s.text(0)));
   r.id = text_column(s, 1, "a selection's id");
-  if (auto doc = parse_json_column(s.text(2), fmt::format("the document of selection '{}'", r.id));
+  if (auto doc = parse_stored_json(s.text(2), fmt::format("the document of selection '{}'", r.id));
       doc.is_object())
     r.document = std::move(doc.get_object());
   r.created = core::from_unix_micros(s.integer(3));
@@ -2266,7 +2328,7 @@ Result<std::optional<AcquisitionRecord>> SqliteStore::acquisition(const std::str
   if (!row) return std::unexpected(row.error());
   if (!*row) return std::optional<AcquisitionRecord>();
   return std::optional<AcquisitionRecord>(
-      read_acquisition(twin_id, s->integer(0), parse_json_column(s->text(1), "an acquisition record")));
+      read_acquisition(twin_id, s->integer(0), parse_stored_json(s->text(1), "an acquisition record")));
 }
 
 void SqliteStore::record_acquisition(AcquisitionRecord record, Completion<AcquisitionRecord> done) {

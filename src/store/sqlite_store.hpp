@@ -97,6 +97,8 @@ class SqliteStore final : public Store {
   void put_policy(PolicyRecord record, std::optional<std::int64_t> expected_version, core::AuditEntry audit,
                   Completion<PolicyRecord> done) override;
   core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) override;
+  core::Result<void> each_twin_text(std::size_t batch,
+                                    const std::function<void(std::vector<TwinText>&&)>& each) override;
   void register_twin_system(core::SystemRecord record, std::vector<core::TwinRecord> twins,
                             core::AuditEntry audit, Completion<core::SystemRecord> done) override;
   void create_twin(core::TwinRecord twin, core::AuditEntry audit, Completion<core::TwinRecord> done) override;

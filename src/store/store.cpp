@@ -1,10 +1,27 @@
 #include "store/store.hpp"
 
+#include "core/json_reader.hpp"
+#include "core/utf8.hpp"
+
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace twinbridge::store {
+
+boost::json::value parse_stored_json(std::string_view text, std::string_view what,
+                                     boost::json::storage_ptr sp) {
+  boost::system::error_code ec;
+  auto v = core::read_json(text, ec, 32, nullptr, sp);
+  if (!ec) return v;
+  if (core::is_valid_utf8(text)) return {};
+  // Boost.JSON refuses ill-formed UTF-8; the repair replaces bytes inside strings only (ASCII is kept).
+  v = core::read_json(core::to_valid_utf8(text), ec, 32, nullptr, sp);
+  if (ec) return {};
+  spdlog::error("store: {} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what);
+  return v;
+}
 
 namespace {
 constexpr std::pair<ChangeType, std::string_view> kChangeTypes[] = {

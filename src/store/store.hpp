@@ -221,6 +221,18 @@ struct AcquisitionRecord {
   std::int64_t version = 0;                       // set by the store: +1 on every record
 };
 
+// A stored twin whose TD is still the JSON text it was stored as (twin.document is empty).
+struct TwinText {
+  core::TwinRecord twin;
+  std::string document;
+};
+
+// Reads JSON text the store wrote (core::read_json), into memory of `sp`. Text that is not valid UTF-8
+// (written by an older twinbridge) is read with U+FFFD in place of the bad bytes inside strings, and logged
+// naming `what`; text that does not parse reads as null.
+boost::json::value parse_stored_json(std::string_view text, std::string_view what = "a JSON column",
+                                     boost::json::storage_ptr sp = {});
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -256,6 +268,12 @@ class Store {
   // not_found when there is no such twin.
   virtual core::Result<core::TwinRecord> twin(const std::string& id) = 0;
   virtual core::Result<Page<core::TwinRecord>> twins(const TwinQuery& query) = 0;
+  // Every stored twin (expired ones too; not one whose id is not valid UTF-8), in the store's own order, in
+  // batches of at most `batch` handed to `each` as they are read, each TD still the JSON text it was stored
+  // as: start-up reads them all, and parses them on the threads and into the memory it picks
+  // (parse_stored_json).
+  virtual core::Result<void> each_twin_text(std::size_t batch,
+                                            const std::function<void(std::vector<TwinText>&&)>& each) = 0;
 
   // The stored state of a twin; nullopt when none was stored (a twin starts from its TD).
   virtual core::Result<std::optional<core::TwinState>> twin_state(const std::string& id) = 0;

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <set>
 
@@ -191,6 +193,83 @@ TEST_F(TwinIndexTest, LoadRebuildsItFromTheStore) {
   TwinIndexQuery q;
   q.alive_at = kT0;
   EXPECT_EQ(ids(fresh.find(q)), (std::vector<std::string>{"urn:l:1", "urn:l:2"}));
+}
+
+TEST_F(TwinIndexTest, LoadReadsEveryTwinOnSeveralBuildersAcrossBatches) {
+  std::vector<core::TwinRecord> many;
+  for (int i = 0; i < 1100; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof id, "urn:m:%05d", i);
+    many.push_back(twin(id, "m", "T" + std::to_string(i)));
+  }
+  system("m", many);
+  create(twin("urn:a:late", "", "Late"));  // another system, registered after
+  store_->stop();
+  store_.reset();
+  open();
+  for (const unsigned builders : {1u, 3u}) {
+    TwinIndex fresh;
+    ASSERT_TRUE(fresh.load(*store_, builders));
+    ASSERT_EQ(fresh.size(), 1101u) << builders;
+    TwinIndexQuery q;
+    q.alive_at = kT0;
+    q.limit = 2000;
+    const auto all = ids(fresh.find(q));
+    ASSERT_EQ(all.size(), 1101u);
+    EXPECT_EQ(all.front(), "urn:a:late");
+    EXPECT_EQ(all.back(), "urn:m:01099");
+    EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+    const auto one = fresh.get("urn:m:00512");
+    ASSERT_TRUE(one);
+    EXPECT_EQ(one->json().at("title").as_string(), "T512");
+    EXPECT_EQ(one->json().at("twinbridge:system").as_string(), "m");
+    q.system_id = "m";
+    EXPECT_EQ(fresh.find(q).items.size(), 1100u);
+  }
+}
+
+// Views live in a slab; replaced views leave their blocks sparse, and the index moves the survivors out so
+// that those blocks are freed, with every twin still served as it is.
+TEST_F(TwinIndexTest, ViewsOfSparseBlocksAreMovedAndTheirBlocksFreed) {
+  const auto& slab = core::TwinView::memory();
+  const std::string description(3000, 'd');
+  auto record = [&](int i, std::int64_t version) {
+    char id[32];
+    std::snprintf(id, sizeof id, "urn:c:%05d", i);
+    auto t = twin(id, "c", "T" + std::to_string(version));
+    t.document["description"] = description;
+    t.version = version;
+    return t;
+  };
+  constexpr int kTwins = 6000;
+  for (int i = 0; i < kTwins; ++i) index_.twin_stored(record(i, 1));
+  const auto mapped_before = slab.mapped_bytes();
+  // Two of every three replaced: each of the first views' blocks keeps a third of its bytes alive.
+  for (int i = 0; i < kTwins; ++i) {
+    if (i % 3 != 0) index_.twin_stored(record(i, 2));
+  }
+  // Each change also compacts; a few more changes finish the pass over every twin.
+  for (int round = 0; round < 2 * kTwins / static_cast<int>(TwinIndex::kCompactStep) + 2; ++round) {
+    index_.twin_stored(record(1, 3));
+  }
+  EXPECT_LT(slab.dead_bytes(), std::max(TwinIndex::kCompactMinDead, slab.live_bytes() / 4));
+  EXPECT_LT(slab.mapped_bytes(), mapped_before + mapped_before / 2)
+      << "the replaced views' blocks are freed once their survivors moved";
+  ASSERT_EQ(index_.size(), static_cast<std::size_t>(kTwins));
+  for (int i = 0; i < kTwins; i += 7) {
+    const auto view = index_.get(record(i, 0).id);
+    ASSERT_TRUE(view) << i;
+    const std::int64_t expected = i == 1 ? 3 : i % 3 != 0 ? 2 : 1;
+    EXPECT_EQ(view->version(), expected) << i;
+    EXPECT_EQ(view->json().at("title").as_string(), "T" + std::to_string(expected)) << i;
+    EXPECT_EQ(view->json().at("description").as_string().size(), description.size());
+    EXPECT_EQ(view->system_id(), "c");
+  }
+  TwinIndexQuery q;
+  q.alive_at = kT0;
+  q.system_id = "c";
+  q.limit = kTwins;
+  EXPECT_EQ(find(q).items.size(), static_cast<std::size_t>(kTwins));
 }
 
 TEST_F(TwinIndexTest, PagesFiltersAndExpiry) {

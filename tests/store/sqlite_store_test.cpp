@@ -1464,7 +1464,7 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema3Migrates) {
   ASSERT_NO_FATAL_FAILURE(open_store(options()));
   EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
             SqliteStore::schema_version());
-  EXPECT_EQ(SqliteStore::schema_version(), 8);
+  EXPECT_EQ(SqliteStore::schema_version(), 9);
   const auto kept = store_->system(core::SystemKind::third_party, "s1");
   ASSERT_TRUE(kept) << kept.error().detail;
   EXPECT_EQ(kept->status, core::SystemStatus::unknown);
@@ -1513,6 +1513,30 @@ TEST_F(SqliteStoreTest, ATwinWhoseIdIsNotUtf8IsSkippedWithoutEndingThePageEarly)
     EXPECT_EQ(ids, (std::vector<std::string>{"urn:a:1", "urn:b:1", "urn:c:1", "urn:d:1"}))
         << "limit " << limit;
   }
+}
+
+TEST_F(SqliteStoreTest, EveryTwinIsReadAsTextInBatchesWithoutTheOnesWhoseIdIsNotUtf8) {
+  exec_sql(options().path, "BEGIN;" + twin_sql("urn:a:1") + twin_sql("urn:b:1") +
+                               insert_twin_sql("CAST(X'75726E3A623AFFFE' AS TEXT)", "'T'", "'{}'") +
+                               twin_sql("urn:c:1") + twin_sql("urn:d:1") + twin_sql("urn:e:1") + "COMMIT;");
+  std::vector<std::size_t> sizes;
+  std::vector<std::string> ids;
+  ASSERT_TRUE(store_->each_twin_text(2, [&](std::vector<TwinText>&& batch) {
+    sizes.push_back(batch.size());
+    for (const auto& t : batch) {
+      ids.push_back(t.twin.id);
+      EXPECT_TRUE(t.twin.document.empty());
+      const auto td = parse_stored_json(t.document);
+      ASSERT_TRUE(td.is_object()) << t.document;
+      EXPECT_EQ(td.at("id").as_string(), t.twin.id);
+      EXPECT_EQ(t.twin.title, "T");
+      EXPECT_EQ(t.twin.version, 1);
+    }
+  }));
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"urn:a:1", "urn:b:1", "urn:c:1", "urn:d:1", "urn:e:1"}));
+  // Six rows in batches of two; the row skipped leaves its batch short.
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{2, 1, 2}));
 }
 
 TEST_F(SqliteStoreTest, IllFormedTextInATwinIsServedWithReplacementCharacters) {
@@ -2036,6 +2060,46 @@ TEST(SqliteErrors, SqliteMessagesGoToTheLogDetailOnly) {
   EXPECT_NE(broken.error().log_detail.find("nowhere_table"), std::string::npos);
   db->reset();
   std::filesystem::remove_all(dir);
+}
+
+TEST_F(SqliteStoreTest, ADatabaseOfSchema8MovesItsTwinsToARowidTableKeepingEveryOne) {
+  close_store();
+  // Back to schema 8: the twins in a WITHOUT ROWID table, as that version created it.
+  exec_sql(
+      options().path,
+      "BEGIN; DROP TABLE twins; CREATE TABLE twins (id TEXT PRIMARY KEY, system_id TEXT NOT NULL, owner TEXT "
+      "NOT NULL, title TEXT NOT NULL, document TEXT NOT NULL, created INTEGER NOT NULL, modified INTEGER NOT "
+      "NULL, version INTEGER NOT NULL, ttl INTEGER, expires INTEGER) WITHOUT ROWID; CREATE INDEX "
+      "twins_by_system ON twins(system_id, id); CREATE INDEX twins_by_expiry ON twins(expires) WHERE "
+      "expires IS NOT NULL; CREATE INDEX twins_by_owner ON twins(owner, system_id, id); " +
+          twin_sql("urn:m:2") + twin_sql("urn:m:1") + twin_sql("urn:m:3") +
+          "DELETE FROM schema_migrations WHERE version > 8; COMMIT;");
+  ASSERT_NO_FATAL_FAILURE(open_store(options()));
+  EXPECT_EQ(query_integer(options().path, "SELECT MAX(version) FROM schema_migrations"),
+            SqliteStore::schema_version());
+  EXPECT_EQ(
+      query_integer(options().path,
+                    "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'twins' AND sql LIKE '%WITHOUT ROWID%'"),
+      0);
+  EXPECT_EQ(query_integer(options().path,
+                          "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name IN "
+                          "('twins_by_system', 'twins_by_expiry', 'twins_by_owner')"),
+            3);
+  auto page = store_->twins(TwinQuery{});
+  ASSERT_TRUE(page) << page.error().detail;
+  std::vector<std::string> ids;
+  for (const auto& t : page->items) ids.push_back(t.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{"urn:m:1", "urn:m:2", "urn:m:3"}));
+  const auto one = store_->twin("urn:m:2");
+  ASSERT_TRUE(one) << one.error().detail;
+  EXPECT_EQ(one->title, "T");
+  // A second twin with the same id is still refused.
+  auto again = twin_record("urn:m:2", "", "p");
+  const auto created = wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(std::move(again), make_audit("twin.create", "urn:m:2"), std::move(done));
+  });
+  ASSERT_FALSE(created);
+  EXPECT_EQ(created.error().code, Errc::conflict);
 }
 
 }  // namespace
