@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <new>
+#include <utility>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -43,6 +44,7 @@ constexpr std::size_t kHeader = 64;  // sizeof(Slab::Block), rounded up to kAlig
 
 Slab::~Slab() {
   if (auto* block = current_.load(std::memory_order_acquire); block != nullptr) release(block);
+  if (spare_ != nullptr) release(spare_);
 }
 
 Slab::Block* Slab::block_of(const void* p) {
@@ -92,17 +94,37 @@ void* Slab::allocate(std::size_t bytes) {
     p = reinterpret_cast<unsigned char*>(block) + kHeader;
     // The block's own reference becomes its one allocation's.
   } else {
-    std::lock_guard lock(mutex_);
-    block = current_.load(std::memory_order_relaxed);
-    if (block == nullptr || block->used + bytes > block->size) {
-      Block* fresh = map_block(*this, kBlockSize);
-      current_.store(fresh, std::memory_order_release);
-      if (block != nullptr) release(block);  // no longer filled: freed with its last allocation
-      block = fresh;
+    // A new block is mapped (and its first page faulted in: zeroing a huge page takes a while) outside the
+    // lock, so that other threads go on allocating from the current block meanwhile.
+    Block* fresh = nullptr;
+    for (;;) {
+      std::unique_lock lock(mutex_);
+      block = current_.load(std::memory_order_relaxed);
+      if (block == nullptr || block->used + bytes > block->size) {
+        if (fresh == nullptr) fresh = std::exchange(spare_, nullptr);
+        if (fresh == nullptr) {
+          lock.unlock();
+          fresh = map_block(*this, kBlockSize);
+          continue;
+        }
+        current_.store(fresh, std::memory_order_release);
+        if (block != nullptr) release(block);  // no longer filled: freed with its last allocation
+        block = std::exchange(fresh, nullptr);
+      }
+      p = reinterpret_cast<unsigned char*>(block) + block->used;
+      block->used += bytes;
+      block->refs.fetch_add(1, std::memory_order_relaxed);
+      // Another thread switched blocks while this one mapped: the block mapped is the next one.
+      if (fresh != nullptr) {
+        if (spare_ == nullptr) {
+          spare_ = fresh;
+        } else {
+          lock.unlock();
+          release(fresh);
+        }
+      }
+      break;
     }
-    p = reinterpret_cast<unsigned char*>(block) + block->used;
-    block->used += bytes;
-    block->refs.fetch_add(1, std::memory_order_relaxed);
   }
   block->live.fetch_add(bytes, std::memory_order_relaxed);
   live_.fetch_add(bytes, std::memory_order_relaxed);

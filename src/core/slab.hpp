@@ -54,6 +54,7 @@ class Slab {
 
   std::mutex mutex_;
   std::atomic<Block*> current_{nullptr};  // the block being filled (holds a reference of its own)
+  Block* spare_ = nullptr;                // mapped by a thread that lost the race to switch blocks
   std::atomic<std::size_t> mapped_{0};
   std::atomic<std::size_t> live_{0};
   std::atomic<std::size_t> filled_{0};  // bytes handed out of blocks still mapped, dead or alive

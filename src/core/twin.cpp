@@ -9,25 +9,24 @@ namespace twinbridge::core {
 
 namespace {
 
-// The TD `document` of twin `t` as served.
-boost::json::object served_td(const TwinRecord& t, const boost::json::object& document,
-                              boost::json::storage_ptr sp) {
-  boost::json::object out(document, sp);
-  boost::json::object registration(sp);
+// Adds to `td`, the TD of twin `t`, what a served TD has beside it (in td's memory).
+void add_served_members(const TwinRecord& t, boost::json::object& td) {
+  boost::json::object registration(td.storage());
   registration["created"] = format_rfc3339(t.created);
   registration["modified"] = format_rfc3339(t.modified);
   if (t.ttl_seconds) registration["ttl"] = *t.ttl_seconds;
   if (t.expires) registration["expires"] = format_rfc3339(*t.expires);
-  out["registration"] = std::move(registration);
-  if (!t.system_id.empty()) out["twinbridge:system"] = t.system_id;
-  out["twinbridge:version"] = t.version;
-  return out;
+  td["registration"] = std::move(registration);
+  if (!t.system_id.empty()) td["twinbridge:system"] = t.system_id;
+  td["twinbridge:version"] = t.version;
 }
 
 }  // namespace
 
 boost::json::object to_json(const TwinRecord& t, boost::json::storage_ptr sp) {
-  return served_td(t, t.document, std::move(sp));
+  boost::json::object out(t.document, std::move(sp));
+  add_served_members(t, out);
+  return out;
 }
 
 }  // namespace twinbridge::core
@@ -170,21 +169,21 @@ std::shared_ptr<const TwinView> TwinView::make(const Identity& identity, const b
 }
 
 std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
-  return make(twin, twin.document);
-}
-
-std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin, const boost::json::object& td) {
   thread_local Scratch scratch;
   thread_local bool overflowed = false;  // the last view outgrew the scratch: grow it (now unused)
   if (overflowed) scratch.grow();
-  // The view as served, built in the scratch buffer (the heap only beyond it), then copied to its place.
+  // The TD as served, built in the scratch buffer (the heap only beyond it), then copied to its place.
   BumpResource built_memory(scratch.data(), scratch.size(), true);
-  const boost::json::storage_ptr built_storage(&built_memory);
-  boost::json::value wrapped(boost::json::array_kind, built_storage);
-  wrapped.get_array().emplace_back(served_td(twin, td, built_storage));
-  auto view = make(Identity{twin.id, twin.system_id, twin.owner, twin.version, twin.expires}, wrapped);
+  auto view = make(twin, boost::json::object(twin.document, boost::json::storage_ptr(&built_memory)));
   overflowed = built_memory.overflowed();
   return view;
+}
+
+std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin, boost::json::object&& td) {
+  add_served_members(twin, td);
+  boost::json::value wrapped(boost::json::array_kind, td.storage());
+  wrapped.get_array().emplace_back(std::move(td));  // the same memory: moved, not copied
+  return make(Identity{twin.id, twin.system_id, twin.owner, twin.version, twin.expires}, wrapped);
 }
 
 std::shared_ptr<const TwinView> TwinView::relocated() const {

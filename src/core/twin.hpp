@@ -53,8 +53,9 @@ class TwinView {
   };
 
   static std::shared_ptr<const TwinView> make(const TwinRecord& twin);
-  // The same with `td` in place of twin.document.
-  static std::shared_ptr<const TwinView> make(const TwinRecord& twin, const boost::json::object& td);
+  // The same with `td` in place of twin.document; the served members are added to `td` itself (in its
+  // memory, e.g. a scratch buffer the TD was just parsed into) before it is copied into the view.
+  static std::shared_ptr<const TwinView> make(const TwinRecord& twin, boost::json::object&& td);
   ~TwinView();
   TwinView(const TwinView&) = delete;
   TwinView& operator=(const TwinView&) = delete;

@@ -41,10 +41,10 @@ core::Result<void> TwinIndex::load(store::Store& store, unsigned builders) {
       views.reserve(batch.size());
       for (const auto& t : batch) {
         boost::json::monotonic_resource memory(buffer.get(), kParseBuffer);
-        auto td =
-            store::parse_stored_json(t.document, "the document of a twin", boost::json::storage_ptr(&memory));
-        static const boost::json::object kEmpty;
-        views.push_back(core::TwinView::make(t.twin, td.is_object() ? td.get_object() : kEmpty));
+        const boost::json::storage_ptr storage(&memory);
+        auto td = store::parse_stored_json(t.document, "the document of a twin", storage);
+        views.push_back(core::TwinView::make(
+            t.twin, td.is_object() ? std::move(td.get_object()) : boost::json::object(storage)));
       }
       put_all(std::move(views));
     }
