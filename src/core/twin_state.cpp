@@ -640,4 +640,8 @@ Result<TwinState> StateSchema::apply(const TwinState& current, const json::value
   return next;
 }
 
+boost::json::object to_json(const Pose& pose) {
+  return pose_to_json(pose);
+}
+
 }  // namespace twinbridge::core

@@ -69,6 +69,8 @@ struct TwinState {
 
 // The state document (see the top of this file).
 boost::json::object to_json(const TwinState& state);
+// A pose as the state document writes it.
+boost::json::object to_json(const Pose& pose);
 
 // Reads a state document back (from storage). Strict: unknown members, wrong types and malformed times are
 // errors. It checks the document's shape only, not its values against the TD. Errors:

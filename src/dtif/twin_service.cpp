@@ -358,14 +358,20 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       continue;
     }
     boost::json::value durable = r.patch;
-    boost::json::object ephemeral;
+    // The ephemeral members of the change, as the JSON text of the live change's patch members.
+    std::string live_properties;  // "name":value,...
+    std::string live_pose;        // the pose as applied
     if (auto* patch = durable.if_object()) {
       if (auto* props = patch->if_contains("properties"); props != nullptr && props->is_object()) {
         auto& p = props->as_object();
         for (auto it = p.begin(); it != p.end();) {
           const auto* prop = e.schema->property(it->key());
           if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
-            ephemeral[it->key()] = it->value();  // fanned out as the patch it is
+            // Fanned out as the patch it is.
+            if (!live_properties.empty()) live_properties += ',';
+            live_properties += boost::json::serialize(it->key());
+            live_properties += ':';
+            live_properties += boost::json::serialize(it->value());
             const auto* merged = checked->properties.if_contains(it->key());
             e.live[it->key()] = merged != nullptr ? *merged : it->value();
             e.live_updated[std::string(it->key())] = now;
@@ -382,7 +388,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       }
       if (e.schema->pose_ephemeral() && patch->contains("pose")) {
         if (checked->pose) {
-          ephemeral["pose"] = core::to_json(*checked).at("pose");
+          live_pose = boost::json::serialize(core::to_json(*checked->pose));
           e.live_pose = checked->pose;
           e.live_pose_updated = now;
           patch->erase("pose");
@@ -393,28 +399,26 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         }
       }
     }
-    if (!ephemeral.empty()) {
+    const bool live = !live_properties.empty() || !live_pose.empty();
+    if (live) {
       auto c = std::make_shared<store::Change>();
       c->type = store::ChangeType::state_changed;
       c->at = now;
       c->subject = view.id();
-      boost::json::object data{
-          {"id", view.id()}, {"ephemeral", true}, {"ingestedAt", core::format_rfc3339(now)}};
-      boost::json::object props;
-      for (auto& [k, v] : ephemeral) {
-        if (k != "pose") props[k] = v;
-      }
-      boost::json::object patch_out;
-      if (!props.empty()) patch_out["properties"] = std::move(props);
-      if (ephemeral.contains("pose")) patch_out["pose"] = ephemeral.at("pose");
-      data["patch"] = std::move(patch_out);
-      c->data = boost::json::serialize(data);
+      std::string patch_text = "{";
+      if (!live_properties.empty()) patch_text += fmt::format(R"("properties":{{{}}})", live_properties);
+      if (!live_pose.empty())
+        patch_text += fmt::format(R"({}"pose":{})", patch_text.size() > 1 ? "," : "", live_pose);
+      patch_text += '}';
+      c->data = fmt::format(R"({{"id":{},"ephemeral":true,"ingestedAt":"{}","patch":{}}})",
+                            boost::json::serialize(boost::json::string_view(view.id())),
+                            core::format_rfc3339(now), patch_text);
       // Out at once, before the rest of the batch is checked: a live value waits for nothing.
-      const store::ChangePtr live = std::move(c);
-      hub_.publish_live(std::span(&live, 1));
+      const store::ChangePtr change = std::move(c);
+      hub_.publish_live(std::span(&change, 1));
     }
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
-    if (!has_durable && !ephemeral.empty()) {
+    if (!has_durable && live) {
       if (r.source_seq) e.live_source_seq = r.source_seq;
       if (r.source_time) e.live_source_time = r.source_time;
       (*results)[i] = e.state;  // nothing to store: the live values are out
@@ -426,14 +430,17 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       continue;
     }
     auto state = std::make_shared<const core::TwinState>(std::move(*next));
-    boost::json::object data{{"id", state->id},
-                             {"version", state->version},
-                             {"patch", durable},
-                             {"ingestedAt", core::format_rfc3339(now)},
-                             {"channel", state->channel}};
-    if (state->source_time) data["sourceTime"] = core::format_rfc3339(*state->source_time);
-    if (state->source_seq) data["sourceSeq"] = *state->source_seq;
-    writes.push_back({state, e.stored ? e.state->version : 0, boost::json::serialize(data),
+    // The change's data as text, written directly: {id, version, patch, ingestedAt, channel, sourceTime?,
+    // sourceSeq?}.
+    std::string data = fmt::format(R"({{"id":{},"version":{},"patch":{},"ingestedAt":"{}","channel":{})",
+                                   boost::json::serialize(boost::json::string_view(state->id)),
+                                   state->version, boost::json::serialize(durable), core::format_rfc3339(now),
+                                   boost::json::serialize(boost::json::string_view(state->channel)));
+    if (state->source_time)
+      data += fmt::format(R"(,"sourceTime":"{}")", core::format_rfc3339(*state->source_time));
+    if (state->source_seq) data += fmt::format(R"(,"sourceSeq":{})", *state->source_seq);
+    data += '}';
+    writes.push_back({state, e.stored ? e.state->version : 0, std::move(data),
                       boost::json::serialize(core::to_json(*state))});
     written.push_back(i);
     e.state = state;
