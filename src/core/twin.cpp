@@ -158,14 +158,14 @@ std::shared_ptr<const TwinView> TwinView::make(const Identity& identity, const b
   auto* memory = static_cast<unsigned char*>(view_slab().allocate(total));
   auto* resource =
       new (memory + view_bytes) BumpResource(memory + view_bytes + resource_bytes, json_bytes, true);
+  TwinView* view = nullptr;
   try {
-    auto* view =
-        new (memory) TwinView(identity, total, json_bytes, boost::json::storage_ptr(resource), wrapped);
-    return std::shared_ptr<const TwinView>(view, Deleter{});
+    view = new (memory) TwinView(identity, total, json_bytes, boost::json::storage_ptr(resource), wrapped);
   } catch (...) {
     Slab::free(memory, total);
     throw;
   }
+  return std::shared_ptr<const TwinView>(view, Deleter{});  // on failure, shared_ptr itself calls the deleter
 }
 
 std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {

@@ -1,9 +1,8 @@
 #include "dtif/twin_index.hpp"
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-
-#include <boost/json/monotonic_resource.hpp>
 
 #include <algorithm>
 #include <condition_variable>
@@ -42,7 +41,7 @@ core::Result<void> TwinIndex::load(store::Store& store, unsigned builders) {
       for (const auto& t : batch) {
         boost::json::monotonic_resource memory(buffer.get(), kParseBuffer);
         const boost::json::storage_ptr storage(&memory);
-        auto td = store::parse_stored_json(t.document, "the document of a twin", storage);
+        auto td = store::parse_stored_json(t.document, "the document", storage, t.twin.id);
         views.push_back(core::TwinView::make(
             t.twin, td.is_object() ? std::move(td.get_object()) : boost::json::object(storage)));
       }
@@ -119,7 +118,11 @@ void TwinIndex::compact_some() {
   if (!compacting) return;
   const auto& slab = core::TwinView::memory();
   const auto dead = slab.dead_bytes();
-  if (dead < std::max(kCompactMinDead, slab.live_bytes() / 4) || dead < compact_wait_for_dead_) return;
+  if (dead < std::max(kCompactMinDead, slab.live_bytes() / 4)) {
+    compact_wait_for_dead_ = 0;
+    return;
+  }
+  if (dead < compact_wait_for_dead_) return;
   std::vector<std::shared_ptr<const core::TwinView>> sparse;
   bool pass_ended = false;
   {

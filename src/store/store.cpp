@@ -11,7 +11,7 @@
 namespace twinbridge::store {
 
 boost::json::value parse_stored_json(std::string_view text, std::string_view what,
-                                     boost::json::storage_ptr sp) {
+                                     boost::json::storage_ptr sp, std::string_view of) {
   boost::system::error_code ec;
   auto v = core::read_json(text, ec, 32, nullptr, sp);
   if (!ec) return v;
@@ -19,7 +19,8 @@ boost::json::value parse_stored_json(std::string_view text, std::string_view wha
   // Boost.JSON refuses ill-formed UTF-8; the repair replaces bytes inside strings only (ASCII is kept).
   v = core::read_json(core::to_valid_utf8(text), ec, 32, nullptr, sp);
   if (ec) return {};
-  spdlog::error("store: {} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what);
+  spdlog::error("store: {}{} is not valid UTF-8; served with U+FFFD in place of the bad bytes", what,
+                of.empty() ? std::string() : fmt::format(" of '{}'", of));
   return v;
 }
 

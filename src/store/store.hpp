@@ -229,9 +229,9 @@ struct TwinText {
 
 // Reads JSON text the store wrote (core::read_json), into memory of `sp`. Text that is not valid UTF-8
 // (written by an older twinbridge) is read with U+FFFD in place of the bad bytes inside strings, and logged
-// naming `what`; text that does not parse reads as null.
+// naming `what` (and, when given, whose it is: `of`); text that does not parse reads as null.
 boost::json::value parse_stored_json(std::string_view text, std::string_view what = "a JSON column",
-                                     boost::json::storage_ptr sp = {});
+                                     boost::json::storage_ptr sp = {}, std::string_view of = {});
 
 class Store {
  public:
