@@ -42,8 +42,13 @@ namespace {
 // when comparing objects), and frees that again.
 class BumpResource final : public boost::container::pmr::memory_resource {
  public:
-  BumpResource(unsigned char* base, std::size_t capacity, bool overflow_to_heap)
-      : base_(base), capacity_(capacity), overflow_to_heap_(overflow_to_heap) {}
+  // `track_overflow`: record whether anything went to the heap (overflowed()) — only for a resource one
+  // thread uses; a view's resource is shared by the threads that copy its JSON (a copy allocates from it).
+  BumpResource(unsigned char* base, std::size_t capacity, bool overflow_to_heap, bool track_overflow = false)
+      : base_(base),
+        capacity_(capacity),
+        overflow_to_heap_(overflow_to_heap),
+        track_overflow_(track_overflow) {}
   std::size_t used() const { return used_; }
   bool overflowed() const { return overflowed_; }
 
@@ -55,7 +60,7 @@ class BumpResource final : public boost::container::pmr::memory_resource {
       return base_ + offset;
     }
     if (!overflow_to_heap_) throw std::bad_alloc();
-    overflowed_ = true;
+    if (track_overflow_) overflowed_ = true;
     return ::operator new(n, std::align_val_t(align));
   }
   void do_deallocate(void* p, std::size_t n, std::size_t align) override {
@@ -67,6 +72,7 @@ class BumpResource final : public boost::container::pmr::memory_resource {
   unsigned char* base_;
   std::size_t capacity_;
   bool overflow_to_heap_;
+  const bool track_overflow_;
   std::size_t used_ = 0;
   bool overflowed_ = false;
 };
@@ -173,7 +179,7 @@ std::shared_ptr<const TwinView> TwinView::make(const TwinRecord& twin) {
   thread_local bool overflowed = false;  // the last view outgrew the scratch: grow it (now unused)
   if (overflowed) scratch.grow();
   // The TD as served, built in the scratch buffer (the heap only beyond it), then copied to its place.
-  BumpResource built_memory(scratch.data(), scratch.size(), true);
+  BumpResource built_memory(scratch.data(), scratch.size(), true, true);
   auto view = make(twin, boost::json::object(twin.document, boost::json::storage_ptr(&built_memory)));
   overflowed = built_memory.overflowed();
   return view;
