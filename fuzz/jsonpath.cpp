@@ -4,17 +4,20 @@
 //
 // Checks: a refused query is a bad_request naming the byte offset; select(), select_nodes() and matches()
 // agree with each other and with a reused Matcher; every normalized path of a selected node is itself a valid
-// query that selects exactly that node (RFC 9535 section 2.7).
+// query that selects exactly that node (RFC 9535 section 2.7); the packed form of the document
+// (core/packed_json.hpp, as the twin index keeps TDs) gives the same nodes at the same paths.
 //
 // Evaluation is in evaluate() alone, under a query budget as in the server.
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <vector>
 
+#include "core/packed_json.hpp"
 #include "fuzz.hpp"
 #include "query/jsonpath.hpp"
 
@@ -99,6 +102,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < e.values.size(); ++i) TB_FUZZ_CHECK(e.values[i] == e.nodes[i].value);
   TB_FUZZ_CHECK(e.matches == !e.values.empty());
   TB_FUZZ_CHECK(e.matcher == e.matches);
+
+  // The packed form of the document (the twin index's) selects the same nodes at the same paths.
+  static const std::string packed = core::packed::pack(doc);
+  const core::packed::Ref root(reinterpret_cast<const std::uint8_t*>(packed.data()));
+  query::QueryBudget packed_budget(fuzz_limits()), packed_matches(fuzz_limits());
+  const auto packed_nodes = path->select_nodes(root, packed_budget);
+  const bool packed_match = path->matches(root, packed_matches);
+  if (packed_budget.ok() && packed_matches.ok()) {
+    TB_FUZZ_CHECK(packed_nodes.size() == e.nodes.size());
+    for (std::size_t i = 0; i < std::min(e.nodes.size(), kMaxPathsChecked); ++i) {
+      TB_FUZZ_CHECK(packed_nodes[i].path == e.nodes[i].path);
+      TB_FUZZ_CHECK(core::packed::serialize(packed_nodes[i].value) ==
+                    boost::json::serialize(*e.nodes[i].value));
+    }
+    TB_FUZZ_CHECK(packed_match == e.matches);
+  }
 
   for (std::size_t i = 0; i < std::min(e.nodes.size(), kMaxPathsChecked); ++i) {
     const auto& node = e.nodes[i];

@@ -86,6 +86,19 @@ bool flag(const json::object& o, std::string_view key) {
   const auto* v = o.if_contains(key);
   return v != nullptr && v->is_bool() && v->get_bool();
 }
+bool flag(const json::object* o, std::string_view key) {
+  return flag(*o, key);
+}
+
+// The same over a packed TD (a twin view's).
+packed::Ref find_affordance(packed::Ref td, std::string_view kind, std::string_view name) {
+  const auto affordance = td.find(kind).find(name);
+  return affordance.is_object() ? affordance : packed::Ref();
+}
+bool flag(packed::Ref o, std::string_view key) {
+  const auto v = o.find(key);
+  return v.is_bool() && v.get_bool();
+}
 
 void add_id_errors(const Result<void>& checked, std::vector<FieldError>& errors) {
   if (checked) return;
@@ -424,13 +437,16 @@ Decision decide(const Policy& policy, const SubjectFacts& who, Operation op, std
   return denied;
 }
 
-Result<void> check_characteristics(const json::object& td, Operation op, std::string_view affordance) {
+namespace {
+
+template <class Td>
+Result<void> characteristics(const Td& td, Operation op, std::string_view affordance) {
   const auto [kind, noun] = affordance_kind(op);
-  const auto* o = find_affordance(td, kind, affordance);
-  if (o == nullptr) {
+  const auto o = find_affordance(td, kind, affordance);
+  if (!o) {
     for (const auto op_kind : {Operation::readproperty, Operation::invokeaction, Operation::subscribeevent}) {
       const auto [other_kind, other_noun] = affordance_kind(op_kind);
-      if (other_kind != kind && find_affordance(td, other_kind, affordance) != nullptr) {
+      if (other_kind != kind && find_affordance(td, other_kind, affordance)) {
         return fail(Errc::validation_failed,
                     fmt::format("\"{}\" is {} of the twin, not {}: {} does not apply to it", affordance,
                                 with_article(other_noun), with_article(noun), to_string(op)));
@@ -439,8 +455,8 @@ Result<void> check_characteristics(const json::object& td, Operation op, std::st
     return fail(Errc::validation_failed, fmt::format("the twin has no {} \"{}\"", noun, affordance));
   }
   if (kind != "properties") return {};
-  const bool read_only = flag(*o, "readOnly");
-  const bool write_only = flag(*o, "writeOnly");
+  const bool read_only = flag(o, "readOnly");
+  const bool write_only = flag(o, "writeOnly");
   switch (op) {
     case Operation::writeproperty:
       if (read_only) {
@@ -459,7 +475,7 @@ Result<void> check_characteristics(const json::object& td, Operation op, std::st
         return fail(Errc::forbidden,
                     fmt::format("property \"{}\" is writeOnly: it cannot be observed", affordance));
       }
-      if (!flag(*o, "observable")) {
+      if (!flag(o, "observable")) {
         return fail(Errc::forbidden,
                     fmt::format("property \"{}\" is not observable (its Thing Description does not mark it "
                                 "\"observable\": true)",
@@ -470,6 +486,16 @@ Result<void> check_characteristics(const json::object& td, Operation op, std::st
       break;
   }
   return {};
+}
+
+}  // namespace
+
+Result<void> check_characteristics(const json::object& td, Operation op, std::string_view affordance) {
+  return characteristics(td, op, affordance);
+}
+
+Result<void> check_characteristics(packed::Ref td, Operation op, std::string_view affordance) {
+  return characteristics(td, op, affordance);
 }
 
 Result<void> check_policy_affordances(const Policy& policy, const json::object& td,

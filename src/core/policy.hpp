@@ -39,6 +39,7 @@
 
 #include "core/error.hpp"
 #include "core/ids.hpp"
+#include "core/packed_json.hpp"
 
 namespace twinbridge::core {
 
@@ -112,6 +113,7 @@ Decision decide(const Policy& policy, const SubjectFacts& who, Operation op, std
 // Errc::forbidden when its characteristics exclude the operation. The detail is a sentence for the user,
 // e.g. "property \"joints\" is readOnly: it cannot be written".
 Result<void> check_characteristics(const boost::json::object& td, Operation op, std::string_view affordance);
+Result<void> check_characteristics(packed::Ref td, Operation op, std::string_view affordance);
 
 // Whether every affordance a rule names exists in the TD under the kind of at least one of the rule's
 // operations (a policy written for another TD, or with a misspelt name). Errors: Errc::validation_failed at

@@ -9,11 +9,13 @@
 #include <boost/json/value.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "core/ids.hpp"
+#include "core/packed_json.hpp"
 #include "core/slab.hpp"
 #include "core/time.hpp"
 
@@ -37,10 +39,11 @@ struct TwinRecord {
 boost::json::object to_json(const TwinRecord& twin, boost::json::storage_ptr sp = {});
 
 // A registered twin as served, immutable, for the in-memory twin index and discovery answers: the TD as
-// to_json() gives it, held in a one-element array (JSONPath filters apply to that array without a copy).
-// The view and all of its JSON are one allocation of exactly their size from a slab of huge pages
-// (core/slab.hpp): about a third of the memory of a default-allocated boost::json value, no allocator
-// header, and side by side with the other views. Shared between threads through shared_ptr<const TwinView>.
+// to_json() gives it, packed (core/packed_json.hpp: about the size of its text, a third of a boost::json
+// value's) and held in a one-element array (JSONPath filters apply to that array without a copy). The view
+// and its packed TD are one allocation of exactly their size from a slab of huge pages (core/slab.hpp): no
+// allocator header, side by side with the other views. Shared between threads through
+// shared_ptr<const TwinView>; nothing in it changes after make().
 class TwinView {
  public:
   // What a view knows of its twin beside the TD.
@@ -54,7 +57,7 @@ class TwinView {
 
   static std::shared_ptr<const TwinView> make(const TwinRecord& twin);
   // The same with `td` in place of twin.document; the served members are added to `td` itself (in its
-  // memory, e.g. a scratch buffer the TD was just parsed into) before it is copied into the view.
+  // memory, e.g. a scratch buffer the TD was just parsed into) before it is packed into the view.
   static std::shared_ptr<const TwinView> make(const TwinRecord& twin, boost::json::object&& td);
   ~TwinView();
   TwinView(const TwinView&) = delete;
@@ -65,9 +68,14 @@ class TwinView {
   const PrincipalId& owner() const { return owner_; }
   std::int64_t version() const { return version_; }
   const std::optional<Timestamp>& expires() const { return expires_; }
-  const boost::json::value& json() const { return wrapped_.at(0); }
-  const boost::json::value& wrapped() const { return wrapped_; }  // [json()]
-  std::size_t bytes() const { return json_bytes_; }               // of the JSON
+  // The TD as served (an object), and the array [td] that filters run over.
+  packed::Ref td() const { return td_; }
+  packed::Ref wrapped() const { return packed::Ref(packed_bytes()); }
+  // Appends the TD's JSON text, as boost::json::serialize(to_json(record)) writes it.
+  void append_json(std::string& out) const { packed::append_json(td_, out); }
+  // The TD as a boost::json object (a copy: for what reads a TD rarely, such as building its state schema).
+  boost::json::object td_json(boost::json::storage_ptr sp = {}) const;
+  std::size_t bytes() const { return packed_size_; }  // of the packed TD
 
   // The same view in fresh memory of the slab. An owner that keeps views long (the twin index) replaces the
   // views of sparse blocks with their relocated copies, so that those blocks can be freed.
@@ -76,26 +84,27 @@ class TwinView {
   // The slab of every view (its figures).
   static const Slab& memory();
 
-  // Scans over many views are bound by memory latency (each TD is a few pointer hops); a scan that asks for
-  // the next views' memory early runs about 40 % faster. prefetch_outer() a few views ahead, then
-  // prefetch_inner() (which reads what the former fetched) nearer.
+  // Scans over many views are bound by memory latency; a scan that asks for the next views' memory early
+  // runs faster. prefetch_outer() a few views ahead, then prefetch_inner() nearer.
   void prefetch_outer() const;
   void prefetch_inner() const;
 
  private:
   struct Deleter;
   static std::shared_ptr<const TwinView> make(const Identity& identity, const boost::json::value& wrapped);
-  TwinView(const Identity& identity, std::size_t total, std::size_t json_bytes,
-           boost::json::storage_ptr storage, const boost::json::value& wrapped);
+  static std::shared_ptr<const TwinView> allocate(const Identity& identity, std::size_t packed_size,
+                                                  const std::function<void(std::uint8_t*)>& write);
+  TwinView(const Identity& identity, std::size_t total, std::size_t packed_size);
+  const std::uint8_t* packed_bytes() const;
 
   std::string id_;
   std::string system_id_;
   PrincipalId owner_;
   std::int64_t version_;
   std::optional<Timestamp> expires_;
-  std::size_t total_;           // bytes of the slab's allocation
-  std::size_t json_bytes_;      // of them, for the JSON
-  boost::json::value wrapped_;  // allocated after the view, in the same allocation
+  std::size_t total_;        // bytes of the slab's allocation
+  std::size_t packed_size_;  // of them, for the packed [td] after the view
+  packed::Ref td_;
 };
 
 }  // namespace twinbridge::core

@@ -239,7 +239,7 @@ void TwinJob::start() {
 }
 
 bool TwinJob::may_read() {
-  const auto& td = view_->json().as_object();
+  const auto td = view_->td_json();
   const auto properties = readable_properties(td);
   if (properties.empty())
     return core::has_permission(request_->caller.principal, core::Permission::twins_read);
@@ -252,7 +252,7 @@ bool TwinJob::may_read() {
 }
 
 void TwinJob::fetch_values() {
-  const auto& td = view_->json().as_object();
+  const auto td = view_->td_json();
   const auto credentials = td_credentials(credentials_);
   auto self = shared_from_this();
   if (auto all = connect::select_form(td, connect::TdOperation::readallproperties, ""); all) {
@@ -331,7 +331,7 @@ void TwinJob::values_fetched(core::Result<json::object> values, std::string oper
     return fail(std::move(e));
   }
   // What the TD declares and can be read; anything else the system sent is not the twin's.
-  const auto keep = readable_properties(view_->json().as_object());
+  const auto keep = readable_properties(view_->td_json());
   json::object properties;
   for (auto& [name, value] : *values) {
     if (keep.contains(name)) properties[name] = std::move(value);
@@ -506,7 +506,7 @@ void TwinJob::finish() {
   }
   if (view_) {
     // What the caller may do on each affordance, now.
-    const auto& td = view_->json().as_object();
+    const auto td = view_->td_json();
     const std::pair<std::string_view, std::vector<core::Operation>> kinds[] = {
         {"properties",
          {core::Operation::readproperty, core::Operation::writeproperty, core::Operation::observeproperty}},

@@ -56,7 +56,7 @@ core::Result<void> MqttSync::start() {
   t.limit = 1000;
   for (;;) {
     const auto page = index_.find(t);
-    for (const auto& view : page.items) map_twin(view->id(), view->json().as_object());
+    for (const auto& view : page.items) map_twin(view->id(), view->td_json());
     if (!page.next_after) break;
     t.after = *page.next_after;
   }

@@ -198,21 +198,16 @@ std::optional<TwinSort> parse_twin_sort(std::string_view member) {
 namespace {
 
 std::string_view sort_key(const core::TwinView& v, TwinSort sort) {
-  const auto& td = v.json().get_object();
-  auto text = [](const boost::json::value* s) {
-    return s != nullptr && s->is_string() ? std::string_view(s->get_string()) : std::string_view();
-  };
+  const auto td = v.td();
   switch (sort) {
     case TwinSort::id:
       return v.id();
     case TwinSort::title:
-      return text(td.if_contains("title"));
+      return td.find("title").string_or();
     case TwinSort::created:
     case TwinSort::modified: {
       // RFC 3339 with a fixed width and Z: text order is time order.
-      const auto* r = td.if_contains("registration");
-      if (r == nullptr || !r->is_object()) return {};
-      return text(r->get_object().if_contains(sort == TwinSort::created ? "created" : "modified"));
+      return td.find("registration").find(sort == TwinSort::created ? "created" : "modified").string_or();
     }
   }
   return {};

@@ -36,11 +36,10 @@ struct TwinService::Entry {
 namespace {
 
 // Seconds of the TD term "twinbridge:maxAge" in `object`, when present and positive.
-std::optional<std::int64_t> max_age(const boost::json::object& object) {
-  const auto* v = object.if_contains(kMaxAgeTerm);
-  if (v == nullptr) return std::nullopt;
-  if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
-  if (v->is_uint64() && v->get_uint64() > 0) return static_cast<std::int64_t>(v->get_uint64());
+std::optional<std::int64_t> max_age(core::packed::Ref object) {
+  const auto v = object.find(kMaxAgeTerm);
+  if (v.is_int64() && v.get_int64() > 0) return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() > 0) return static_cast<std::int64_t>(v.get_uint64());
   return std::nullopt;
 }
 
@@ -237,8 +236,10 @@ std::shared_ptr<const core::StateSchema> TwinService::schema_for(const boost::js
 }
 
 core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
+  std::optional<boost::json::object> td;  // read from the view once, if at all
   if (!e.schema || e.td_version != twin.version()) {
-    e.schema = schema_for(twin.json().as_object());
+    td = twin.td_json();
+    e.schema = schema_for(*td);
     e.td_version = twin.version();
     // Live values stand only for what the TD (still) declares ephemeral: a property the TD dropped or now
     // stores is served from the stored state alone.
@@ -262,8 +263,9 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
       e.state = std::make_shared<const core::TwinState>(std::move(**stored));
       e.stored = true;
     } else {
+      if (!td) td = twin.td_json();
       e.state = std::make_shared<const core::TwinState>(
-          e.schema->initial_state(twin.id(), clock_.now(), core::td_pose(twin.json().as_object())));
+          e.schema->initial_state(twin.id(), clock_.now(), core::td_pose(*td)));
       e.stored = false;
     }
   }
@@ -499,21 +501,19 @@ std::optional<Staleness> TwinService::staleness(const core::TwinView& twin, cons
                        {}};
     }
   }
-  const auto& td = twin.json().as_object();
+  const auto td = twin.td();
   const auto now = clock_.now();
   const auto twin_max = max_age(td);
   std::optional<Staleness> out;
-  const auto* properties = td.if_contains("properties");
+  const auto properties = td.find("properties");
   // Every value served: the stored ones and the live ones of ephemeral properties, by name.
   std::map<std::string_view, core::Timestamp> values;
   for (const auto& [name, when] : state.updated) values.emplace(name, when);
   for (const auto& [name, when] : live) values.insert_or_assign(name, when);
   for (const auto& [name, when] : values) {
     std::optional<std::int64_t> limit = twin_max;
-    if (properties != nullptr && properties->is_object()) {
-      if (const auto* p = properties->as_object().if_contains(name); p != nullptr && p->is_object()) {
-        if (auto own = max_age(p->as_object())) limit = own;
-      }
+    if (const auto p = properties.find(name); p.is_object()) {
+      if (auto own = max_age(p)) limit = own;
     }
     if (!limit) continue;
     const auto stale_at = when + std::chrono::seconds(*limit);
@@ -545,8 +545,7 @@ core::Result<core::Decision> TwinService::decide_impl(const core::Principal& sub
                                                       std::string_view affordance) {
   auto view = live_twin(index_, twin_id, clock_.now());
   if (!view) return std::unexpected(view.error());
-  const auto& td = (*view)->json().as_object();
-  if (auto ok = core::check_characteristics(td, op, affordance); !ok) {
+  if (auto ok = core::check_characteristics((*view)->td(), op, affordance); !ok) {
     core::Decision d;
     d.reason = ok.error().detail;
     return d;
@@ -610,16 +609,17 @@ core::Result<std::function<bool(std::string_view)>> TwinService::readable(const 
   auto view = live_twin(index_, twin_id, clock_.now());
   if (!view) return std::unexpected(view.error());
   const auto& subject = actor.principal;
-  auto td = std::make_shared<const boost::json::object>((*view)->json().as_object());
+  // The view (immutable, shared) stands for the TD as it is now.
+  std::shared_ptr<const core::TwinView> td = *view;
   if (core::has_permission(subject, core::Permission::registry_admin) || subject.id == (*view)->owner()) {
-    return [td, op](std::string_view p) { return core::check_characteristics(*td, op, p).has_value(); };
+    return [td, op](std::string_view p) { return core::check_characteristics(td->td(), op, p).has_value(); };
   }
   auto stored = store_.twin_policy(twin_id);
   if (!stored) return std::unexpected(stored.error());
   if (!*stored) {
     const bool may = core::has_permission(subject, core::Permission::twins_read);
     return [td, may, op](std::string_view p) {
-      return may && core::check_characteristics(*td, op, p).has_value();
+      return may && core::check_characteristics(td->td(), op, p).has_value();
     };
   }
   auto parsed = core::parse_policy((*stored)->document);
@@ -630,7 +630,8 @@ core::Result<std::function<bool(std::string_view)>> TwinService::readable(const 
   }
   auto policy = std::make_shared<const core::Policy>(std::move(*parsed));
   return [td, policy, op, who = std::move(who)](std::string_view p) {
-    return core::check_characteristics(*td, op, p).has_value() && core::decide(*policy, who, op, p).allowed;
+    return core::check_characteristics(td->td(), op, p).has_value() &&
+           core::decide(*policy, who, op, p).allowed;
   };
 }
 
@@ -654,7 +655,7 @@ void TwinService::set_policy(const core::Actor& actor, const std::string& twin_i
   }
   auto policy = core::parse_policy(document);
   if (!policy) return done(std::unexpected(policy.error()));
-  if (auto ok = core::check_policy_affordances(*policy, (*view)->json().as_object()); !ok)
+  if (auto ok = core::check_policy_affordances(*policy, (*view)->td_json()); !ok)
     return done(std::unexpected(ok.error()));
   store::PolicyRecord record;
   record.twin_id = twin_id;
@@ -677,7 +678,7 @@ void TwinService::seed_policy(const core::Actor& actor, const std::string& twin_
                                      "holds it ('{}')",
                                      twin_id, (*view)->owner().str())));
   }
-  if (auto ok = core::check_policy_affordances(policy, (*view)->json().as_object()); !ok)
+  if (auto ok = core::check_policy_affordances(policy, (*view)->td_json()); !ok)
     return done(std::unexpected(ok.error()));
   store::PolicyRecord record;
   record.twin_id = twin_id;

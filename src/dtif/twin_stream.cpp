@@ -580,15 +580,13 @@ boost::asio::awaitable<void> TwinStream::refresh_access(std::vector<std::string>
       auto view = services.index.get(id);
       auto readable = services.twins.readable(actor, id);
       if (view && readable) {
-        const auto* props = view->json().as_object().if_contains("properties");
+        const auto props = view->td().find("properties");
         bool all = true;
-        bool any = props == nullptr || !props->is_object() || props->get_object().empty();
-        if (props != nullptr && props->is_object()) {
-          for (const auto& [name, _] : props->get_object()) {
-            const bool may = (*readable)(name);
-            all = all && may;
-            any = any || may;
-          }
+        bool any = !props.is_object() || props.size() == 0;
+        for (const auto& [name, _] : props.members()) {
+          const bool may = (*readable)(name);
+          all = all && may;
+          any = any || may;
         }
         a.any = any;
         if (!all) a.readable = std::move(*readable);

@@ -210,7 +210,7 @@ void add_selection_routes(Router& router, ApiServices& s) {
                   Listed out{"[", found->next_after};
                   for (const auto& t : found->items) {
                     if (out.items.size() > 1) out.items += ',';
-                    out.items += boost::json::serialize(t->json());
+                    t->append_json(out.items);
                     if (!budget.output(out.items.size() - budget.output_bytes()))
                       return std::unexpected(budget.error("limit"));
                   }

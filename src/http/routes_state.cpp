@@ -120,8 +120,8 @@ void add_state_routes(Router& router, ApiServices& s) {
          auto view = s.twins.state(id);
          if (!view) co_return std::unexpected(view.error());
          // A property the TD does not declare is not there (for anyone), rather than forbidden.
-         if (auto declared = core::check_characteristics(view->twin->json().as_object(),
-                                                         core::Operation::readproperty, name);
+         if (auto declared =
+                 core::check_characteristics(view->twin->td(), core::Operation::readproperty, name);
              !declared && declared.error().code == Errc::validation_failed) {
            co_return core::fail(Errc::not_found, fmt::format("twin '{}': {}", id, declared.error().detail));
          }

@@ -84,11 +84,15 @@ void add_things_routes(Router& router, ApiServices& s) {
                 q.offset = *offset;
                 q.limit = std::max<std::size_t>(*limit, 1);
                 const auto page = twins.discover(q);
-                boost::json::array items;
-                items.reserve(page.items.size());
-                for (const auto& t : page.items) items.push_back(t->json());
-                auto r = json_response(200, items);
+                Response r;
+                r.status = 200;
                 r.content_type = "application/ld+json";
+                r.body = "[";
+                for (const auto& t : page.items) {
+                  if (r.body.size() > 1) r.body += ',';
+                  t->append_json(r.body);
+                }
+                r.body += ']';
                 if (page.next_after) {
                   r.header("Link", fmt::format("</things?offset={}&limit={}>; rel=\"next\"",
                                                *offset + q.limit, q.limit));
@@ -229,7 +233,7 @@ void add_things_routes(Router& router, ApiServices& s) {
            q.budget = &budget;
            for (;;) {
              const auto page = twins.discover(q);
-             for (const auto& t : page.items) all.push_back(t->json());
+             for (const auto& t : page.items) all.push_back(t->td_json(&arena));
              if (!budget.ok()) return std::unexpected(budget.error("query"));
              if (!page.next_after) break;
              q.after = *page.next_after;

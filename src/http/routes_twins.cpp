@@ -73,7 +73,7 @@ core::Result<TwinPage> serialize_page(const store::Page<std::shared_ptr<const co
   TwinPage out{"[", page.next_after};
   for (const auto& t : page.items) {
     if (out.items.size() > 1) out.items += ',';
-    out.items += boost::json::serialize(t->json());
+    t->append_json(out.items);
     if (!budget.output(out.items.size() - budget.output_bytes()))
       return std::unexpected(budget.error("limit"));
   }

@@ -1,5 +1,7 @@
 #pragma once
-// Evaluates a parsed JSONPath query (syntax.hpp) against a boost::json document, RFC 9535 section 2.
+// Evaluates a parsed JSONPath query (syntax.hpp) against a JSON document, RFC 9535 section 2: a boost::json
+// value (Node = const boost::json::value*) or packed bytes (Node = core::packed::Ref, core/packed_json.hpp),
+// through the same code; evaluator.cpp instantiates both.
 //
 // One Evaluator serves one evaluation: it owns the scratch state of that run (the arena of normalized-path
 // steps and a cache of regular expressions compiled from document strings) and is used by one thread.
@@ -21,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/packed_json.hpp"
 #include "query/budget.hpp"
 #include "query/syntax.hpp"
 
@@ -28,30 +31,34 @@ namespace twinbridge::query {
 
 // A selected node: its value, and its normalized path as an index into the Evaluator's path arena (kNoPath
 // when the evaluation does not record paths).
-struct NodeRef {
-  const boost::json::value* value = nullptr;
+template <class Node>
+struct BasicNodeRef {
+  Node value{};
   std::uint32_t path = 0;
 };
 
 inline constexpr std::uint32_t kNoPath = std::numeric_limits<std::uint32_t>::max();
 inline constexpr std::uint32_t kRootPath = 0;
 
-class Evaluator {
+template <class Node>
+class BasicEvaluator {
  public:
-  // `budget` (null: unlimited) must outlive the evaluator, or be replaced with set_budget() first.
-  explicit Evaluator(const boost::json::value& root, QueryBudget* budget = nullptr)
-      : root_(&root), budget_(budget != nullptr ? budget : &unlimited_) {}
-  Evaluator() : root_(nullptr), budget_(&unlimited_) {}  // reset() before use
+  using NodeRef = BasicNodeRef<Node>;
 
-  Evaluator(const Evaluator&) = delete;
-  Evaluator& operator=(const Evaluator&) = delete;
+  // `budget` (null: unlimited) must outlive the evaluator, or be replaced with set_budget() first.
+  explicit BasicEvaluator(Node root, QueryBudget* budget = nullptr)
+      : root_(root), budget_(budget != nullptr ? budget : &unlimited_) {}
+  BasicEvaluator() : budget_(&unlimited_) {}  // reset() before use
+
+  BasicEvaluator(const BasicEvaluator&) = delete;
+  BasicEvaluator& operator=(const BasicEvaluator&) = delete;
 
   void set_budget(QueryBudget* budget) { budget_ = budget != nullptr ? budget : &unlimited_; }
 
   // Evaluates against another document from now on, keeping the scratch memory (and the compiled regular
   // expressions) of earlier runs: many documents, one query, few allocations.
-  void reset(const boost::json::value& root) {
-    root_ = &root;
+  void reset(Node root) {
+    root_ = root;
     steps_.clear();
   }
 
@@ -73,27 +80,38 @@ class Evaluator {
     std::size_t index = 0;
   };
 
-  // A ValueType result: a JSON value, or Nothing (RFC 9535 section 2.4.1).
+  // A ValueType result (RFC 9535 section 2.4.1): a node of the document, a value of the query (a literal, or
+  // what a function computed), or Nothing.
   class Value {
    public:
     Value() = default;
-    explicit Value(const boost::json::value* node) : node_(node) {}
+    explicit Value(Node node) : node_(node) {}
     explicit Value(std::size_t count) : computed_(count), has_computed_(true) {}
-    const boost::json::value* get() const { return has_computed_ ? &computed_ : node_; }
+    static Value of_literal(const boost::json::value* literal) {
+      Value v;
+      v.literal_ = literal;
+      return v;
+    }
+    // The node, if the value is one (else a null Node).
+    Node node() const { return node_; }
+    // The query's value, if the value is one (else nullptr).
+    const boost::json::value* literal() const { return has_computed_ ? &computed_ : literal_; }
+    bool nothing() const { return !node_ && literal() == nullptr; }
 
    private:
-    const boost::json::value* node_ = nullptr;
+    Node node_{};
+    const boost::json::value* literal_ = nullptr;
     boost::json::value computed_;
     bool has_computed_ = false;
   };
 
   void apply_segment(const Segment& segment, NodeRef node, std::size_t limit, std::vector<NodeRef>& out);
   void apply_selector(const Selector& selector, NodeRef node, std::size_t limit, std::vector<NodeRef>& out);
-  NodeRef member(NodeRef parent, std::string_view name, const boost::json::value& value);
-  NodeRef element(NodeRef parent, std::size_t index, const boost::json::value& value);
+  NodeRef member(NodeRef parent, std::string_view name, Node value);
+  NodeRef element(NodeRef parent, std::size_t index, Node value);
 
-  // The one node a singular query selects, or nullptr.
-  const boost::json::value* select_singular(const PathQuery& query, NodeRef current) const;
+  // The one node a singular query selects, or a null Node.
+  Node select_singular(const PathQuery& query, NodeRef current) const;
   NodeRef start_of(const PathQuery& query, NodeRef current) const;
 
   bool test(const Expr& expr, NodeRef current);
@@ -115,7 +133,8 @@ class Evaluator {
   bool visit(std::uint64_t nodes = 1) { return budget_->visit(nodes); }
   bool alive() const { return budget_->ok(); }
 
-  const boost::json::value* root_;
+  Node root_{};
+  std::vector<Node> elements_;  // scratch of slices
   QueryBudget unlimited_ = QueryBudget::unlimited();
   QueryBudget* budget_;
   std::deque<Scratch> scratch_;
@@ -123,5 +142,9 @@ class Evaluator {
   std::vector<PathStep> steps_;  // path id n (n >= 1) is steps_[n - 1]; kRootPath is '$'
   std::vector<std::pair<std::string, std::optional<IRegexp>>> regex_cache_;
 };
+
+using Evaluator = BasicEvaluator<const boost::json::value*>;
+using PackedEvaluator = BasicEvaluator<core::packed::Ref>;
+using NodeRef = BasicNodeRef<const boost::json::value*>;
 
 }  // namespace twinbridge::query

@@ -1,5 +1,6 @@
 #pragma once
-// RFC 9535 JSONPath queries over boost::json documents: discovery filters and the CLI select twins with them.
+// RFC 9535 JSONPath queries over boost::json documents and packed ones (core/packed_json.hpp, the form the
+// twin index keeps TDs in): discovery filters and the CLI select twins with them.
 //
 // JsonPath::parse() checks a query once (syntax, well-typedness of filters and functions, bounds) and keeps
 // the parsed form; select*/matches then evaluate it against any number of documents. A JsonPath is a cheap
@@ -25,18 +26,22 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/packed_json.hpp"
 #include "query/budget.hpp"
 
 namespace twinbridge::query {
 
 struct PathQuery;
-struct NodeRef;
-class Evaluator;
 
 // A selected node: its RFC 9535 normalized path (e.g. $['a'][0]) and its value inside the queried document.
 struct Node {
   std::string path;
   const boost::json::value* value;
+};
+// The same in a packed document.
+struct PackedNode {
+  std::string path;
+  core::packed::Ref value;
 };
 
 class JsonPath {
@@ -53,10 +58,14 @@ class JsonPath {
   // The same nodelist with the normalized path of each node.
   std::vector<Node> select_nodes(const boost::json::value& root) const;
   std::vector<Node> select_nodes(const boost::json::value& root, QueryBudget& budget) const;
+  std::vector<PackedNode> select_nodes(core::packed::Ref root) const;
+  std::vector<PackedNode> select_nodes(core::packed::Ref root, QueryBudget& budget) const;
 
   // Whether the query selects at least one node; stops at the first one found.
   bool matches(const boost::json::value& root) const;
   bool matches(const boost::json::value& root, QueryBudget& budget) const;
+  bool matches(core::packed::Ref root) const;
+  bool matches(core::packed::Ref root, QueryBudget& budget) const;
 
   // matches() for many documents in a row (one thread): keeps the evaluation's scratch memory between them.
   // With a budget (may be null; it must outlive the matcher), every document's evaluation is charged to it.
@@ -67,11 +76,12 @@ class JsonPath {
     Matcher(const Matcher&) = delete;
     Matcher& operator=(const Matcher&) = delete;
     bool operator()(const boost::json::value& root);
+    bool operator()(core::packed::Ref root);
 
    private:
+    struct State;
     std::shared_ptr<const PathQuery> query_;
-    std::unique_ptr<Evaluator> evaluator_;
-    std::vector<NodeRef> nodes_;
+    std::unique_ptr<State> state_;
   };
 
   // The query text as given to parse().

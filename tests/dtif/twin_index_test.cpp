@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -124,8 +125,8 @@ TEST_F(TwinIndexTest, FollowsCommittedWrites) {
   ASSERT_TRUE(updated);
   auto page = find(by_system);
   ASSERT_EQ(page.items.size(), 2u);
-  EXPECT_EQ(page.items[0]->json().at("title"), "Bright lamp");
-  EXPECT_EQ(page.items[0]->json().at("twinbridge:version"), 2);
+  EXPECT_EQ(page.items[0]->td_json().at("title"), "Bright lamp");
+  EXPECT_EQ(page.items[0]->td_json().at("twinbridge:version"), 2);
   EXPECT_EQ(page.items[0]->version(), 2);
 
   // A failed write (stale version) changes nothing.
@@ -135,7 +136,7 @@ TEST_F(TwinIndexTest, FollowsCommittedWrites) {
   });
   EXPECT_FALSE(stale);
   by_system.system_id = "plant-b";
-  EXPECT_EQ(find(by_system).items.at(0)->json().at("title"), "Pump");
+  EXPECT_EQ(find(by_system).items.at(0)->td_json().at("title"), "Pump");
 
   auto removed = wait_for<void>([&](auto done) {
     store_->delete_twin("urn:t:2", std::nullopt, audit("twin.delete", "urn:t:2"), std::move(done));
@@ -152,7 +153,7 @@ TEST_F(TwinIndexTest, FollowsTwinSystemsRegisteredAndDeregistered) {
   q.system_id = "plant-c";
   auto page = find(q);
   EXPECT_EQ(ids(page), (std::vector<std::string>{"urn:c:1", "urn:c:2"}));
-  EXPECT_EQ(page.items[0]->json().at("twinbridge:version"), 1);
+  EXPECT_EQ(page.items[0]->td_json().at("twinbridge:version"), 1);
 
   auto gone = wait_for<std::vector<std::string>>([&](auto done) {
     store_->delete_system(core::SystemKind::twin, "plant-c", std::nullopt,
@@ -221,8 +222,8 @@ TEST_F(TwinIndexTest, LoadReadsEveryTwinOnSeveralBuildersAcrossBatches) {
     EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
     const auto one = fresh.get("urn:m:00512");
     ASSERT_TRUE(one);
-    EXPECT_EQ(one->json().at("title").as_string(), "T512");
-    EXPECT_EQ(one->json().at("twinbridge:system").as_string(), "m");
+    EXPECT_EQ(one->td_json().at("title").as_string(), "T512");
+    EXPECT_EQ(one->td_json().at("twinbridge:system").as_string(), "m");
     q.system_id = "m";
     EXPECT_EQ(fresh.find(q).items.size(), 1100u);
   }
@@ -261,8 +262,8 @@ TEST_F(TwinIndexTest, ViewsOfSparseBlocksAreMovedAndTheirBlocksFreed) {
     ASSERT_TRUE(view) << i;
     const std::int64_t expected = i == 1 ? 3 : i % 3 != 0 ? 2 : 1;
     EXPECT_EQ(view->version(), expected) << i;
-    EXPECT_EQ(view->json().at("title").as_string(), "T" + std::to_string(expected)) << i;
-    EXPECT_EQ(view->json().at("description").as_string().size(), description.size());
+    EXPECT_EQ(view->td_json().at("title").as_string(), "T" + std::to_string(expected)) << i;
+    EXPECT_EQ(view->td_json().at("description").as_string().size(), description.size());
     EXPECT_EQ(view->system_id(), "c");
   }
   TwinIndexQuery q;
@@ -311,8 +312,12 @@ TEST(TwinViewTest, ServesTheTdAsToJsonDoesInOneAllocation) {
   t.version = 3;
   t.created = t.modified = kT0;
   const auto view = core::TwinView::make(t);
-  EXPECT_EQ(view->json(), boost::json::value(core::to_json(t)));
-  EXPECT_EQ(view->wrapped().as_array().size(), 1u);
+  EXPECT_EQ(boost::json::value(view->td_json()), boost::json::value(core::to_json(t)));
+  std::string text;
+  view->append_json(text);
+  EXPECT_EQ(text, boost::json::serialize(core::to_json(t)));  // byte for byte, as served before
+  EXPECT_EQ(view->wrapped().size(), 1u);
+  EXPECT_EQ(view->wrapped().at(0), view->td());
   EXPECT_EQ(view->id(), "urn:v:1");
   EXPECT_EQ(view->system_id(), "sys");
   EXPECT_GT(view->bytes(), 0u);
@@ -321,8 +326,8 @@ TEST(TwinViewTest, ServesTheTdAsToJsonDoesInOneAllocation) {
   view->prefetch_inner();
 }
 
-// Views of TDs of every size, larger than the scratch memory that measures them too (it grows), with a ttl
-// and an expiry: each is the TD as served, in an arena not much larger than a copy of it needs.
+// Views of TDs of every size, larger than the scratch memory they are built in, with a ttl and an expiry:
+// each is the TD as served, packed in about the size of its text.
 TEST(TwinViewTest, ViewsOfEverySizeServeTheTdInAnArenaOfItsSize) {
   for (std::size_t size : {10u, 100'000u, 50u, 300'000u, 0u}) {
     auto t = twin("urn:v:" + std::to_string(size), "sys", "Sized");
@@ -334,8 +339,8 @@ TEST(TwinViewTest, ViewsOfEverySizeServeTheTdInAnArenaOfItsSize) {
     t.ttl_seconds = 60;
     t.expires = kT0 + 65s;
     const auto view = core::TwinView::make(t);
-    EXPECT_EQ(view->json(), boost::json::value(core::to_json(t))) << size;
-    EXPECT_EQ(view->json().at("registration").at("ttl"), 60);
+    EXPECT_EQ(boost::json::value(view->td_json()), boost::json::value(core::to_json(t))) << size;
+    EXPECT_EQ(view->td().find("registration").find("ttl").get_int64(), 60);
     EXPECT_GT(view->bytes(), size);
     EXPECT_LT(view->bytes(), size + 8u * 1024u);
   }

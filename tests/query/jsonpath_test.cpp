@@ -160,6 +160,21 @@ TEST_P(JsonPathCts, Case) {
   ASSERT_EQ(fast.size(), nodes.size());
   for (std::size_t i = 0; i < fast.size(); ++i) EXPECT_EQ(fast[i], nodes[i].value) << "node " << i;
   EXPECT_EQ(path->matches(document), !nodes.empty());
+
+  // The packed form of the document (the twin index's) gives the same nodelist.
+  const std::string packed = core::packed::pack(document);
+  const core::packed::Ref root(reinterpret_cast<const std::uint8_t*>(packed.data()));
+  const std::vector<PackedNode> packed_nodes = path->select_nodes(root);
+  ASSERT_EQ(packed_nodes.size(), nodes.size());
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    EXPECT_EQ(packed_nodes[i].path, nodes[i].path) << "node " << i;
+    EXPECT_EQ(core::packed::serialize(packed_nodes[i].value), json::serialize(*nodes[i].value))
+        << "node " << i;
+  }
+  EXPECT_EQ(path->matches(root), !nodes.empty());
+  JsonPath::Matcher matcher(*path);
+  EXPECT_EQ(matcher(root), !nodes.empty());
+  EXPECT_EQ(matcher(document), !nodes.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Rfc9535, JsonPathCts, testing::ValuesIn(cts_cases()),
