@@ -381,6 +381,16 @@ std::vector<Setting> table() {
       [](Config& c, const std::string& v) {
         return whole(c.api.max_queued_queries, v, std::size_t{1}, std::size_t{10'000});
       });
+  add("ingest.workers", "--ingest-workers", "0",
+      "threads that check and apply batches of state changes off the I/O threads; 0 means one per CPU core",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.ingest_workers, v, std::size_t{0}, std::size_t{256});
+      });
+  add("ingest.max_queued_per_principal", "--ingest-max-queued-per-principal", "64",
+      "batches of state changes one principal may have waiting for an ingest worker (429 beyond)",
+      [](Config& c, const std::string& v) {
+        return whole(c.api.max_queued_batches, v, std::size_t{1}, std::size_t{100'000});
+      });
   add("stream.max_subscriptions", "--stream-max-subscriptions", "100",
       "open subscriptions on one /v1/stream connection at most", [](Config& c, const std::string& v) {
         return whole(c.api.stream.max_subscriptions, v, std::size_t{1}, std::size_t{10'000});

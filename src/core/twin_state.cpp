@@ -482,6 +482,30 @@ TwinState StateSchema::initial_state(std::string twin_id, Timestamp now, std::op
 namespace {
 
 // Applies the members of one change to `next`, recording every violation.
+// A change of one property's value (not a removal: `patch` is not null) by `source`, merged into `current`
+// (null: no value yet) and checked against the property's data schema; the merged value, or nothing with the
+// violations in `out`.
+std::optional<json::value> checked_property_value(const StateProperty& info, const json::value* current,
+                                                  const json::value& patch, ChangeSource source,
+                                                  const std::string& at, Violations& out) {
+  if (source == ChangeSource::twin_system && info.write_only) {
+    out.add(at, "is writeOnly: it has no readable value to report");
+    return std::nullopt;
+  }
+  if (source == ChangeSource::consumer && info.read_only) {
+    out.add(at, "is readOnly: it cannot be written");
+    return std::nullopt;
+  }
+  auto value = merge_patch(current != nullptr ? *current : json::value(), patch);
+  // With no room left the change has already failed: the schema then only answers.
+  if (!info.schema.validate(value, out.errors(), at, out.room())) return std::nullopt;
+  return value;
+}
+
+std::string not_a_property(std::string_view name) {
+  return fmt::format("is not a property of the twin (its Thing Description has no property \"{}\")", name);
+}
+
 class ChangeApplier {
  public:
   ChangeApplier(const StateSchema& schema, ChangeSource source, Timestamp ingested, TwinState& next,
@@ -535,8 +559,7 @@ class ChangeApplier {
   void property(std::string_view name, const json::value& patch, const std::string& at) {
     const auto* info = schema_.property(name);
     if (info == nullptr) {
-      out_.add(at, fmt::format("is not a property of the twin (its Thing Description has no property \"{}\")",
-                               name));
+      out_.add(at, not_a_property(name));
       return;
     }
     if (patch.is_null()) {
@@ -549,20 +572,10 @@ class ChangeApplier {
       if (it != next_.updated.end()) next_.updated.erase(it);
       return;
     }
-    if (source_ == ChangeSource::twin_system && info->write_only) {
-      out_.add(at, "is writeOnly: it has no readable value to report");
-      return;
-    }
-    if (source_ == ChangeSource::consumer && info->read_only) {
-      out_.add(at, "is readOnly: it cannot be written");
-      return;
-    }
-    const auto* current = next_.properties.if_contains(name);
-    auto value = merge_patch(current != nullptr ? *current : json::value(), patch);
-    // With no room left the change has already failed: the schema then only answers.
-    if (!info->schema.validate(value, out_.errors(), at, out_.room())) return;
+    auto value = checked_property_value(*info, next_.properties.if_contains(name), patch, source_, at, out_);
+    if (!value) return;
     if (info->write_only) return;  // a consumer's write of a value that cannot be read back: checked only
-    next_.properties[name] = std::move(value);
+    next_.properties[name] = std::move(*value);
     next_.updated.insert_or_assign(std::string(name), ingested_);
   }
 
@@ -638,6 +651,32 @@ Result<TwinState> StateSchema::apply(const TwinState& current, const json::value
   if (facts.source_seq) next.source_seq = facts.source_seq;
   if (facts.source_time) next.source_time = facts.source_time;
   return next;
+}
+
+Result<std::vector<std::pair<std::string_view, json::value>>> StateSchema::check_properties(
+    const json::object& patch, const std::function<const json::value*(std::string_view)>& current,
+    ChangeSource source) const {
+  std::vector<std::pair<std::string_view, json::value>> merged;
+  merged.reserve(patch.size());
+  Violations out;
+  for (const auto& [key, value] : patch) {
+    const std::string_view name(key.data(), key.size());
+    const auto at = pointer_append("/properties", name);
+    const auto* info = property(name);
+    if (info == nullptr) {
+      out.add(at, not_a_property(name));
+      continue;
+    }
+    if (value.is_null()) {
+      out.add(at, "is a removal: check_properties() takes values only");
+      continue;
+    }
+    if (auto v = checked_property_value(*info, current(name), value, source, at, out)) {
+      merged.emplace_back(name, std::move(*v));
+    }
+  }
+  if (!out.empty()) return out.failure("the change");
+  return merged;
 }
 
 boost::json::object to_json(const Pose& pose) {

@@ -183,6 +183,14 @@ class StateSchema {
   Result<TwinState> apply(const TwinState& current, const boost::json::value& patch, ChangeSource source,
                           const ChangeFacts& facts) const;
 
+  // The check apply() makes of the members of "properties" alone, without a state to apply them to: each
+  // value (none null) merged into `current(name)` (null: no value yet) and checked by the same rules, with
+  // the same errors. The merged values by name, in the patch's order (names view `patch`). For changes kept
+  // apart from the state (the live values of ephemeral properties).
+  Result<std::vector<std::pair<std::string_view, boost::json::value>>> check_properties(
+      const boost::json::object& patch,
+      const std::function<const boost::json::value*(std::string_view)>& current, ChangeSource source) const;
+
  private:
   StateSchema() = default;
 

@@ -64,6 +64,37 @@ std::optional<T> latest(const std::optional<T>& a, const std::optional<T>& b) {
   return std::max(*a, *b);
 }
 
+// Which members of a change the TD marks ephemeral (kEphemeralTerm, kPoseEphemeralTerm).
+enum class Ephemeral {
+  none,             // none: the change is stored (or refused) as a whole
+  only_properties,  // only "properties", each an ephemeral property's value (not a removal)
+  mixed,            // anything else: checked as a whole against the state as served, then split
+};
+
+Ephemeral ephemeral_members(const boost::json::value& patch, const core::StateSchema& schema) {
+  const auto* members = patch.if_object();
+  if (members == nullptr) return Ephemeral::none;  // refused by apply()
+  bool any = false;
+  bool all = true;
+  for (const auto& [key, value] : *members) {
+    if (key == "properties" && value.is_object()) {
+      for (const auto& [name, v] : value.get_object()) {
+        const auto* p = schema.property(name);
+        const bool live = p != nullptr && p->ephemeral;
+        any = any || live;
+        all = all && live && !v.is_null();
+      }
+    } else if (key == "pose" && schema.pose_ephemeral()) {
+      any = true;
+      all = false;
+    } else {
+      all = false;
+    }
+  }
+  if (!any) return Ephemeral::none;
+  return all && members->size() == 1 ? Ephemeral::only_properties : Ephemeral::mixed;
+}
+
 core::Error prefixed(core::Error e, const std::string& prefix) {
   for (auto& f : e.fields) f.pointer = prefix + f.pointer;
   return e;
@@ -301,9 +332,28 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
 
   std::vector<store::StateWrite> writes;
   std::vector<std::size_t> written;  // the report of each write
+  // Queues the write of `next`, the state after report i's durable members `durable`, and makes it current.
+  const auto write = [&](Entry& e, const boost::json::value& durable, core::TwinState next, std::size_t i) {
+    auto state = std::make_shared<const core::TwinState>(std::move(next));
+    // The change's data as text, written directly: {id, version, patch, ingestedAt, channel, sourceTime?,
+    // sourceSeq?}.
+    std::string data = fmt::format(R"({{"id":{},"version":{},"patch":{},"ingestedAt":"{}","channel":{})",
+                                   boost::json::serialize(boost::json::string_view(state->id)),
+                                   state->version, boost::json::serialize(durable), core::format_rfc3339(now),
+                                   boost::json::serialize(boost::json::string_view(state->channel)));
+    if (state->source_time)
+      data += fmt::format(R"(,"sourceTime":"{}")", core::format_rfc3339(*state->source_time));
+    if (state->source_seq) data += fmt::format(R"(,"sourceSeq":{})", *state->source_seq);
+    data += '}';
+    writes.push_back({state, e.stored ? e.state->version : 0, std::move(data),
+                      boost::json::serialize(core::to_json(*state))});
+    written.push_back(i);
+    e.state = state;
+    e.stored = true;
+    (*results)[i] = state;
+  };
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = reports[i];
-    const auto prefix = report_pointer(i, count);
     auto found = twins.find(r.twin_id);
     if (found == twins.end()) {
       (*results)[i] = core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", r.twin_id));
@@ -316,9 +366,10 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
                                  fmt::format("twin system '{}' has no twin '{}'", *system_id, r.twin_id));
       continue;
     }
-    if (auto ok = core::may_publish_twins(actor.principal, view.owner(), fmt::format("twin '{}'", view.id()));
-        !ok) {
-      (*results)[i] = std::unexpected(ok.error());
+    if (!core::may_publish_twins(actor.principal, view.owner(), {})) {  // the refusal, saying which twin
+      (*results)[i] = std::unexpected(
+          core::may_publish_twins(actor.principal, view.owner(), fmt::format("twin '{}'", view.id()))
+              .error());
       continue;
     }
     if (auto ok = prepare(e, view); !ok) {
@@ -345,6 +396,48 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     const core::ChangeFacts facts{now, std::string(core::to_string(actor.channel)), r.source_seq,
                                   r.source_time};
+    const auto kind = ephemeral_members(r.patch, *e.schema);
+    if (kind == Ephemeral::only_properties) {
+      // Live values alone (the high-rate case): each checked against its value as served and fanned out;
+      // the state is neither copied nor changed.
+      const auto& patch = r.patch.get_object().at("properties").get_object();
+      auto merged = e.schema->check_properties(
+          patch,
+          [&e](std::string_view name) -> const boost::json::value* {
+            if (const auto* live = e.live.if_contains(name)) return live;
+            return e.state->properties.if_contains(name);
+          },
+          core::ChangeSource::twin_system);
+      if (!merged) {
+        (*results)[i] = std::unexpected(prefixed(merged.error(), report_pointer(i, count)));
+        continue;
+      }
+      std::string live_properties;
+      for (auto& [name, value] : *merged) {
+        if (!live_properties.empty()) live_properties += ',';
+        live_properties += boost::json::serialize(boost::json::string_view(name));
+        live_properties += ':';
+        live_properties += boost::json::serialize(patch.at(name));  // fanned out as the patch it is
+        e.live[name] = std::move(value);
+        e.live_updated.insert_or_assign(std::string(name), now);
+      }
+      publish_live_change(view.id(), now, live_properties, {});
+      if (r.source_seq) e.live_source_seq = r.source_seq;
+      if (r.source_time) e.live_source_time = r.source_time;
+      (*results)[i] = e.state;
+      continue;
+    }
+    if (kind == Ephemeral::none) {
+      // Stored values alone: checked against the stored state (live values are of other members) and applied
+      // to it, once.
+      auto next = e.schema->apply(*e.state, r.patch, core::ChangeSource::twin_system, facts);
+      if (!next) {
+        (*results)[i] = std::unexpected(prefixed(next.error(), report_pointer(i, count)));
+        continue;
+      }
+      write(e, r.patch, std::move(*next), i);
+      continue;
+    }
     // The whole change is checked first, against the state as served (with its live values, so that a
     // partial patch of a live value merges into it); then its ephemeral members leave for the live channel.
     std::optional<core::TwinState> served;
@@ -356,7 +449,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     auto checked =
         e.schema->apply(served ? *served : *e.state, r.patch, core::ChangeSource::twin_system, facts);
     if (!checked) {
-      (*results)[i] = std::unexpected(prefixed(checked.error(), prefix));
+      (*results)[i] = std::unexpected(prefixed(checked.error(), report_pointer(i, count)));
       continue;
     }
     boost::json::value durable = r.patch;
@@ -402,23 +495,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       }
     }
     const bool live = !live_properties.empty() || !live_pose.empty();
-    if (live) {
-      auto c = std::make_shared<store::Change>();
-      c->type = store::ChangeType::state_changed;
-      c->at = now;
-      c->subject = view.id();
-      std::string patch_text = "{";
-      if (!live_properties.empty()) patch_text += fmt::format(R"("properties":{{{}}})", live_properties);
-      if (!live_pose.empty())
-        patch_text += fmt::format(R"({}"pose":{})", patch_text.size() > 1 ? "," : "", live_pose);
-      patch_text += '}';
-      c->data = fmt::format(R"({{"id":{},"ephemeral":true,"ingestedAt":"{}","patch":{}}})",
-                            boost::json::serialize(boost::json::string_view(view.id())),
-                            core::format_rfc3339(now), patch_text);
-      // Out at once, before the rest of the batch is checked: a live value waits for nothing.
-      const store::ChangePtr change = std::move(c);
-      hub_.publish_live(std::span(&change, 1));
-    }
+    if (live) publish_live_change(view.id(), now, live_properties, live_pose);
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
     if (!has_durable && live) {
       if (r.source_seq) e.live_source_seq = r.source_seq;
@@ -428,26 +505,10 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     auto next = e.schema->apply(*e.state, durable, core::ChangeSource::twin_system, facts);
     if (!next) {
-      (*results)[i] = std::unexpected(prefixed(next.error(), prefix));
+      (*results)[i] = std::unexpected(prefixed(next.error(), report_pointer(i, count)));
       continue;
     }
-    auto state = std::make_shared<const core::TwinState>(std::move(*next));
-    // The change's data as text, written directly: {id, version, patch, ingestedAt, channel, sourceTime?,
-    // sourceSeq?}.
-    std::string data = fmt::format(R"({{"id":{},"version":{},"patch":{},"ingestedAt":"{}","channel":{})",
-                                   boost::json::serialize(boost::json::string_view(state->id)),
-                                   state->version, boost::json::serialize(durable), core::format_rfc3339(now),
-                                   boost::json::serialize(boost::json::string_view(state->channel)));
-    if (state->source_time)
-      data += fmt::format(R"(,"sourceTime":"{}")", core::format_rfc3339(*state->source_time));
-    if (state->source_seq) data += fmt::format(R"(,"sourceSeq":{})", *state->source_seq);
-    data += '}';
-    writes.push_back({state, e.stored ? e.state->version : 0, std::move(data),
-                      boost::json::serialize(core::to_json(*state))});
-    written.push_back(i);
-    e.state = state;
-    e.stored = true;
-    (*results)[i] = state;
+    write(e, durable, std::move(*next), i);
   }
   if (writes.empty()) {
     locks.clear();
@@ -471,6 +532,24 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
                         done(std::move(*results));
                       });
   // The locks go here, after the write is queued: the next change of these twins follows it.
+}
+
+void TwinService::publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,
+                                      std::string_view pose) {
+  auto c = std::make_shared<store::Change>();
+  c->type = store::ChangeType::state_changed;
+  c->at = at;
+  c->subject = id;
+  std::string patch = "{";
+  if (!properties.empty()) patch += fmt::format(R"("properties":{{{}}})", properties);
+  if (!pose.empty()) patch += fmt::format(R"({}"pose":{})", patch.size() > 1 ? "," : "", pose);
+  patch += '}';
+  c->data =
+      fmt::format(R"({{"id":{},"ephemeral":true,"ingestedAt":"{}","patch":{}}})",
+                  boost::json::serialize(boost::json::string_view(id)), core::format_rfc3339(at), patch);
+  // Out at once, before the rest of the batch is checked: a live value waits for nothing.
+  const store::ChangePtr change = std::move(c);
+  hub_.publish_live(std::span(&change, 1));
 }
 
 core::Result<StateView> TwinService::state(const std::string& twin_id) {

@@ -187,6 +187,10 @@ class TwinService final : public store::ChangeConsumer {
  private:
   struct Entry;
   std::shared_ptr<Entry> entry(const std::string& twin_id);
+  // Fans out a live change of twin `id` at once (not stored, sequence 0): `properties` is the text of the
+  // members of its "properties" ("name":value,...), `pose` the text of its pose; either may be empty.
+  void publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,
+                           std::string_view pose);
   // With the entry's lock held: the TD's schema and the current state, loaded when needed.
   core::Result<void> prepare(Entry& e, const core::TwinView& twin);
   core::Result<core::Decision> decide_impl(const core::Principal& subject, core::Operation op,

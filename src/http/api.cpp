@@ -99,8 +99,16 @@ Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams,
                                                        : std::max(1u, std::thread::hardware_concurrency()),
                 .max_running_per_key = 0,
                 .max_queued_per_key = settings.max_queued_queries}),
+      // Every worker may run one principal's batches (a twin system pushing from many connections): the
+      // principals with batches waiting take turns.
+      ingest_({.threads = settings.ingest_workers != 0 ? settings.ingest_workers
+                                                       : std::max(1u, std::thread::hardware_concurrency()),
+               .max_running_per_key = settings.ingest_workers != 0
+                                          ? settings.ingest_workers
+                                          : std::max(1u, std::thread::hardware_concurrency()),
+               .max_queued_per_key = settings.max_queued_batches}),
       services_{store, authenticator, metrics,  clock,   feed,    streams,
-                twins, monitor,       workers_, memory_, settings},
+                twins, monitor,       workers_, ingest_, memory_, settings},
       third_party_systems_(store, core::SystemKind::third_party, sif::third_party_system_schema(),
                            settings.outbound),
       twin_systems_(store, core::SystemKind::twin, dtif::twin_system_schema(), settings.outbound),
@@ -127,6 +135,7 @@ Api::Api(store::Store& store, store::ChangeFeed& feed, dtif::StreamHub& streams,
 
 Api::~Api() {
   workers_.stop();
+  ingest_.stop();
   streams_.set_gauge(nullptr);
 }
 

@@ -42,6 +42,8 @@ struct ApiSettings {
   query::QueryLimits query_limits;
   std::size_t query_workers = 0;        // 0: one per core
   std::size_t max_queued_queries = 16;  // per principal, waiting for a worker
+  std::size_t ingest_workers = 0;       // 0: one per core
+  std::size_t max_queued_batches = 64;  // state batches per principal, waiting for an ingest worker
   connect::OutboundGuard outbound;      // which endpoint URLs registrations may declare (outbound.allow)
   // /v1/stream and /v1/stream/events (stream.*); its query limits and conflation threshold are set by
   // whoever builds the Api (serve: query_limits, half of limits.max_ws_queue_bytes).
@@ -68,6 +70,10 @@ struct ApiServices {
   // Long CPU-bound work (JSONPath filters over every TD, large answers) runs here, not on the I/O thread
   // that received the request, shared fairly between principals: see offload() in routes.hpp.
   core::FairPool& workers;
+  // Batches of state changes are checked and applied here (TwinService::report), not on the I/O thread that
+  // received them: a batch of thousands of changes takes milliseconds, and the I/O threads meanwhile deliver
+  // the changes already applied to their subscribers. See await_write_on() in routes.hpp.
+  core::FairPool& ingest;
   // Large jobs on the workers hand their freed memory back to the system through this (core/memory.hpp).
   core::MemoryReleaser& memory;
   ApiSettings settings;
@@ -108,6 +114,7 @@ class Api {
   store::Store& store_;
   dtif::StreamHub& streams_;
   core::FairPool workers_;
+  core::FairPool ingest_;
   // Every search hands its memory back at its end (a trim costs about a millisecond; a search far more), so
   // that the last search of a burst leaves nothing behind either.
   core::MemoryReleaser memory_{std::chrono::milliseconds(0)};

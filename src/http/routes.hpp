@@ -198,4 +198,39 @@ boost::asio::awaitable<core::Result<T>> await_write(Start start) {
       boost::asio::use_awaitable);
 }
 
+// Awaits a store write started by `start(completion)` on a worker of `pool` (under `key`, the principal that
+// asked) rather than on the I/O thread; the coroutine resumes on its own executor. A pool that refuses the
+// job completes it with the refusal: 429 (`key` has `max_queued_per_key` jobs waiting; Retry-After 1) or 503
+// (shutting down).
+template <class T, class Start>
+boost::asio::awaitable<core::Result<T>> await_write_on(core::FairPool& pool, const std::string& key,
+                                                       Start start) {
+  co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(core::Result<T>)>(
+      [&start, &pool, &key](auto handler) mutable {
+        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+        auto complete = [handler = std::move(handler),
+                         guard = std::move(guard)](core::Result<T> result) mutable {
+          auto executor = guard.get_executor();
+          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
+                                       guard = std::move(guard)]() mutable {
+            guard.reset();
+            std::move(handler)(std::move(result));
+          });
+        };
+        pool.post(key,
+                  [start = std::move(start), complete = std::move(complete)](core::JobFate fate) mutable {
+                    if (fate == core::JobFate::run) return start(std::move(complete));
+                    if (fate == core::JobFate::queue_full) {
+                      core::Error busy(
+                          core::Errc::rate_limited,
+                          "too many of your state batches are waiting to be applied; wait for their answers");
+                      busy.retry_after_seconds = 1;
+                      return complete(std::unexpected(std::move(busy)));
+                    }
+                    complete(core::fail(core::Errc::unavailable, "twinbridge is shutting down"));
+                  });
+      },
+      boost::asio::use_awaitable);
+}
+
 }  // namespace twinbridge::http

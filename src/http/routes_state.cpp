@@ -256,9 +256,11 @@ void add_state_routes(Router& router, ApiServices& s) {
          if (!reports.empty()) {
            std::vector<std::string> ids;
            for (const auto& r : reports) ids.push_back(r.twin_id);
-           auto results = co_await await_write<std::vector<dtif::ReportResult>>([&](auto done) {
-             s.twins.report(*ctx.caller, std::move(reports), system_id, std::move(done));
-           });
+           // On an ingest worker: the I/O thread goes on delivering what is applied meanwhile.
+           auto results = co_await await_write_on<std::vector<dtif::ReportResult>>(
+               s.ingest, ctx.caller->principal.id.str(), [&](auto done) {
+                 s.twins.report(*ctx.caller, std::move(reports), system_id, std::move(done));
+               });
            if (!results) co_return std::unexpected(results.error());
            for (std::size_t k = 0; k < positions.size(); ++k) {
              auto outcome = (*results)[k];

@@ -369,6 +369,37 @@ TEST(TwinStateTest, ReadOnlyAndWriteOnlyDependOnWhoWrites) {
                    consumer);
 }
 
+// check_properties() is apply()'s check of "properties" alone: the same merged values, the same errors.
+TEST(TwinStateTest, ChecksPropertiesAloneAsApplyDoes) {
+  auto base = apply(fresh(), R"({"properties": {"config": {"mode": "a", "limits": {"low": 1, "high": 2}}}})");
+  ASSERT_TRUE(base.has_value()) << base.error().detail;
+  const auto current = [&](std::string_view name) { return base->properties.if_contains(name); };
+  for (const std::string_view patch : {
+           R"({"temperature": 21.5, "config": {"mode": "b"}})",  // applies, merged into the current value
+           R"({"temperature": "warm", "mode": "turbo"})",        // two violations
+           R"({"config": {"limits": {"high": null}}})",          // a member removed that is required
+           R"({"colour": 1, "code": "1234"})",                   // no such property; writeOnly
+       }) {
+    SCOPED_TRACE(patch);
+    const auto properties = json::parse(patch).as_object();
+    const auto checked = boiler().check_properties(properties, current, ChangeSource::twin_system);
+    const auto applied =
+        boiler().apply(*base, json::object{{"properties", properties}}, ChangeSource::twin_system, facts());
+    ASSERT_EQ(checked.has_value(), applied.has_value());
+    if (applied) {
+      ASSERT_EQ(checked->size(), properties.size());
+      for (const auto& [name, value] : *checked) EXPECT_EQ(value, applied->properties.at(name)) << name;
+    } else {
+      EXPECT_EQ(checked.error().detail, applied.error().detail);
+      ASSERT_EQ(checked.error().fields.size(), applied.error().fields.size());
+      for (std::size_t i = 0; i < checked.error().fields.size(); ++i) {
+        EXPECT_EQ(checked.error().fields[i].pointer, applied.error().fields[i].pointer);
+        EXPECT_EQ(checked.error().fields[i].detail, applied.error().fields[i].detail);
+      }
+    }
+  }
+}
+
 TEST(TwinStateTest, NullRemovesAValueForTheTwinSystemOnly) {
   auto s = apply(fresh(), R"({"properties": {"setpoint": 60, "mode": "eco"}})");
   ASSERT_TRUE(s.has_value());
