@@ -1823,6 +1823,56 @@ TEST_F(SqliteStoreTest, ATwinRegisteredAgainAfterItsExpiryStartsWithoutTheOldSta
   EXPECT_EQ(heard.back()->type, ChangeType::thing_created);
 }
 
+// Each state write of a batch holds or fails on its own: the twin must exist and its stored state be at the
+// version the writer expects; a failed write stores nothing and leaves no change.
+TEST_F(SqliteStoreTest, StateWritesHoldOnlyAtTheExpectedVersionOfAnExistingTwin) {
+  ASSERT_TRUE(create(make_principal("o")));
+  ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
+    store_->create_twin(twin_record("urn:t:s", "", "o"), make_audit("twin.create", "urn:t:s"),
+                        std::move(done));
+  }));
+  const auto state = [](std::string id, std::int64_t version, int value) {
+    auto s = std::make_shared<core::TwinState>();
+    s->id = std::move(id);
+    s->version = version;
+    s->properties["v"] = value;
+    s->ingested = kT0;
+    s->channel = "http";
+    return std::shared_ptr<const core::TwinState>(std::move(s));
+  };
+  const auto write = [&](std::vector<StateWrite> writes) {
+    auto r = wait_for<std::vector<Result<void>>>([&](Completion<std::vector<Result<void>>> done) {
+      store_->write_states(std::move(writes), std::move(done));
+    });
+    EXPECT_TRUE(r) << r.error().detail;
+    return r ? *r : std::vector<Result<void>>{};
+  };
+  const auto heard_before = recorder_->heard().size();
+  auto first = write({StateWrite{state("urn:t:s", 2, 1), 0, "{}", ""},
+                      StateWrite{state("urn:t:missing", 2, 1), 0, "{}", ""}});
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_TRUE(first[0]);
+  ASSERT_FALSE(first[1]);
+  EXPECT_EQ(first[1].error().code, Errc::not_found);
+  EXPECT_EQ(first[1].error().detail, "twin 'urn:t:missing' does not exist");
+  // A writer that believes there is no stored state yet, or another version, is refused with the stored one.
+  auto stale =
+      write({StateWrite{state("urn:t:s", 3, 2), 0, "{}", ""}, StateWrite{state("urn:t:s", 3, 3), 1, "{}", ""},
+             StateWrite{state("urn:t:s", 3, 4), 2, "{}", ""}});
+  ASSERT_EQ(stale.size(), 3u);
+  ASSERT_FALSE(stale[0]);
+  EXPECT_EQ(stale[0].error().code, Errc::precondition_failed);
+  EXPECT_EQ(stale[0].error().detail, "the state of twin 'urn:t:s' is at version 2, not 0");
+  ASSERT_FALSE(stale[1]);
+  EXPECT_EQ(stale[1].error().detail, "the state of twin 'urn:t:s' is at version 2, not 1");
+  EXPECT_TRUE(stale[2]);
+  const auto stored = store_->twin_state("urn:t:s");
+  ASSERT_TRUE(stored && *stored);
+  EXPECT_EQ((*stored)->version, 3);
+  EXPECT_EQ((*stored)->properties.at("v"), 4);
+  EXPECT_EQ(recorder_->heard().size(), heard_before + 2);  // one change per write that held
+}
+
 TEST_F(SqliteStoreTest, TwinChangesCarryTheServedTdAndTheMergePatchOfAnUpdate) {
   ASSERT_TRUE(create(make_principal("o")));
   ASSERT_TRUE(wait_for<core::TwinRecord>([&](Completion<core::TwinRecord> done) {
