@@ -207,7 +207,8 @@ bool values_equal(A first, B second, QueryBudget& budget) {
   std::vector<B> ys;
   while (!pending.empty()) {
     if (!budget.visit()) return false;
-    const auto [a, b] = pending.back();
+    const A a = pending.back().first;  // not a structured binding: a lambda below captures these
+    const B b = pending.back().second;
     pending.pop_back();
     const auto x = arrow(a);
     const auto y = arrow(b);
