@@ -2045,43 +2045,56 @@ void SqliteStore::write_states(std::vector<StateWrite> writes,
         results.reserve(writes.size());
         for (const auto& w : writes) {
           const auto& state = *w.state;
-          // One statement when the write holds (the twin exists, its stored state is at the expected
-          // version); the reason is looked up only when it does not.
-          auto put = db.prepare(
-              "INSERT INTO twin_state(twin_id, version, document) SELECT ?1, ?2, ?3 "
-              "WHERE EXISTS(SELECT 1 FROM twins WHERE id = ?1) "
-              "AND COALESCE((SELECT version FROM twin_state WHERE twin_id = ?1), 0) = ?4 "
-              "ON CONFLICT(twin_id) DO UPDATE SET version = excluded.version, document = excluded.document");
-          if (!put) return std::unexpected(put.error());
+          const auto logged = [&]() -> Result<void> {
+            Change c;
+            c.type = ChangeType::state_changed;
+            c.at = state.ingested;
+            c.subject = state.id;
+            c.data = w.data;
+            c.state = w.state;
+            return log.add(std::move(c));
+          };
           std::string made;
           const auto& document = w.document.empty() ? (made = json_text(core::to_json(state))) : w.document;
-          put->bind(1, state.id).bind(2, state.version).bind(3, document).bind(4, w.expected_version);
-          if (auto ok = put->run(); !ok) return std::unexpected(ok.error());
-          if (db.changes() == 0) {
-            auto current = db.prepare(
-                "SELECT EXISTS(SELECT 1 FROM twins WHERE id = ?1), "
-                "(SELECT version FROM twin_state WHERE twin_id = ?1)");
-            if (!current) return std::unexpected(current.error());
-            current->bind(1, state.id);
-            if (auto row = current->step(); !row) return std::unexpected(row.error());
-            if (current->integer(0) == 0) {
-              results.push_back(
-                  core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", state.id)));
-            } else {
-              results.push_back(
-                  core::fail(Errc::precondition_failed,
-                             fmt::format("the state of twin '{}' is at version {}, not {}", state.id,
-                                         current->is_null(1) ? 0 : current->integer(1), w.expected_version)));
+          if (w.expected_version > 0) {
+            // The common case in one statement: a stored state at the expected version (a twin's state row
+            // leaves with the twin, so the twin exists).
+            auto update = db.prepare(
+                "UPDATE twin_state SET version = ?2, document = ?3 WHERE twin_id = ?1 AND version = ?4");
+            if (!update) return std::unexpected(update.error());
+            update->bind(1, state.id).bind(2, state.version).bind(3, document).bind(4, w.expected_version);
+            if (auto ok = update->run(); !ok) return std::unexpected(ok.error());
+            if (db.changes() == 1) {
+              if (auto ok = logged(); !ok) return std::unexpected(ok.error());
+              results.emplace_back();
+              continue;
             }
+          }
+          // A first state, or a write that does not hold (said why below).
+          auto current = db.prepare(
+              "SELECT EXISTS(SELECT 1 FROM twins WHERE id = ?1), "
+              "(SELECT version FROM twin_state WHERE twin_id = ?1)");
+          if (!current) return std::unexpected(current.error());
+          current->bind(1, state.id);
+          if (auto row = current->step(); !row) return std::unexpected(row.error());
+          if (current->integer(0) == 0) {
+            results.push_back(core::fail(Errc::not_found, fmt::format("twin '{}' does not exist", state.id)));
             continue;
           }
-          Change c;
-          c.type = ChangeType::state_changed;
-          c.at = state.ingested;
-          c.subject = state.id;
-          c.data = w.data;
-          c.state = w.state;
-          if (auto ok = log.add(std::move(c)); !ok) return std::unexpected(ok.error());
+          const auto stored = current->is_null(1) ? 0 : current->integer(1);
+          if (stored != w.expected_version) {
+            results.push_back(core::fail(Errc::precondition_failed,
+                                         fmt::format("the state of twin '{}' is at version {}, not {}",
+                                                     state.id, stored, w.expected_version)));
+            continue;
+          }
+          auto put = db.prepare(
+              "INSERT INTO twin_state(twin_id, version, document) VALUES (?1, ?2, ?3) "
+              "ON CONFLICT(twin_id) DO UPDATE SET version = excluded.version, document = excluded.document");
+          if (!put) return std::unexpected(put.error());
+          put->bind(1, state.id).bind(2, state.version).bind(3, document);
+          if (auto ok = put->run(); !ok) return std::unexpected(ok.error());
+          if (auto ok = logged(); !ok) return std::unexpected(ok.error());
           results.emplace_back();
         }
         return results;
