@@ -502,6 +502,14 @@ std::optional<json::value> checked_property_value(const StateProperty& info, con
   return value;
 }
 
+// A pose change merged into `current` (none: an empty pose) and read as a pose; nothing with the violations
+// in `out`.
+std::optional<Pose> checked_pose(const std::optional<Pose>& current, const json::value& patch,
+                                 const std::string& at, Violations& out) {
+  const json::value base = current ? json::value(pose_to_json(*current)) : json::value(json::object{});
+  return read_pose(merge_patch(base, patch), at, out);
+}
+
 std::string not_a_property(std::string_view name) {
   return fmt::format("is not a property of the twin (its Thing Description has no property \"{}\")", name);
 }
@@ -536,9 +544,7 @@ class ChangeApplier {
       out_.add(at, wrong_type("an object (a pose: frame, position, orientation) or null", patch));
       return;
     }
-    const json::value current =
-        next_.pose ? json::value(pose_to_json(*next_.pose)) : json::value(json::object{});
-    if (auto pose = read_pose(merge_patch(current, patch), at, out_)) next_.pose = std::move(*pose);
+    if (auto pose = checked_pose(next_.pose, patch, at, out_)) next_.pose = std::move(*pose);
   }
 
   void actions(const json::value& patch) {
@@ -677,6 +683,13 @@ Result<std::vector<std::pair<std::string_view, json::value>>> StateSchema::check
   }
   if (!out.empty()) return out.failure("the change");
   return merged;
+}
+
+Result<Pose> StateSchema::check_pose(const std::optional<Pose>& current, const json::object& patch) {
+  Violations out;
+  auto pose = checked_pose(current, json::value(patch), "/pose", out);
+  if (!pose) return out.failure("the change");
+  return std::move(*pose);
 }
 
 boost::json::object to_json(const Pose& pose) {

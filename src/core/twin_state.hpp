@@ -187,6 +187,10 @@ class StateSchema {
   // value (none null) merged into `current(name)` (null: no value yet) and checked by the same rules, with
   // the same errors. The merged values by name, in the patch's order (names view `patch`). For changes kept
   // apart from the state (the live values of ephemeral properties).
+  // The same for a change of the pose alone (from the twin system, not a removal): merged into `current` and
+  // read as apply() reads it; the pose, or apply()'s errors.
+  static Result<Pose> check_pose(const std::optional<Pose>& current, const boost::json::object& patch);
+
   Result<std::vector<std::pair<std::string_view, boost::json::value>>> check_properties(
       const boost::json::object& patch,
       const std::function<const boost::json::value*(std::string_view)>& current, ChangeSource source) const;

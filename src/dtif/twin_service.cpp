@@ -68,6 +68,7 @@ std::optional<T> latest(const std::optional<T>& a, const std::optional<T>& b) {
 enum class Ephemeral {
   none,             // none: the change is stored (or refused) as a whole
   only_properties,  // only "properties", each an ephemeral property's value (not a removal)
+  only_pose,        // only "pose", an object, and the pose is ephemeral
   mixed,            // anything else: checked as a whole against the state as served, then split
 };
 
@@ -92,6 +93,9 @@ Ephemeral ephemeral_members(const boost::json::value& patch, const core::StateSc
     }
   }
   if (!any) return Ephemeral::none;
+  if (members->size() == 1 && members->contains("pose")) {
+    return members->at("pose").is_object() ? Ephemeral::only_pose : Ephemeral::mixed;
+  }
   return all && members->size() == 1 ? Ephemeral::only_properties : Ephemeral::mixed;
 }
 
@@ -422,6 +426,22 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         e.live_updated.insert_or_assign(std::string(name), now);
       }
       publish_live_change(view.id(), now, live_properties, {});
+      if (r.source_seq) e.live_source_seq = r.source_seq;
+      if (r.source_time) e.live_source_time = r.source_time;
+      (*results)[i] = e.state;
+      continue;
+    }
+    if (kind == Ephemeral::only_pose) {
+      // A live pose alone (an avatar's, 60 times a second): merged into the pose as served and fanned out.
+      auto pose = core::StateSchema::check_pose(e.live_pose ? e.live_pose : e.state->pose,
+                                                r.patch.get_object().at("pose").get_object());
+      if (!pose) {
+        (*results)[i] = std::unexpected(prefixed(pose.error(), report_pointer(i, count)));
+        continue;
+      }
+      publish_live_change(view.id(), now, {}, boost::json::serialize(core::to_json(*pose)));
+      e.live_pose = std::move(*pose);
+      e.live_pose_updated = now;
       if (r.source_seq) e.live_source_seq = r.source_seq;
       if (r.source_time) e.live_source_time = r.source_time;
       (*results)[i] = e.state;

@@ -400,6 +400,31 @@ TEST(TwinStateTest, ChecksPropertiesAloneAsApplyDoes) {
   }
 }
 
+// check_pose() is apply()'s check of "pose" alone: the same merged pose, the same errors.
+TEST(TwinStateTest, ChecksThePoseAloneAsApplyDoes) {
+  const auto base = fresh();
+  for (const std::string_view patch : {
+           R"({"position": [1, 2, 3]})",                         // merged into the TD's pose
+           R"({"frame": "site", "orientation": [0, 0, 0, 1]})",  // another frame
+           R"({"frame": ""})",                                   // not a frame
+           R"({"position": [1, "x"]})",                          // not a position
+       }) {
+    SCOPED_TRACE(patch);
+    const auto pose = json::parse(patch).as_object();
+    const auto checked = StateSchema::check_pose(base.pose, pose);
+    const auto applied =
+        boiler().apply(base, json::object{{"pose", pose}}, ChangeSource::twin_system, facts());
+    ASSERT_EQ(checked.has_value(), applied.has_value());
+    if (applied) {
+      EXPECT_EQ(to_json(*checked), to_json(*applied->pose));
+    } else {
+      EXPECT_EQ(checked.error().detail, applied.error().detail);
+      ASSERT_EQ(checked.error().fields.size(), applied.error().fields.size());
+      EXPECT_EQ(checked.error().fields.at(0).pointer, applied.error().fields.at(0).pointer);
+    }
+  }
+}
+
 TEST(TwinStateTest, NullRemovesAValueForTheTwinSystemOnly) {
   auto s = apply(fresh(), R"({"properties": {"setpoint": 60, "mode": "eco"}})");
   ASSERT_TRUE(s.has_value());
