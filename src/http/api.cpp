@@ -247,7 +247,7 @@ void Api::finish(const Request& request, const RequestContext& ctx, Response& re
   // The last line of defence: whatever a route built from stored or echoed text, no response carries
   // ill-formed UTF-8 (every body twinbridge serves is JSON or text). Input is refused before it gets here, so
   // this is a bug or a row from an older binary: logged, and answered with U+FFFD in place of the bad bytes.
-  if (!response.stream) {
+  if (!response.stream && !response.utf8_checked) {
     if (const auto bad = core::invalid_utf8_offset(response.body); bad != std::string_view::npos) {
       spdlog::error("request {}: the response of {} held ill-formed UTF-8 at byte {}; answered with U+FFFD",
                     ctx.request_id, ctx.route, bad);

@@ -129,7 +129,10 @@ struct Response {
   std::string content_type;
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
-  bool close = false;                      // close the connection after this response
+  bool close = false;  // close the connection after this response
+  // The body is known to be well-formed UTF-8: a worker that serialized it checked it (SerializedPage), so
+  // that the pipeline's last check (Api::finish) does not scan a large body again on the I/O thread.
+  bool utf8_checked = false;
   std::shared_ptr<ResponseStream> stream;  // set for streamed bodies: `body` is then ignored
   // Set by a route that serves a WebSocket: the server answers 101 Switching Protocols (with the headers
   // above) and runs the session. To a request that is no valid WebSocket handshake the pipeline answers 426

@@ -6,6 +6,7 @@
 
 #include "core/json_reader.hpp"
 #include "core/text.hpp"
+#include "core/utf8.hpp"
 #include "http/routes.hpp"
 
 namespace twinbridge::http {
@@ -187,7 +188,9 @@ Response list_response(const Request& request, boost::json::array items,
 
 Response list_response(const Request& request, std::string items_json,
                        const std::optional<std::string>& next_after) {
-  std::string body = "{\"items\":" + items_json;
+  std::string body;
+  body.reserve(items_json.size() + 128);
+  body.append("{\"items\":").append(items_json);
   Response r;
   if (next_after) {
     const auto cursor = hex_encode(*next_after);
@@ -207,6 +210,16 @@ Response list_response(const Request& request, std::string items_json,
   r.status = 200;
   r.content_type = "application/json";
   r.body = std::move(body);
+  return r;
+}
+
+void SerializedPage::check_utf8() {
+  utf8_checked = core::is_valid_utf8(items);
+}
+
+Response list_response(const Request& request, SerializedPage page) {
+  auto r = list_response(request, std::move(page.items), page.next_after);
+  r.utf8_checked = page.utf8_checked;  // the rest of the body is ASCII
   return r;
 }
 

@@ -110,6 +110,16 @@ Response list_response(const Request& request, boost::json::array items,
 Response list_response(const Request& request, std::string items_json,
                        const std::optional<std::string>& next_after);
 
+// A page of items serialized as one JSON array, by a worker when it is large (see offload()).
+struct SerializedPage {
+  std::string items;
+  std::optional<std::string> next_after;
+  bool utf8_checked = false;  // the text is well-formed UTF-8 (check_utf8() found it so)
+  // Checks the text on the calling thread (the worker's), so that the answer's last check skips it.
+  void check_utf8();
+};
+Response list_response(const Request& request, SerializedPage page);
+
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail = {});

@@ -83,11 +83,8 @@ Response acquisition_response(const std::vector<dtif::AcquiredTwin>& twins, cons
   return json_response(200, boost::json::object{{"twins", std::move(items)}});
 }
 
-// A page of TDs, serialized.
-struct Listed {
-  std::string items;
-  std::optional<std::string> next_after;
-};
+// A page of TDs, serialized (and checked) on a worker.
+using Listed = SerializedPage;
 
 boost::asio::awaitable<core::Result<std::vector<dtif::AcquiredTwin>>> acquire(ApiServices& s,
                                                                               const RequestContext& ctx,
@@ -207,7 +204,7 @@ void add_selection_routes(Router& router, ApiServices& s) {
                 auto work = [&s, &selection, &page, &budget]() -> core::Result<Listed> {
                   auto found = s.dtia.selections->resolve(*selection, page->after, page->limit, &budget);
                   if (!found) return std::unexpected(found.error());
-                  Listed out{"[", found->next_after};
+                  Listed out{"[", found->next_after, false};
                   for (const auto& t : found->items) {
                     if (out.items.size() > 1) out.items += ',';
                     t->append_json(out.items);
@@ -215,11 +212,12 @@ void add_selection_routes(Router& router, ApiServices& s) {
                       return std::unexpected(budget.error("limit"));
                   }
                   out.items += ']';
+                  out.check_utf8();
                   return out;
                 };
                 auto out = co_await offload(s, ctx, work);
                 if (!out) co_return std::unexpected(out.error());
-                co_return list_response(req, std::move(out->items), out->next_after);
+                co_return list_response(req, std::move(*out));
               }});
 
   router.add({Method::post, item + "/acquire", Auth::required, core::Permission::twins_read,

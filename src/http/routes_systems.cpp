@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include "core/merge_patch.hpp"
 #include "http/routes.hpp"
@@ -132,21 +133,26 @@ void add_system_routes(Router& router, ApiServices& s, registry::SystemRegistry&
               [&s, &registry](RequestContext& ctx, const Request& req) -> HandlerResult {
                 auto q = discovery_query(req, s);
                 if (!q) co_return std::unexpected(q.error());
-                // A filter reads and examines every record of the kind: on the worker pool, under the
-                // caller's query budget.
+                // A store read of a page (a filter reads and examines every record of the kind) and its
+                // serialization: on the worker pool, under the caller's query budget, never on the I/O
+                // thread.
                 auto budget = query_budget(s, ctx);
                 q->budget = &budget;
-                auto work = [&registry, &q] { return registry.discover(*q); };
-                core::Result<store::Page<core::SystemRecord>> page;
-                if (q->filter) {
-                  page = co_await offload(s, ctx, work);
-                } else {
-                  page = work();
-                }
+                auto work = [&registry, &q]() -> core::Result<SerializedPage> {
+                  auto page = registry.discover(*q);
+                  if (!page) return std::unexpected(page.error());
+                  SerializedPage out{"[", page->next_after, false};
+                  for (const auto& r : page->items) {
+                    if (out.items.size() > 1) out.items += ',';
+                    out.items += boost::json::serialize(core::to_json(r));
+                  }
+                  out.items += ']';
+                  out.check_utf8();
+                  return out;
+                };
+                auto page = co_await offload(s, ctx, work);
                 if (!page) co_return std::unexpected(page.error());
-                boost::json::array items;
-                for (const auto& r : page->items) items.push_back(core::to_json(r));
-                co_return list_response(req, std::move(items), page->next_after);
+                co_return list_response(req, std::move(*page));
               }});
 
   router.add({Method::get, item, Auth::required, core::Permission::registry_read,

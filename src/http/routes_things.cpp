@@ -218,7 +218,7 @@ void add_things_routes(Router& router, ApiServices& s) {
          // the worker pool, under the caller's query budget, and the answer is serialized there too, as far
          // as the budget's output bytes allow.
          auto budget = query_budget(s, ctx);
-         auto run = [&twins, &path, &budget]() -> core::Result<std::string> {
+         auto run = [&twins, &path, &budget]() -> core::Result<SerializedPage> {
            if (const auto n = twins.count(); n > kMaxSearchTwins) {
              return core::fail(Errc::unavailable,
                                fmt::format("the directory holds {} TDs, more than the {} /search/jsonpath "
@@ -243,7 +243,9 @@ void add_things_routes(Router& router, ApiServices& s) {
            if (!budget.ok()) return std::unexpected(budget.error("query"));
            auto out = serialize_nodelist(selected, budget);
            if (!out) return std::unexpected(budget.error("query"));
-           return std::move(*out);
+           SerializedPage body{std::move(*out), std::nullopt, false};
+           body.check_utf8();
+           return body;
          };
          auto search = [&s, &run]() {
            auto result = run();
@@ -254,7 +256,8 @@ void add_things_routes(Router& router, ApiServices& s) {
          if (!body) co_return std::unexpected(body.error());
          Response r;
          r.content_type = "application/json";
-         r.body = std::move(*body);
+         r.body = std::move(body->items);
+         r.utf8_checked = body->utf8_checked;
          co_return r;
        }});
 }

@@ -60,17 +60,14 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
 }
 
 // A page of twins as the JSON array of their TDs, serialized straight from the shared views (no copy into
-// a response document).
-struct TwinPage {
-  std::string items;
-  std::optional<std::string> next_after;
-};
+// a response document), and checked for UTF-8 where it was serialized.
+using TwinPage = SerializedPage;
 
 // Charges every TD to the budget's output bytes: a page of large TDs over the limit is refused (a smaller
 // `limit` answers it).
 core::Result<TwinPage> serialize_page(const store::Page<std::shared_ptr<const core::TwinView>>& page,
                                       query::QueryBudget& budget) {
-  TwinPage out{"[", page.next_after};
+  TwinPage out{"[", page.next_after, false};
   for (const auto& t : page.items) {
     if (out.items.size() > 1) out.items += ',';
     t->append_json(out.items);
@@ -78,6 +75,7 @@ core::Result<TwinPage> serialize_page(const store::Page<std::shared_ptr<const co
       return std::unexpected(budget.error("limit"));
   }
   out.items += ']';
+  out.check_utf8();
   return out;
 }
 
@@ -127,7 +125,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 q->system_id = system_id;
                 auto page = co_await discover_twins(s, ctx, twins, *q);
                 if (!page) co_return std::unexpected(page.error());
-                co_return list_response(req, std::move(page->items), page->next_after);
+                co_return list_response(req, std::move(*page));
               }});
 
   router.add({Method::post, list, Auth::required, core::Permission::twins_publish,
@@ -192,7 +190,7 @@ void add_twin_routes(Router& router, ApiServices& s, registry::SystemRegistry& s
                 if (!q) co_return std::unexpected(q.error());
                 auto page = co_await discover_twins(s, ctx, twins, *q);
                 if (!page) co_return std::unexpected(page.error());
-                co_return list_response(req, std::move(page->items), page->next_after);
+                co_return list_response(req, std::move(*page));
               }});
 
   router.add({Method::get, "/v1/twins/{id}", Auth::required, core::Permission::registry_read,

@@ -1,4 +1,5 @@
 #include "http/problem.hpp"
+#include "http/routes.hpp"
 
 #include <gtest/gtest.h>
 
@@ -85,6 +86,32 @@ TEST(ProblemTest, WhatEchoesTheRequestIsRepairedToUtf8) {
   EXPECT_EQ(body.at("request_id").as_string(), "req-" + fffd);
   EXPECT_EQ(body.at("errors").at(0).at("parameter").as_string(), fffd + fffd);
   EXPECT_EQ(body.at("errors").at(0).at("detail").as_string(), "got '" + fffd + fffd + fffd + "'");
+}
+
+}  // namespace
+}  // namespace twinbridge::http
+
+namespace twinbridge::http {
+namespace {
+
+// A page a worker serialized carries whether its text is well-formed UTF-8, so that the answer's last check
+// (Api::finish) skips a large body on the I/O thread only when the worker found it so.
+TEST(SerializedPageTest, APageIsMarkedCheckedOnlyWhenItsTextIsUtf8) {
+  Request req;
+  req.path = "/v1/twins";
+  SerializedPage good{R"(["caf\u00e9", "café"])", std::nullopt, false};
+  good.check_utf8();
+  EXPECT_TRUE(good.utf8_checked);
+  const auto ok = list_response(req, good);
+  EXPECT_TRUE(ok.utf8_checked);
+  EXPECT_EQ(ok.body, R"({"items":["caf\u00e9", "café"]})");
+
+  SerializedPage bad{"[\"urn:probe:\xFF\xFE\"]", std::string("urn:x"), false};
+  bad.check_utf8();
+  EXPECT_FALSE(bad.utf8_checked);
+  const auto unchecked = list_response(req, bad);
+  EXPECT_FALSE(unchecked.utf8_checked);  // finish() scans it and answers U+FFFD in place of the bad bytes
+  EXPECT_NE(unchecked.body.find("\"next_cursor\":"), std::string::npos);
 }
 
 }  // namespace
