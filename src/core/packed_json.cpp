@@ -8,6 +8,8 @@
 #include <array>
 #include <unordered_map>
 
+#include "core/text.hpp"
+
 namespace twinbridge::core::packed {
 
 namespace {
@@ -276,53 +278,6 @@ std::uint8_t* Packer::write_node(const json::value& v, std::uint8_t* out) {
   return out;
 }
 
-namespace {
-
-constexpr std::string_view kHex = "0123456789abcdef";
-
-// A JSON string literal, escaped as boost::json's serializer escapes it.
-void append_string(std::string_view s, std::string& out) {
-  out += '"';
-  std::size_t run = 0;  // start of the bytes not written yet
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 0xf];
-    }
-  }
-  out.append(s.data() + run, s.size() - run);
-  out += '"';
-}
-
-}  // namespace
-
 std::string_view detail::term(std::size_t index) {
   return kTerms[index];
 }
@@ -352,7 +307,7 @@ void append_json(Ref node, std::string& out) {
       out += json::serialize(json::value(node.get_double()));  // boost's own number format
       return;
     case json::kind::string:
-      append_string(node.get_string(), out);
+      append_quoted(out, node.get_string(), '"');  // as boost::json escapes it
       return;
     case json::kind::array: {
       out += '[';
@@ -371,7 +326,7 @@ void append_json(Ref node, std::string& out) {
       for (const auto& [key, value] : node.members()) {
         if (!first) out += ',';
         first = false;
-        append_string(key, out);
+        append_quoted(out, key, '"');
         out += ':';
         append_json(value, out);
       }

@@ -356,6 +356,23 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     e.stored = true;
     (*results)[i] = state;
   };
+  // Takes in a live value of property `name`: fanned out as reported (appended to `text`, the members of the
+  // live change's "properties"), served as `merged` (into the value before it).
+  const auto take_live_value = [&now](Entry& e, std::string& text, std::string_view name,
+                                      const boost::json::value& reported, boost::json::value merged) {
+    if (!text.empty()) text += ',';
+    text += boost::json::serialize(boost::json::string_view(name));
+    text += ':';
+    text += boost::json::serialize(reported);
+    e.live[name] = std::move(merged);
+    e.live_updated.insert_or_assign(std::string(name), now);
+  };
+  // Report i had live members only, now out: its source facts order the next reports; nothing is stored.
+  const auto live_only = [&results](Entry& e, const StateReport& r, std::size_t i) {
+    if (r.source_seq) e.live_source_seq = r.source_seq;
+    if (r.source_time) e.live_source_time = r.source_time;
+    (*results)[i] = e.state;
+  };
   for (std::size_t i = 0; i < count; ++i) {
     auto& r = reports[i];
     auto found = twins.find(r.twin_id);
@@ -417,18 +434,10 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         continue;
       }
       std::string live_properties;
-      for (auto& [name, value] : *merged) {
-        if (!live_properties.empty()) live_properties += ',';
-        live_properties += boost::json::serialize(boost::json::string_view(name));
-        live_properties += ':';
-        live_properties += boost::json::serialize(patch.at(name));  // fanned out as the patch it is
-        e.live[name] = std::move(value);
-        e.live_updated.insert_or_assign(std::string(name), now);
-      }
+      for (auto& [name, value] : *merged)
+        take_live_value(e, live_properties, name, patch.at(name), std::move(value));
       publish_live_change(view.id(), now, live_properties, {});
-      if (r.source_seq) e.live_source_seq = r.source_seq;
-      if (r.source_time) e.live_source_time = r.source_time;
-      (*results)[i] = e.state;
+      live_only(e, r, i);
       continue;
     }
     if (kind == Ephemeral::only_pose) {
@@ -442,9 +451,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
       publish_live_change(view.id(), now, {}, boost::json::serialize(core::to_json(*pose)));
       e.live_pose = std::move(*pose);
       e.live_pose_updated = now;
-      if (r.source_seq) e.live_source_seq = r.source_seq;
-      if (r.source_time) e.live_source_time = r.source_time;
-      (*results)[i] = e.state;
+      live_only(e, r, i);
       continue;
     }
     if (kind == Ephemeral::none) {
@@ -482,14 +489,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
         for (auto it = p.begin(); it != p.end();) {
           const auto* prop = e.schema->property(it->key());
           if (prop != nullptr && prop->ephemeral && !it->value().is_null()) {
-            // Fanned out as the patch it is.
-            if (!live_properties.empty()) live_properties += ',';
-            live_properties += boost::json::serialize(it->key());
-            live_properties += ':';
-            live_properties += boost::json::serialize(it->value());
             const auto* merged = checked->properties.if_contains(it->key());
-            e.live[it->key()] = merged != nullptr ? *merged : it->value();
-            e.live_updated[std::string(it->key())] = now;
+            take_live_value(e, live_properties, it->key(), it->value(),
+                            merged != nullptr ? *merged : it->value());
             it = p.erase(it);
           } else {
             if (prop != nullptr && prop->ephemeral) {
@@ -518,9 +520,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     if (live) publish_live_change(view.id(), now, live_properties, live_pose);
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
     if (!has_durable && live) {
-      if (r.source_seq) e.live_source_seq = r.source_seq;
-      if (r.source_time) e.live_source_time = r.source_time;
-      (*results)[i] = e.state;  // nothing to store: the live values are out
+      live_only(e, r, i);
       continue;
     }
     auto next = e.schema->apply(*e.state, durable, core::ChangeSource::twin_system, facts);

@@ -213,6 +213,29 @@ Response list_response(const Request& request, std::string items_json,
   return r;
 }
 
+core::Result<SerializedPage> serialize_twins(const store::Page<std::shared_ptr<const core::TwinView>>& page,
+                                             query::QueryBudget& budget) {
+  SerializedPage out{"[", page.next_after, false};
+  for (const auto& t : page.items) {
+    if (out.items.size() > 1) out.items += ',';
+    t->append_json(out.items);
+    if (!budget.output(out.items.size() - budget.output_bytes()))
+      return std::unexpected(budget.error("limit"));
+  }
+  out.items += ']';
+  out.check_utf8();
+  return out;
+}
+
+core::Error refusal(core::JobFate fate, std::string_view waiting) {
+  if (fate == core::JobFate::queue_full) {
+    core::Error busy(Errc::rate_limited, fmt::format("too many of your {}; wait for their answers", waiting));
+    busy.retry_after_seconds = 1;
+    return busy;
+  }
+  return core::Error(Errc::unavailable, "twinbridge is shutting down");
+}
+
 void SerializedPage::check_utf8() {
   utf8_checked = core::is_valid_utf8(items);
 }

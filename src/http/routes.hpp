@@ -120,17 +120,16 @@ struct SerializedPage {
 };
 Response list_response(const Request& request, SerializedPage page);
 
+// A page of twins as the JSON array of their TDs, written straight from the shared views (no copy into a
+// response document) and checked for UTF-8 where it is written. Every TD is charged to the budget's output
+// bytes: a page of large TDs over the limit is refused (a smaller `limit` answers it).
+core::Result<SerializedPage> serialize_twins(const store::Page<std::shared_ptr<const core::TwinView>>& page,
+                                             query::QueryBudget& budget);
+
 // An audit entry for a change made by the caller of `ctx`.
 core::AuditEntry audit_entry(const RequestContext& ctx, const core::Clock& clock, std::string action,
                              std::string target_type, std::string target_id, boost::json::object detail = {});
 
-// Runs work() on the API's worker pool and resumes the coroutine on its own executor with the result. For
-// work that takes milliseconds or more (a JSONPath filter over every twin, a large answer): it does not hold
-// up the other connections of the I/O thread, and the pool shares its workers fairly between principals
-// (core/fair_pool.hpp): when the caller already has settings.max_queued_queries jobs waiting, the answer is
-// 429 without running work. The executor's io_context counts the job as outstanding work until it resumes,
-// so a graceful stop waits for it. `work` must be a named local of the awaiting coroutine (GCC 12 destroys
-// non-trivial temporaries of a co_await expression twice).
 // The JSON array of a query's nodelist, serialized while charging every byte to budget.output(); nullopt once
 // the budget is exhausted (the answer would have been too large), having built at most one chunk more.
 std::optional<std::string> serialize_nodelist(const std::vector<const boost::json::value*>& nodes,
@@ -149,6 +148,33 @@ struct AsResult<core::Result<T>> {
   using type = core::Result<T>;
 };
 
+// The completion of an awaiting coroutine's `handler`: called once, from any thread, with the result, it
+// resumes the coroutine on its own executor. The executor's io_context counts it as outstanding work until
+// then, so a graceful stop waits for it.
+template <class R, class Handler>
+auto resume_on_executor(Handler handler) {
+  auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
+  return [handler = std::move(handler), guard = std::move(guard)](R result) mutable {
+    auto executor = guard.get_executor();
+    boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
+                                 guard = std::move(guard)]() mutable {
+      guard.reset();
+      std::move(handler)(std::move(result));
+    });
+  };
+}
+
+// Why a worker pool did not run a job (`fate` is not JobFate::run): 429 "too many of your <waiting>; wait for
+// their answers" (Retry-After 1) when the principal has too many jobs waiting, 503 when the pool stops.
+core::Error refusal(core::JobFate fate, std::string_view waiting);
+
+// Runs work() on the API's worker pool and resumes the coroutine on its own executor with the result. For
+// work that takes milliseconds or more (a JSONPath filter over every twin, a large answer): it does not hold
+// up the other connections of the I/O thread, and the pool shares its workers fairly between principals
+// (core/fair_pool.hpp): when the caller already has settings.max_queued_queries jobs waiting, the answer is
+// 429 without running work. The executor's io_context counts the job as outstanding work until it resumes,
+// so a graceful stop waits for it. `work` must be a named local of the awaiting coroutine (GCC 12 destroys
+// non-trivial temporaries of a co_await expression twice).
 template <class F>
 boost::asio::awaitable<typename AsResult<std::invoke_result_t<F&>>::type> offload(ApiServices& services,
                                                                                   const RequestContext& ctx,
@@ -156,30 +182,17 @@ boost::asio::awaitable<typename AsResult<std::invoke_result_t<F&>>::type> offloa
   using R = typename AsResult<std::invoke_result_t<F&>>::type;
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(R)>(
       [&services, &ctx, &work](auto handler) {
-        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
-        auto job = [&work, handler = std::move(handler),
-                    guard = std::move(guard)](core::JobFate fate) mutable {
-          R result = core::fail(core::Errc::internal, "the work failed unexpectedly");
-          if (fate == core::JobFate::run) {
-            try {
-              result = work();
-            } catch (const std::exception&) {
-              // a bug: answered 500 below
-            }
-          } else if (fate == core::JobFate::queue_full) {
-            core::Error busy(core::Errc::rate_limited,
-                             "too many of your queries are waiting for a worker; wait for their answers");
-            busy.retry_after_seconds = 1;
-            result = std::unexpected(std::move(busy));
-          } else {
-            result = core::fail(core::Errc::unavailable, "twinbridge is shutting down");
+        auto job = [&work, complete = resume_on_executor<R>(std::move(handler))](core::JobFate fate) mutable {
+          if (fate != core::JobFate::run) {
+            return complete(std::unexpected(refusal(fate, "queries are waiting for a worker")));
           }
-          auto executor = guard.get_executor();
-          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
-                                       guard = std::move(guard)]() mutable {
-            guard.reset();
-            std::move(handler)(std::move(result));
-          });
+          R result = core::fail(core::Errc::internal, "the work failed unexpectedly");
+          try {
+            result = work();
+          } catch (const std::exception&) {
+            // a bug: answered 500
+          }
+          complete(std::move(result));
         };
         services.workers.post(ctx.caller ? ctx.caller->principal.id.str() : std::string("anonymous"),
                               std::move(job));
@@ -192,53 +205,23 @@ boost::asio::awaitable<typename AsResult<std::invoke_result_t<F&>>::type> offloa
 template <class T, class Start>
 boost::asio::awaitable<core::Result<T>> await_write(Start start) {
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(core::Result<T>)>(
-      [&start](auto handler) mutable {
-        // The io_context counts the write as outstanding work until the coroutine resumes: a graceful stop
-        // waits for it.
-        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
-        start([handler = std::move(handler), guard = std::move(guard)](core::Result<T> result) mutable {
-          auto executor = guard.get_executor();
-          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
-                                       guard = std::move(guard)]() mutable {
-            guard.reset();
-            std::move(handler)(std::move(result));
-          });
-        });
-      },
+      [&start](auto handler) mutable { start(resume_on_executor<core::Result<T>>(std::move(handler))); },
       boost::asio::use_awaitable);
 }
 
 // Awaits a store write started by `start(completion)` on a worker of `pool` (under `key`, the principal that
 // asked) rather than on the I/O thread; the coroutine resumes on its own executor. A pool that refuses the
-// job completes it with the refusal: 429 (`key` has `max_queued_per_key` jobs waiting; Retry-After 1) or 503
-// (shutting down).
+// job completes it with the refusal (see refusal()).
 template <class T, class Start>
 boost::asio::awaitable<core::Result<T>> await_write_on(core::FairPool& pool, const std::string& key,
                                                        Start start) {
   co_return co_await boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(core::Result<T>)>(
       [&start, &pool, &key](auto handler) mutable {
-        auto guard = boost::asio::make_work_guard(boost::asio::get_associated_executor(handler));
-        auto complete = [handler = std::move(handler),
-                         guard = std::move(guard)](core::Result<T> result) mutable {
-          auto executor = guard.get_executor();
-          boost::asio::post(executor, [handler = std::move(handler), result = std::move(result),
-                                       guard = std::move(guard)]() mutable {
-            guard.reset();
-            std::move(handler)(std::move(result));
-          });
-        };
-        pool.post(key,
-                  [start = std::move(start), complete = std::move(complete)](core::JobFate fate) mutable {
-                    if (fate == core::JobFate::run) return start(std::move(complete));
-                    if (fate == core::JobFate::queue_full) {
-                      core::Error busy(
-                          core::Errc::rate_limited,
-                          "too many of your state batches are waiting to be applied; wait for their answers");
-                      busy.retry_after_seconds = 1;
-                      return complete(std::unexpected(std::move(busy)));
-                    }
-                    complete(core::fail(core::Errc::unavailable, "twinbridge is shutting down"));
-                  });
+        pool.post(key, [start = std::move(start), complete = resume_on_executor<core::Result<T>>(
+                                                      std::move(handler))](core::JobFate fate) mutable {
+          if (fate == core::JobFate::run) return start(std::move(complete));
+          complete(std::unexpected(refusal(fate, "state batches are waiting to be applied")));
+        });
       },
       boost::asio::use_awaitable);
 }

@@ -83,9 +83,6 @@ Response acquisition_response(const std::vector<dtif::AcquiredTwin>& twins, cons
   return json_response(200, boost::json::object{{"twins", std::move(items)}});
 }
 
-// A page of TDs, serialized (and checked) on a worker.
-using Listed = SerializedPage;
-
 boost::asio::awaitable<core::Result<std::vector<dtif::AcquiredTwin>>> acquire(ApiServices& s,
                                                                               const RequestContext& ctx,
                                                                               std::vector<std::string> ids) {
@@ -201,19 +198,10 @@ void add_selection_routes(Router& router, ApiServices& s) {
                 auto selection = s.dtia.selections->find(*ctx.caller, std::string(ctx.param("id")));
                 if (!selection) co_return std::unexpected(selection.error());
                 auto budget = query_budget(s, ctx);
-                auto work = [&s, &selection, &page, &budget]() -> core::Result<Listed> {
+                auto work = [&s, &selection, &page, &budget]() -> core::Result<SerializedPage> {
                   auto found = s.dtia.selections->resolve(*selection, page->after, page->limit, &budget);
                   if (!found) return std::unexpected(found.error());
-                  Listed out{"[", found->next_after, false};
-                  for (const auto& t : found->items) {
-                    if (out.items.size() > 1) out.items += ',';
-                    t->append_json(out.items);
-                    if (!budget.output(out.items.size() - budget.output_bytes()))
-                      return std::unexpected(budget.error("limit"));
-                  }
-                  out.items += ']';
-                  out.check_utf8();
-                  return out;
+                  return serialize_twins(*found, budget);
                 };
                 auto out = co_await offload(s, ctx, work);
                 if (!out) co_return std::unexpected(out.error());

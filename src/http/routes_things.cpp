@@ -84,15 +84,14 @@ void add_things_routes(Router& router, ApiServices& s) {
                 q.offset = *offset;
                 q.limit = std::max<std::size_t>(*limit, 1);
                 const auto page = twins.discover(q);
+                auto unlimited = query::QueryBudget::unlimited();  // a page: at most max_page_size TDs
+                auto items = serialize_twins(page, unlimited);
+                if (!items) co_return std::unexpected(items.error());
                 Response r;
                 r.status = 200;
                 r.content_type = "application/ld+json";
-                r.body = "[";
-                for (const auto& t : page.items) {
-                  if (r.body.size() > 1) r.body += ',';
-                  t->append_json(r.body);
-                }
-                r.body += ']';
+                r.body = std::move(items->items);
+                r.utf8_checked = items->utf8_checked;
                 if (page.next_after) {
                   r.header("Link", fmt::format("</things?offset={}&limit={}>; rel=\"next\"",
                                                *offset + q.limit, q.limit));

@@ -59,35 +59,15 @@ core::Result<dtif::TwinDiscoveryQuery> twin_query(const Request& req, const ApiS
   return q;
 }
 
-// A page of twins as the JSON array of their TDs, serialized straight from the shared views (no copy into
-// a response document), and checked for UTF-8 where it was serialized.
-using TwinPage = SerializedPage;
-
-// Charges every TD to the budget's output bytes: a page of large TDs over the limit is refused (a smaller
-// `limit` answers it).
-core::Result<TwinPage> serialize_page(const store::Page<std::shared_ptr<const core::TwinView>>& page,
-                                      query::QueryBudget& budget) {
-  TwinPage out{"[", page.next_after, false};
-  for (const auto& t : page.items) {
-    if (out.items.size() > 1) out.items += ',';
-    t->append_json(out.items);
-    if (!budget.output(out.items.size() - budget.output_bytes()))
-      return std::unexpected(budget.error("limit"));
-  }
-  out.items += ']';
-  out.check_utf8();
-  return out;
-}
-
 // A page whose TDs take more memory than this is serialized on the query workers, not on the I/O thread.
 constexpr std::size_t kInlinePageBytes = 256 * 1024;
 
 // Discovery under the caller's query budget. With a filter or another order than id it examines every
 // twin: on the worker pool, which also serializes the page. By system or id alone it is a short walk, and
 // only a large page is serialized on the worker pool.
-boost::asio::awaitable<core::Result<TwinPage>> discover_twins(ApiServices& s, const RequestContext& ctx,
-                                                              const dtif::TwinRegistry& twins,
-                                                              dtif::TwinDiscoveryQuery& q) {
+boost::asio::awaitable<core::Result<SerializedPage>> discover_twins(ApiServices& s, const RequestContext& ctx,
+                                                                    const dtif::TwinRegistry& twins,
+                                                                    dtif::TwinDiscoveryQuery& q) {
   auto budget = query_budget(s, ctx);
   q.budget = &budget;
   if (!q.filter && q.sort == dtif::TwinSort::id && !q.descending) {
@@ -95,14 +75,14 @@ boost::asio::awaitable<core::Result<TwinPage>> discover_twins(ApiServices& s, co
     if (!budget.ok()) co_return std::unexpected(budget.error("filter"));
     std::size_t bytes = 0;
     for (const auto& t : page.items) bytes += t->bytes();
-    if (bytes <= kInlinePageBytes) co_return serialize_page(page, budget);
-    auto serialize = [&page, &budget] { return serialize_page(page, budget); };
+    if (bytes <= kInlinePageBytes) co_return serialize_twins(page, budget);
+    auto serialize = [&page, &budget] { return serialize_twins(page, budget); };
     co_return co_await offload(s, ctx, serialize);
   }
-  auto work = [&twins, &q, &budget]() -> core::Result<TwinPage> {
+  auto work = [&twins, &q, &budget]() -> core::Result<SerializedPage> {
     auto page = twins.discover(q);
     if (!budget.ok()) return std::unexpected(budget.error("filter"));
-    return serialize_page(page, budget);
+    return serialize_twins(page, budget);
   };
   co_return co_await offload(s, ctx, work);
 }

@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <compare>
-#include <cstdio>
 #include <optional>
 #include <type_traits>
 
+#include "core/text.hpp"
 #include "query/utf8.hpp"
 
 namespace twinbridge::query {
@@ -305,42 +305,11 @@ bool compare(CompareOp op, const V& a, const V& b, QueryBudget& budget) {
   return false;
 }
 
+// A name step of a normalized path: ['name'], escaped as RFC 9535 section 2.7 says.
 void append_name(std::string& out, std::string_view name) {
-  out += "['";
-  for (const char c : name) {
-    switch (c) {
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\'':
-        out += "\\'";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char escaped[8];
-          std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
-          out += escaped;
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
-  out += "']";
+  out += '[';
+  core::append_quoted(out, name, '\'');
+  out += ']';
 }
 
 }  // namespace
