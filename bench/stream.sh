@@ -12,7 +12,8 @@
 # registers one twin system with TWINS twins, then runs build/release/bench/bench_stream in each mode.
 # Usage:
 #   bench/stream.sh [--modes "ingest latency fanout"] [--duration 10] [--warmup 2] [--twins 1000]
-#                   [--threads 1] [--binary PATH]
+#                   [--threads 1] [--latency-batch 50] [--binary PATH]
+# --latency-batch: changes per POST in the latency mode (each waits for those before it in its batch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ duration=10
 warmup=2
 twins=1000
 threads=1
+latency_batch=50
 binary=build/release/twinbridge
 bench=build/release/bench/bench_stream
 while [ $# -gt 0 ]; do
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift 2 ;;
     --twins) twins=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --latency-batch) latency_batch=$2; shift 2 ;;
     --binary) binary=$2; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -101,7 +104,8 @@ echo
 for mode in $modes; do
   case "$mode" in
     ingest) "$bench" ingest "${common[@]}" --duration "$duration" --mqtt-port "$mq_port" ;;
-    latency) "$bench" latency "${common[@]}" --duration "$duration" --warmup "$warmup" --data-dir "$work/data" ;;
+    latency) "$bench" latency "${common[@]}" --duration "$duration" --warmup "$warmup" --data-dir "$work/data" \
+               --batch "$latency_batch" ;;
     fanout) "$bench" fanout "${common[@]}" --duration "$duration" --warmup "$warmup" --mqtt-port "$mq_port" \
               --broker-pid "$mq_pid" ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;

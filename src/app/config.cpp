@@ -442,6 +442,11 @@ std::vector<Setting> table() {
       [](Config& c, const std::string& v) {
         return whole(c.mqtt.client.max_payload_bytes, v, std::size_t{1}, std::size_t{64} << 20);
       });
+  add("mqtt.workers", "--mqtt-workers", "0",
+      "threads that check the MQTT sync's changes (a twin's always on the same one); 0 means one per CPU core",
+      [](Config& c, const std::string& v) {
+        return whole(c.mqtt.workers, v, std::size_t{0}, std::size_t{256});
+      });
   add("outbound.allow", "--outbound-allow", "",
       "destinations the outbound guard would refuse that twinbridge may call and accept in registrations: "
       "comma-separated loopback, private, CIDRs, addresses, host names, *.domain (empty: none)",

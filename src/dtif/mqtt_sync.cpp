@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
+
 #include <chrono>
+#include <functional>
 
 #include "connect/mqtt_forms.hpp"
 #include "core/json_reader.hpp"
@@ -64,7 +67,15 @@ core::Result<void> MqttSync::start() {
     std::lock_guard lock(queue_mutex_);
     stopping_ = false;
   }
-  worker_ = std::thread([this] { run_worker(); });
+  const std::size_t workers =
+      settings_.workers > 0 ? settings_.workers : std::max(1u, std::thread::hardware_concurrency());
+  for (std::size_t i = 0; i < workers; ++i) {
+    auto& w = *workers_.emplace_back(std::make_unique<Worker>());
+    w.thread = std::thread([this, &w] { run_checker(w); });
+    ::pthread_setname_np(w.thread.native_handle(), "mqtt check");
+  }
+  reader_ = std::thread([this] { run_reader(); });
+  ::pthread_setname_np(reader_.native_handle(), "mqtt ingest");
   return client_->start();
 }
 
@@ -75,12 +86,21 @@ void MqttSync::stop() {
     stopping_ = true;
   }
   queue_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
-  std::unique_lock lock(flight_mutex_);
-  flight_cv_.wait(lock, [&] { return in_flight_ == 0; });
+  if (reader_.joinable()) reader_.join();  // every message read and dealt
+  for (auto& w : workers_) {
+    {
+      std::lock_guard lock(w->mutex);
+      w->stopping = true;
+    }
+    w->changed.notify_all();
+    if (w->thread.joinable()) w->thread.join();  // every change handed to TwinService
+    std::unique_lock lock(w->mutex);
+    w->settled.wait(lock, [&] { return w->in_flight == 0; });
+  }
+  workers_.clear();
 }
 
-void MqttSync::settle(const core::Result<std::vector<ReportResult>>& results) {
+void MqttSync::settle(Worker& worker, const core::Result<std::vector<ReportResult>>& results) {
   if (results) {
     for (const auto& r : *results) {
       if (r) {
@@ -91,10 +111,10 @@ void MqttSync::settle(const core::Result<std::vector<ReportResult>>& results) {
       }
     }
   }
-  // Notified under the lock: stop() cannot return (and destroy this) before it is released.
-  std::lock_guard lock(flight_mutex_);
-  --in_flight_;
-  flight_cv_.notify_all();
+  // Notified under the lock: stop() cannot return (and destroy the worker) before it is released.
+  std::lock_guard lock(worker.mutex);
+  --worker.in_flight;
+  worker.settled.notify_all();
 }
 
 void MqttSync::note(std::string_view what) {
@@ -147,6 +167,7 @@ void MqttSync::add_target(const std::string& filter, Target target) {
   auto& set = targets_[filter];
   const bool fresh = set.empty();
   set.insert(std::move(target));
+  if (fresh && filter.find_first_of("+#") != std::string::npos) wildcard_filters_.insert(filter);
   if (fresh) {
     if (auto ok = client_->subscribe(filter, 1); !ok) {
       note(fmt::format("cannot subscribe to '{}': {}", filter, ok.error().detail));
@@ -161,6 +182,7 @@ void MqttSync::remove_target(const std::string& filter, const Target& target) {
   it->second.erase(target);
   if (it->second.empty()) {
     targets_.erase(it);
+    wildcard_filters_.erase(filter);
     (void)client_->unsubscribe(filter);
   }
 }
@@ -238,10 +260,11 @@ void MqttSync::on_message(connect::MqttMessage message) {
     if (auto exact = targets_.find(message.topic); exact != targets_.end()) {
       found.assign(exact->second.begin(), exact->second.end());
     }
-    for (const auto& [filter, targets] : targets_) {
-      if (filter == message.topic || filter.find_first_of("+#") == std::string::npos) continue;
-      if (connect::mqtt_topic_matches(filter, message.topic))
+    for (const auto& filter : wildcard_filters_) {
+      if (connect::mqtt_topic_matches(filter, message.topic)) {
+        const auto& targets = targets_.at(filter);
         found.insert(found.end(), targets.begin(), targets.end());
+      }
     }
   }
   if (found.empty()) {
@@ -261,7 +284,7 @@ void MqttSync::on_message(connect::MqttMessage message) {
   queue_cv_.notify_one();
 }
 
-void MqttSync::run_worker() {
+void MqttSync::run_reader() {
   std::vector<Item> batch;
   for (;;) {
     {
@@ -273,7 +296,7 @@ void MqttSync::run_worker() {
         queue_.pop_front();
       }
     }
-    ingest(batch);
+    read(batch);
     batch.clear();
   }
 }
@@ -294,36 +317,12 @@ core::Result<core::Actor> mqtt_actor(store::Store& store, const core::PrincipalI
 
 }  // namespace
 
-void MqttSync::ingest(std::vector<Item>& items) {
-  // Consecutive reports of one holder go to TwinService together (one store write); arrival order is kept.
-  std::vector<StateReport> reports;
-  std::optional<core::PrincipalId> holder;
-  std::uint64_t serial = 0;
-  auto flush = [&] {
-    if (reports.empty()) return;
-    auto actor = mqtt_actor(store_, *holder, broker_.url());
-    if (!actor) {
-      counters_.rejected += reports.size();
-      note(fmt::format("reports of principal '{}' dropped: {}", holder->str(), actor.error().detail));
-      reports.clear();
-      return;
-    }
-    actor->request_id = fmt::format("mqtt-{}", ++serial);
-    // At most kMaxInFlight reports wait for their commit: the next batch is checked while one commits.
-    {
-      std::unique_lock lock(flight_mutex_);
-      flight_cv_.wait(lock, [&] { return in_flight_ < kMaxInFlight; });
-      ++in_flight_;
-    }
-    twins_.report(*actor, std::move(reports), std::nullopt,
-                  [this](core::Result<std::vector<ReportResult>> r) { settle(r); });
-    reports.clear();
-  };
-  auto add = [&](const core::PrincipalId& who, StateReport report) {
-    if (holder && *holder != who) flush();
-    holder = who;
-    reports.push_back(std::move(report));
-    if (reports.size() >= settings_.max_batch) flush();
+void MqttSync::read(std::vector<Item>& items) {
+  // The changes of these messages, dealt by twin; each worker's share is queued at once, in arrival order.
+  std::vector<std::vector<Routed>> dealt(workers_.size());
+  auto add = [&](const core::PrincipalId& holder, StateReport report) {
+    const auto w = std::hash<std::string>{}(report.twin_id) % workers_.size();
+    dealt[w].push_back(Routed{holder, std::move(report)});
   };
   for (auto& item : items) {
     boost::system::error_code ec;
@@ -387,7 +386,60 @@ void MqttSync::ingest(std::vector<Item>& items) {
       add(system->owner, std::move(*report));
     }
   }
-  flush();
+  for (std::size_t w = 0; w < dealt.size(); ++w) {
+    if (dealt[w].empty()) continue;
+    auto& worker = *workers_[w];
+    {
+      std::unique_lock lock(worker.mutex);
+      worker.changed.wait(lock, [&] { return worker.queue.size() < settings_.max_queue; });
+      for (auto& r : dealt[w]) worker.queue.push_back(std::move(r));
+    }
+    worker.changed.notify_all();
+  }
+}
+
+void MqttSync::run_checker(Worker& worker) {
+  std::vector<Routed> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(worker.mutex);
+      worker.changed.wait(lock, [&] { return worker.stopping || !worker.queue.empty(); });
+      if (worker.queue.empty()) return;  // stopping and drained
+      while (!worker.queue.empty() && batch.size() < settings_.max_batch) {
+        batch.push_back(std::move(worker.queue.front()));
+        worker.queue.pop_front();
+      }
+    }
+    worker.changed.notify_all();  // room for the reader
+    // Consecutive changes of one holder go to TwinService together (one store write); their order is kept.
+    std::vector<StateReport> reports;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      reports.push_back(std::move(batch[i].report));
+      if (i + 1 == batch.size() || batch[i + 1].holder != batch[i].holder) {
+        check(worker, batch[i].holder, std::move(reports));
+        reports.clear();
+      }
+    }
+    batch.clear();
+  }
+}
+
+void MqttSync::check(Worker& worker, const core::PrincipalId& holder, std::vector<StateReport> reports) {
+  auto actor = mqtt_actor(store_, holder, broker_.url());
+  if (!actor) {
+    counters_.rejected += reports.size();
+    note(fmt::format("reports of principal '{}' dropped: {}", holder.str(), actor.error().detail));
+    return;
+  }
+  actor->request_id = fmt::format("mqtt-{}", ++serial_);
+  // At most kMaxInFlight batches wait for their commit: the next one is checked while one commits.
+  {
+    std::unique_lock lock(worker.mutex);
+    worker.settled.wait(lock, [&] { return worker.in_flight < kMaxInFlight; });
+    ++worker.in_flight;
+  }
+  twins_.report(*actor, std::move(reports), std::nullopt,
+                [this, &worker](core::Result<std::vector<ReportResult>> r) { settle(worker, r); });
 }
 
 std::vector<prometheus::MetricFamily> MqttSync::metric_families() const {

@@ -19,13 +19,19 @@
 // form carries no sequence, and arrival order decides.
 //
 // Threads: messages arrive on the MQTT client's loop thread and are queued (at most max_queue; beyond, they
-// are dropped and counted); one worker thread, "mqtt ingest", takes them in arrival order and hands them to
-// TwinService in batches (one store write per batch; the next batch is checked while the previous one
-// commits, at most two waiting for their commit), so one twin's changes are applied in the order they
-// arrived (TwinService orders them before the store writes them, in that order) and the loop thread never
-// waits for the store. A message counts as applied once its batch is committed. Messages that cannot be
-// applied (not JSON, an unknown twin, a value the TD refuses) are counted by outcome and logged (at most one
-// line a second).
+// are dropped and counted). The thread "mqtt ingest" takes them in arrival order, reads them (JSON, the
+// changes of a state topic's message, the twin each is for) and deals each change to one of `workers`
+// threads, "mqtt check", by its twin: a twin's changes always go to the same one, in arrival order. Each
+// check thread hands its changes to TwinService in batches (one store write per batch; the next batch is
+// checked while the previous one commits, at most two waiting for their commit), so one twin's changes are
+// applied in the order they arrived (TwinService orders them before the store writes them, in that order),
+// the changes of different twins are checked on several cores at once, and the loop thread never waits for
+// the store. A check thread whose queue holds max_queue changes holds up the reading until it catches up, so
+// the client's queue is what overflows. A message counts as applied once its batch is committed. Messages
+// that cannot be applied (not JSON, an unknown twin, a value the TD refuses) are counted by outcome and
+// logged (at most one line a second).
+//
+// Topics: an exact filter is found in a map; only the filters with a wildcard are matched one by one.
 //
 // Limits: libmosquitto acknowledges a QoS 1 message when it arrives, before twinbridge commits it, so a
 // crash between the two loses that message (MQTT 5 has no application acknowledgement in libmosquitto).
@@ -56,6 +62,7 @@ struct MqttSyncSettings {
   std::string state_topic_prefix = "twinbridge/state/";
   std::size_t max_queue = 100'000;
   std::size_t max_batch = 1'000;  // reports handed to TwinService at once
+  std::size_t workers = 0;  // threads that check changes ("mqtt check"; 0: one per core), a twin's on one
 };
 
 class MqttSync final : public store::ChangeConsumer {
@@ -76,7 +83,7 @@ class MqttSync final : public store::ChangeConsumer {
   // Subscribes to what the current twins and twin systems declare, then connects. Call after the twin index
   // is loaded, with the sync added to the change feed.
   core::Result<void> start();
-  // Disconnects (the broker keeps the session), then applies what was queued and stops the worker.
+  // Disconnects (the broker keeps the session), then applies what was queued and stops its threads.
   void stop();
 
   void apply(std::span<const store::ChangePtr> changes) override;
@@ -100,11 +107,31 @@ class MqttSync final : public store::ChangeConsumer {
     Target target;
     std::string payload;
   };
+  // A change read, for the twin's holder.
+  struct Routed {
+    core::PrincipalId holder;
+    StateReport report;
+  };
+  // A check thread and the changes dealt to it.
+  struct Worker {
+    std::mutex mutex;
+    std::condition_variable changed;  // a change queued, taken, or the end
+    std::deque<Routed> queue;
+    bool stopping = false;
+    // Reports handed to TwinService whose store write has not completed.
+    std::size_t in_flight = 0;
+    std::condition_variable settled;
+    std::thread thread;
+  };
 
   MqttSync(MqttSyncSettings settings, TwinService& twins, const TwinIndex& index, store::Store& store);
   void on_message(connect::MqttMessage message);
-  void run_worker();
-  void ingest(std::vector<Item>& items);
+  void run_reader();
+  // Reads the messages and deals their changes to the check threads.
+  void read(std::vector<Item>& items);
+  void run_checker(Worker& worker);
+  // Hands the changes of one holder to TwinService (at most kMaxInFlight batches of `worker` in flight).
+  void check(Worker& worker, const core::PrincipalId& holder, std::vector<StateReport> reports);
   // The filters the TD of `twin` declares on our broker, with their property.
   // The MQTT subscriptions of a TD's forms: (topic filter, property).
   std::vector<std::pair<std::string, std::string>> twin_filters(const std::string& twin_id,
@@ -118,7 +145,7 @@ class MqttSync final : public store::ChangeConsumer {
   void remove_target(const std::string& filter, const Target& target);
   void note(std::string_view what);  // a rate-limited log line
   // The outcome of one batch handed to TwinService (on the thread that completes its write).
-  void settle(const core::Result<std::vector<ReportResult>>& results);
+  void settle(Worker& worker, const core::Result<std::vector<ReportResult>>& results);
 
   MqttSyncSettings settings_;
   connect::MqttBroker broker_;
@@ -130,19 +157,18 @@ class MqttSync final : public store::ChangeConsumer {
 
   mutable std::mutex map_mutex_;
   std::map<std::string, std::set<Target>> targets_;               // filter -> what a message there is for
+  std::set<std::string> wildcard_filters_;                         // those of targets_ with a + or #
   std::map<std::string, std::vector<std::string>> twin_filters_;  // twin -> its filters
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<Item> queue_;
   bool stopping_ = false;
-  std::thread worker_;
+  std::thread reader_;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::int64_t> last_note_{0};
-  // Reports handed to TwinService whose store write has not completed.
-  static constexpr std::size_t kMaxInFlight = 2;
-  std::mutex flight_mutex_;
-  std::condition_variable flight_cv_;
-  std::size_t in_flight_ = 0;
+  std::atomic<std::uint64_t> serial_{0};  // of the batches' request ids
+  static constexpr std::size_t kMaxInFlight = 2;  // per check thread
 };
 
 }  // namespace twinbridge::dtif

@@ -98,6 +98,7 @@ void TwinIndex::twin_stored(const core::TwinRecord& twin) {
 
 void TwinIndex::put_all(std::vector<std::shared_ptr<const core::TwinView>> views) {
   std::vector<std::shared_ptr<const core::TwinView>> old;  // released after the lock
+  std::shared_ptr<const Snapshot> stale;                   // likewise
   std::unique_lock lock(mutex_);
   for (auto& view : views) {
     auto it = by_id_.lower_bound(view->id());
@@ -111,6 +112,15 @@ void TwinIndex::put_all(std::vector<std::shared_ptr<const core::TwinView>> views
     by_system_.emplace(std::pair<std::string_view, std::string_view>(view->system_id(), view->id()), view);
     by_id_.emplace_hint(it, view->id(), std::move(view));
   }
+  stale = changed_locked();
+}
+
+std::shared_ptr<const TwinIndex::Snapshot> TwinIndex::changed_locked() {
+  generation_.fetch_add(1);
+  std::lock_guard lock(snapshot_mutex_);
+  if (!snapshot_ || ++changes_since_snapshot_ < std::max<std::size_t>(64, snapshot_->views.size() / 8))
+    return nullptr;
+  return std::move(snapshot_);
 }
 
 void TwinIndex::compact_some() {
@@ -136,12 +146,14 @@ void TwinIndex::compact_some() {
   }
   for (const auto& view : sparse) {
     auto moved = view->relocated();  // built before the lock is taken
+    std::shared_ptr<const Snapshot> stale;  // released after the lock
     std::unique_lock lock(mutex_);
     auto it = by_id_.find(view->id());
     if (it == by_id_.end() || it->second != view) continue;  // changed meanwhile
     by_system_.erase({view->system_id(), view->id()});
     by_system_.emplace(std::pair<std::string_view, std::string_view>(moved->system_id(), moved->id()), moved);
     it->second = std::move(moved);
+    stale = changed_locked();
     ++compact_moved_;
   }
   if (pass_ended) {
@@ -156,6 +168,7 @@ void TwinIndex::compact_some() {
 
 void TwinIndex::twin_removed(const std::string& id) {
   std::shared_ptr<const core::TwinView> gone;  // released after the lock
+  std::shared_ptr<const Snapshot> stale;       // likewise
   std::unique_lock lock(mutex_);
   auto it = by_id_.find(id);
   if (it == by_id_.end()) return;
@@ -163,6 +176,7 @@ void TwinIndex::twin_removed(const std::string& id) {
   bytes_ -= it->second->bytes();
   gone = std::move(it->second);
   by_id_.erase(it);
+  stale = changed_locked();
   lock.unlock();
   compact_some();
 }
@@ -172,7 +186,7 @@ namespace {
 // Calls take(view) for each view of `views` in order until take returns false (then returns false), fetching
 // the memory of the views ahead (see TwinView::prefetch_outer).
 template <class Take>
-bool scan(const std::vector<std::shared_ptr<const core::TwinView>>& views, Take&& take) {
+bool scan(std::span<const std::shared_ptr<const core::TwinView>> views, Take&& take) {
   constexpr std::size_t kOuter = 8;
   constexpr std::size_t kInner = 4;
   const std::size_t n = views.size();
@@ -288,32 +302,69 @@ store::Page<std::shared_ptr<const core::TwinView>> TwinIndex::find(const TwinInd
     out.items.push_back(v);
     return true;
   };
-  // The index is read in chunks under its shared lock; the views (immutable) are examined without it, so that
-  // a long filter never holds up the store's writer, which takes the lock to apply each committed write.
+  if (!q.system_id) {
+    const auto all = snapshot();
+    const auto& views = all->views;
+    const auto first = std::upper_bound(views.begin(), views.end(), std::string_view(q.after),
+                                        [](std::string_view id, const auto& v) { return id < v->id(); });
+    scan(std::span(first, views.end()), take);
+    return out;
+  }
+  // A system's twins are read in chunks under the shared lock; the views (immutable) are examined without
+  // it, so that a long filter never holds up the store's writer, which takes the lock to apply each write.
   constexpr std::size_t kChunk = 256;
-  std::vector<std::shared_ptr<const core::TwinView>> chunk;
+  Views chunk;
   chunk.reserve(kChunk);
   std::string after = q.after;
+  const std::string_view system = *q.system_id;
   for (;;) {
     chunk.clear();
     {
       std::shared_lock lock(mutex_);
-      if (q.system_id) {
-        const std::string_view system = *q.system_id;
-        for (auto it = by_system_.upper_bound({system, after});
-             it != by_system_.end() && it->first.first == system && chunk.size() < kChunk; ++it) {
-          chunk.push_back(it->second);
-        }
-      } else {
-        for (auto it = by_id_.upper_bound(after); it != by_id_.end() && chunk.size() < kChunk; ++it) {
-          chunk.push_back(it->second);
-        }
+      for (auto it = by_system_.upper_bound({system, after});
+           it != by_system_.end() && it->first.first == system && chunk.size() < kChunk; ++it) {
+        chunk.push_back(it->second);
       }
     }
     if (chunk.empty() || !scan(chunk, take) || chunk.size() < kChunk) break;
     after = chunk.back()->id();
   }
   return out;
+}
+
+std::shared_ptr<const TwinIndex::Snapshot> TwinIndex::snapshot() const {
+  const auto current = [this] {
+    std::lock_guard lock(snapshot_mutex_);
+    return snapshot_ && snapshot_->generation == generation_.load() ? snapshot_ : nullptr;
+  };
+  if (auto made = current()) return made;
+  std::lock_guard collecting(collect_mutex_);
+  if (auto made = current()) return made;  // made by the scan this one waited for
+  // Collected in chunks under the shared lock, as a scan reads: the writer waits at most one chunk.
+  constexpr std::size_t kChunk = 4096;
+  auto made = std::make_shared<Snapshot>();
+  made->generation = generation_.load();
+  {
+    std::shared_lock lock(mutex_);
+    made->views.reserve(by_id_.size() + kChunk);
+  }
+  std::string after;
+  for (bool more = true; more;) {
+    std::shared_lock lock(mutex_);
+    auto it = after.empty() ? by_id_.begin() : by_id_.upper_bound(after);
+    for (std::size_t n = 0; it != by_id_.end() && n < kChunk; ++it, ++n) made->views.push_back(it->second);
+    more = it != by_id_.end();
+    if (more) after = made->views.back()->id();
+  }
+  std::shared_ptr<const Snapshot> old;  // released after the locks, here rather than on the writer's thread
+  {
+    std::shared_lock lock(mutex_);  // no change can come in between the check and the keeping
+    if (made->generation != generation_.load()) return made;  // changed meanwhile: for this scan only
+    std::lock_guard keep(snapshot_mutex_);
+    old = std::exchange(snapshot_, made);
+    changes_since_snapshot_ = 0;
+  }
+  return made;
 }
 
 std::size_t TwinIndex::size() const {

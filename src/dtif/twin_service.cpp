@@ -312,18 +312,34 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
                          store::Completion<std::vector<ReportResult>> done) {
   const auto now = clock_.now();
   const auto count = reports.size();
-  auto results = std::make_shared<std::vector<ReportResult>>(
-      count, ReportResult(core::fail(Errc::internal, "the report was not applied")));
+  // The completion runs once the loop below and every write it queued are done (the last of them calls it).
+  struct Outcome {
+    std::vector<ReportResult> results;
+    store::Completion<std::vector<ReportResult>> done;
+    std::atomic<std::size_t> pending{1};  // the loop, and each write queued
+  };
+  auto outcome = std::make_shared<Outcome>();
+  outcome->results.assign(count, ReportResult(core::fail(Errc::internal, "the report was not applied")));
+  outcome->done = std::move(done);
+  auto* results = &outcome->results;
+  const auto finished = [](const std::shared_ptr<Outcome>& o) {
+    if (o->pending.fetch_sub(1) == 1) o->done(std::move(o->results));
+  };
   if (count > kMaxBatchReports) {
     for (auto& r : *results) {
       r = core::fail(Errc::validation_failed,
                      fmt::format("a batch holds at most {} changes; split it", kMaxBatchReports));
     }
-    return done(std::move(*results));
+    return finished(outcome);
   }
-  // The twins of the batch, locked in id order (no two batches wait for each other).
+  // The batch goes in runs of kLockRun reports: the twins of a run are locked in id order (no two batches
+  // wait for each other), checked, and their writes queued before the next run, so another batch (or a
+  // single change on an I/O thread) waits for one run at most, and the first run commits while the next
+  // ones are checked.
+  for (std::size_t run = 0; run < count; run += kLockRun) {
+  const std::size_t run_end = std::min(count, run + kLockRun);
   std::map<std::string, std::pair<std::shared_ptr<const core::TwinView>, std::shared_ptr<Entry>>> twins;
-  for (std::size_t i = 0; i < count; ++i) {
+  for (std::size_t i = run; i < run_end; ++i) {
     const auto& id = reports[i].twin_id;
     if (twins.contains(id)) continue;
     auto view = live_twin(index_, id, now);
@@ -373,7 +389,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     if (r.source_time) e.live_source_time = r.source_time;
     (*results)[i] = e.state;
   };
-  for (std::size_t i = 0; i < count; ++i) {
+  for (std::size_t i = run; i < run_end; ++i) {
     auto& r = reports[i];
     auto found = twins.find(r.twin_id);
     if (found == twins.end()) {
@@ -530,28 +546,28 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     write(e, durable, std::move(*next), i);
   }
-  if (writes.empty()) {
-    locks.clear();
-    return done(std::move(*results));
-  }
+  if (writes.empty()) continue;
   // Entries whose write fails are read again from the store on their next use.
   std::vector<std::shared_ptr<Entry>> written_entries;
   written_entries.reserve(written.size());
   for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
+  outcome->pending.fetch_add(1);
   store_.write_states(std::move(writes),
-                      [results, written = std::move(written), written_entries = std::move(written_entries),
-                       done = std::move(done)](core::Result<std::vector<core::Result<void>>> stored) mutable {
+                      [outcome, written = std::move(written), written_entries = std::move(written_entries),
+                       finished](core::Result<std::vector<core::Result<void>>> stored) {
                         for (std::size_t w = 0; w < written.size(); ++w) {
-                          const core::Result<void> outcome =
+                          const core::Result<void> r =
                               stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
-                          if (!outcome) {
-                            (*results)[written[w]] = std::unexpected(outcome.error());
+                          if (!r) {
+                            outcome->results[written[w]] = std::unexpected(r.error());
                             written_entries[w]->reload = true;
                           }
                         }
-                        done(std::move(*results));
+                        finished(outcome);
                       });
-  // The locks go here, after the write is queued: the next change of these twins follows it.
+  // The run's locks go here, after its write is queued: the next change of these twins follows it.
+  }
+  finished(outcome);
 }
 
 void TwinService::publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,

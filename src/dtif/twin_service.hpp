@@ -136,6 +136,10 @@ class TwinService final : public store::ChangeConsumer {
   // twin must belong to that twin system. Per report: not_found (no such twin), forbidden, validation_failed
   // (pointers into the report's patch), conflict (older than the current state); a store failure fails
   // every report that reached it.
+  // A batch is checked in runs of kLockRun reports, each run's twins locked (in id order) until its writes are
+  // queued: another batch, or one change on an I/O thread, waits for one run at most, and the first run
+  // commits while the next ones are checked. A twin's changes are applied in the order of the batch.
+  static constexpr std::size_t kLockRun = 32;
   void report(const core::Actor& actor, std::vector<StateReport> reports,
               const std::optional<std::string>& system_id, store::Completion<std::vector<ReportResult>> done);
 

@@ -41,6 +41,13 @@ boost::json::object robot(const std::string& id, const std::string& broker) {
               {"observable", true},
               {"forms", boost::json::array{{{"href", broker + "/cell7/" + id + "/temperature"},
                                             {"op", boost::json::array{"observeproperty"}}}}}}},
+            {"humidity",
+             {{"type", "number"},
+              {"observable", true},
+              // A wildcard filter: every cell's sensor publishes there (the same value for each robot).
+              {"forms", boost::json::array{{{"href", broker},
+                                            {"mqv:filter", "sensors/+/" + id + "/humidity"},
+                                            {"op", boost::json::array{"observeproperty"}}}}}}},
             {"mode",
              {{"type", "string"},
               {"enum", boost::json::array{"idle", "running", "fault"}},
@@ -56,8 +63,9 @@ class MqttIngestTest : public ::testing::Test {
     dir_ = std::make_unique<TempDir>();
     server_ = std::make_unique<ServerProcess>(
         dir_->path(),
-        std::vector<std::string>{"--mqtt-url", broker_->url(), "--mqtt-client-id",
-                                 "tb-" + core::random_hex(6)},
+        // More check threads than cores: a twin's changes must still be applied in their order.
+        std::vector<std::string>{"--mqtt-url", broker_->url(), "--mqtt-client-id", "tb-" + core::random_hex(6),
+                                 "--mqtt-workers", "3"},
         std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
     auto r = call(port(), "POST", "/v1/principals", kAdmin,
                   R"({"id":"cell7","kind":"twin-system","name":"cell7"})");
@@ -154,6 +162,39 @@ TEST_F(MqttIngestTest, ABatchOnTheSystemsTopicAndAValueOnAFormsTopicAreApplied) 
   });
   EXPECT_EQ(s.at("channel"), "mqtt");
   wait_state("urn:cell7:r2", [](const auto& st) { return has(st, "mode", "idle"); });
+}
+
+TEST_F(MqttIngestTest, AValueOnATopicMatchingAWildcardFilterIsApplied) {
+  publish("sensors/hall-b/urn:cell7:r2/humidity", "41.5");
+  wait_state("urn:cell7:r2", [](const auto& st) { return has(st, "humidity", 41.5); });
+  // Another twin's filter does not match it.
+  EXPECT_FALSE(state("urn:cell7:r1").at("properties").as_object().contains("humidity"));
+}
+
+TEST_F(MqttIngestTest, EachTwinsChangesWithoutSequenceAreAppliedInTheirArrivalOrder) {
+  // Messages of many changes each, the twins interleaved, no sourceSeq: arrival order alone decides, while
+  // the twins are dealt to several check threads.
+  constexpr int kMessages = 40;
+  constexpr int kPerMessage = 50;
+  const auto version = [](const boost::json::object& st) { return st.at("version").as_int64(); };
+  const auto r1_before = version(state("urn:cell7:r1"));
+  const auto r2_before = version(state("urn:cell7:r2"));
+  for (int m = 0; m < kMessages; ++m) {
+    boost::json::array changes;
+    for (int k = 0; k < kPerMessage; ++k) {
+      const int n = 1000 + m * kPerMessage + k;
+      changes.push_back(boost::json::object{{"twin", k % 2 == 0 ? "urn:cell7:r1" : "urn:cell7:r2"},
+                                            {"patch", {{"properties", {{"count", n}}}}}});
+    }
+    publish_changes(boost::json::object{{"changes", std::move(changes)}});
+  }
+  constexpr int kLast = 1000 + kMessages * kPerMessage - 1;  // r2's last value; r1's is one less
+  constexpr int kEach = kMessages * kPerMessage / 2;         // changes of each twin, all different values
+  // The last value is there as the twin's kEach-th version since: it was applied last.
+  const auto r2 = wait_state("urn:cell7:r2", [](const auto& st) { return has(st, "count", kLast); });
+  const auto r1 = wait_state("urn:cell7:r1", [](const auto& st) { return has(st, "count", kLast - 1); });
+  EXPECT_EQ(version(r1), r1_before + kEach);
+  EXPECT_EQ(version(r2), r2_before + kEach);
 }
 
 TEST_F(MqttIngestTest, ADuplicateIsAppliedOnceAndAnOlderChangeNeverOverwrites) {

@@ -412,6 +412,52 @@ TEST_F(StateTest, ABatchAppliesEachChangeOnItsOwn) {
             404);
 }
 
+TEST_F(StateTest, ABatchOfManyRunsAppliesEveryChangeInItsOrder) {
+  // More changes than one run of TwinService (kLockRun): each run's writes are queued on their own, and a
+  // twin's changes in several runs are still applied in the order of the batch.
+  const auto r1 = "urn:dev:st:runs-1";
+  const auto r2 = "urn:dev:st:runs-2";
+  const auto token = plant("st-runs-owner", "st-runs", {r1, r2});
+  const std::int64_t before[2] = {state_of(port(), kAdmin, r1).at("version").as_int64(),
+                                  state_of(port(), kAdmin, r2).at("version").as_int64()};
+  json::array changes;
+  std::vector<int> statuses;
+  int valid[2] = {0, 0};
+  double last[2] = {0, 0};
+  for (int i = 0; i < 200; ++i) {
+    const int t = i % 3 == 0 ? 1 : 0;  // one change in three for r2
+    const bool bad = i % 17 == 5;      // out of range: refused, the rest go on
+    const double value = bad ? 1000 : i % 100;
+    changes.push_back(json::object{{"twin", t == 0 ? r1 : r2}, {"patch", {{"properties", {{"temperature", value}}}}}});
+    statuses.push_back(bad ? 422 : 200);
+    if (!bad) {
+      ++valid[t];
+      last[t] = value;
+    }
+  }
+  auto r = call(port(), "POST", "/v1/twin-systems/st-runs/state", token,
+                json::serialize(json::object{{"changes", changes}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto body = r.json();
+  const auto& results = body.at("results").as_array();
+  ASSERT_EQ(results.size(), changes.size());
+  std::int64_t previous[2] = {before[0], before[1]};
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_EQ(results[i].at("status"), statuses[i]) << i << ": " << json::serialize(results[i]);
+    if (statuses[i] != 200) continue;
+    const int t = i % 3 == 0 ? 1 : 0;
+    const auto version = results[i].at("version").as_int64();
+    EXPECT_EQ(version, previous[t] + 1) << i;  // one version each, in the order of the batch
+    previous[t] = version;
+  }
+  const auto s1 = state_of(port(), kAdmin, r1);
+  const auto s2 = state_of(port(), kAdmin, r2);
+  EXPECT_EQ(number(s1.at("properties").at("temperature")), last[0]);
+  EXPECT_EQ(number(s2.at("properties").at("temperature")), last[1]);
+  EXPECT_EQ(s1.at("version"), before[0] + valid[0]);
+  EXPECT_EQ(s2.at("version"), before[1] + valid[1]);
+}
+
 TEST_F(StateTest, ABatchChangeWithAMemberItDoesNotKnowIsRefused) {
   const auto twin = "urn:dev:st:batch-typo";
   const auto token = plant("st-typo-owner", "st-typo", {twin});
