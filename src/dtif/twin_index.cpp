@@ -367,6 +367,12 @@ std::shared_ptr<const TwinIndex::Snapshot> TwinIndex::snapshot() const {
   return made;
 }
 
+bool TwinIndex::has_system(std::string_view system_id) const {
+  std::shared_lock lock(mutex_);
+  const auto it = by_system_.lower_bound({system_id, std::string_view()});
+  return it != by_system_.end() && it->first.first == system_id;
+}
+
 std::size_t TwinIndex::size() const {
   std::shared_lock lock(mutex_);
   return by_id_.size();

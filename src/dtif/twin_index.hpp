@@ -88,6 +88,9 @@ class TwinIndex final : public store::ChangeConsumer {
   // The twin with this id (expired or not); null when there is none.
   std::shared_ptr<const core::TwinView> get(std::string_view id) const;
 
+  // Whether some twin belongs to the twin system `system_id` (then it is registered).
+  bool has_system(std::string_view system_id) const;
+
   std::size_t size() const;
   std::size_t bytes() const;  // of the views' JSON
 

@@ -319,11 +319,15 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     std::atomic<std::size_t> pending{1};  // the loop, and each write queued
   };
   auto outcome = std::make_shared<Outcome>();
-  outcome->results.assign(count, ReportResult(core::fail(Errc::internal, "the report was not applied")));
+  outcome->results.resize(count);  // each set below; a null state left would be a bug, answered as one
   outcome->done = std::move(done);
   auto* results = &outcome->results;
   const auto finished = [](const std::shared_ptr<Outcome>& o) {
-    if (o->pending.fetch_sub(1) == 1) o->done(std::move(o->results));
+    if (o->pending.fetch_sub(1) != 1) return;
+    for (auto& r : o->results) {
+      if (r && *r == nullptr) r = core::fail(Errc::internal, "the report was not applied");
+    }
+    o->done(std::move(o->results));
   };
   if (count > kMaxBatchReports) {
     for (auto& r : *results) {

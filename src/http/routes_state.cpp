@@ -219,8 +219,11 @@ void add_state_routes(Router& router, ApiServices& s) {
       {Method::post, "/v1/twin-systems/{id}/state", Auth::required, core::Permission::twins_publish,
        [&s](RequestContext& ctx, const Request& req) -> HandlerResult {
          const std::string system_id(ctx.param("id"));
-         if (auto system = s.store.system(core::SystemKind::twin, system_id); !system)
-           co_return std::unexpected(system.error());
+         // A system with twins in the index is registered (its twins leave with it); the store answers else.
+         if (!s.twins.index().has_system(system_id)) {
+           if (auto system = s.store.system(core::SystemKind::twin, system_id); !system)
+             co_return std::unexpected(system.error());
+         }
          auto body = json_body(req, s);
          if (!body) co_return std::unexpected(body.error());
          const auto* changes = body->is_object() ? body->as_object().if_contains("changes") : nullptr;
@@ -256,11 +259,19 @@ void add_state_routes(Router& router, ApiServices& s) {
          if (!reports.empty()) {
            std::vector<std::string> ids;
            for (const auto& r : reports) ids.push_back(r.twin_id);
-           // On an ingest worker: the I/O thread goes on delivering what is applied meanwhile.
-           auto results = co_await await_write_on<std::vector<dtif::ReportResult>>(
-               s.ingest, ctx.caller->principal.id.str(), [&](auto done) {
-                 s.twins.report(*ctx.caller, std::move(reports), system_id, std::move(done));
-               });
+           // A batch of one run (dtif::TwinService::kLockRun changes at most) is checked here, like a single
+           // change: handing it to a worker and back would cost more than the check. A larger one goes to an
+           // ingest worker, so that the I/O thread goes on delivering what is applied meanwhile.
+           const auto start = [&](auto done) {
+             s.twins.report(*ctx.caller, std::move(reports), system_id, std::move(done));
+           };
+           core::Result<std::vector<dtif::ReportResult>> results;
+           if (reports.size() <= dtif::TwinService::kLockRun) {
+             results = co_await await_write<std::vector<dtif::ReportResult>>(start);
+           } else {
+             results = co_await await_write_on<std::vector<dtif::ReportResult>>(
+                 s.ingest, ctx.caller->principal.id.str(), start);
+           }
            if (!results) co_return std::unexpected(results.error());
            for (std::size_t k = 0; k < positions.size(); ++k) {
              auto outcome = (*results)[k];
