@@ -12,8 +12,9 @@
 # registers one twin system with TWINS twins, then runs build/release/bench/bench_stream in each mode.
 # Usage:
 #   bench/stream.sh [--modes "ingest latency fanout"] [--duration 10] [--warmup 2] [--twins 1000]
-#                   [--threads 1] [--latency-batch 50] [--binary PATH]
-# --latency-batch: changes per POST in the latency mode (each waits for those before it in its batch).
+#                   [--threads 1] [--latency-batch 10] [--binary PATH]
+# --latency-batch: changes per POST in the latency mode (each waits for those before it in its batch; 10 at
+# 10,000 changes/s is a source that sends what it has every millisecond).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +23,7 @@ duration=10
 warmup=2
 twins=1000
 threads=1
-latency_batch=50
+latency_batch=10
 binary=build/release/twinbridge
 bench=build/release/bench/bench_stream
 while [ $# -gt 0 ]; do

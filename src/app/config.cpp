@@ -443,7 +443,8 @@ std::vector<Setting> table() {
         return whole(c.mqtt.client.max_payload_bytes, v, std::size_t{1}, std::size_t{64} << 20);
       });
   add("mqtt.workers", "--mqtt-workers", "0",
-      "threads that check the MQTT sync's changes (a twin's always on the same one); 0 means one per CPU core",
+      "threads that check the MQTT sync's changes (a twin's always on the same one); 0 means one per CPU "
+      "core",
       [](Config& c, const std::string& v) {
         return whole(c.mqtt.workers, v, std::size_t{0}, std::size_t{256});
       });

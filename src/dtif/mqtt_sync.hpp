@@ -157,7 +157,7 @@ class MqttSync final : public store::ChangeConsumer {
 
   mutable std::mutex map_mutex_;
   std::map<std::string, std::set<Target>> targets_;               // filter -> what a message there is for
-  std::set<std::string> wildcard_filters_;                         // those of targets_ with a + or #
+  std::set<std::string> wildcard_filters_;                        // those of targets_ with a + or #
   std::map<std::string, std::vector<std::string>> twin_filters_;  // twin -> its filters
 
   std::mutex queue_mutex_;
@@ -167,7 +167,7 @@ class MqttSync final : public store::ChangeConsumer {
   std::thread reader_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<std::int64_t> last_note_{0};
-  std::atomic<std::uint64_t> serial_{0};  // of the batches' request ids
+  std::atomic<std::uint64_t> serial_{0};          // of the batches' request ids
   static constexpr std::size_t kMaxInFlight = 2;  // per check thread
 };
 

@@ -145,7 +145,7 @@ void TwinIndex::compact_some() {
     pass_ended = it == by_id_.end();
   }
   for (const auto& view : sparse) {
-    auto moved = view->relocated();  // built before the lock is taken
+    auto moved = view->relocated();         // built before the lock is taken
     std::shared_ptr<const Snapshot> stale;  // released after the lock
     std::unique_lock lock(mutex_);
     auto it = by_id_.find(view->id());

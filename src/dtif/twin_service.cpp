@@ -307,43 +307,53 @@ core::Result<void> TwinService::prepare(Entry& e, const core::TwinView& twin) {
   return {};
 }
 
+// The results of a batch of report() and its completion, called once every run is done and every write it
+// queued completed (by the last of them).
+struct TwinService::ReportOutcome {
+  std::vector<ReportResult> results;
+  store::Completion<std::vector<ReportResult>> done;
+  std::atomic<std::size_t> pending{1};  // report() itself, and each write queued
+};
+
+void TwinService::finish(const std::shared_ptr<ReportOutcome>& outcome) {
+  if (outcome->pending.fetch_sub(1) != 1) return;
+  for (auto& r : outcome->results) {
+    if (r && *r == nullptr) r = core::fail(Errc::internal, "the report was not applied");
+  }
+  outcome->done(std::move(outcome->results));
+}
+
 void TwinService::report(const core::Actor& actor, std::vector<StateReport> reports,
                          const std::optional<std::string>& system_id,
                          store::Completion<std::vector<ReportResult>> done) {
   const auto now = clock_.now();
   const auto count = reports.size();
-  // The completion runs once the loop below and every write it queued are done (the last of them calls it).
-  struct Outcome {
-    std::vector<ReportResult> results;
-    store::Completion<std::vector<ReportResult>> done;
-    std::atomic<std::size_t> pending{1};  // the loop, and each write queued
-  };
-  auto outcome = std::make_shared<Outcome>();
-  outcome->results.resize(count);  // each set below; a null state left would be a bug, answered as one
+  auto outcome = std::make_shared<ReportOutcome>();
+  outcome->results.resize(count);  // each set by a run; a null state left would be a bug, answered as one
   outcome->done = std::move(done);
-  auto* results = &outcome->results;
-  const auto finished = [](const std::shared_ptr<Outcome>& o) {
-    if (o->pending.fetch_sub(1) != 1) return;
-    for (auto& r : o->results) {
-      if (r && *r == nullptr) r = core::fail(Errc::internal, "the report was not applied");
-    }
-    o->done(std::move(o->results));
-  };
   if (count > kMaxBatchReports) {
-    for (auto& r : *results) {
+    for (auto& r : outcome->results) {
       r = core::fail(Errc::validation_failed,
                      fmt::format("a batch holds at most {} changes; split it", kMaxBatchReports));
     }
-    return finished(outcome);
+    return finish(outcome);
   }
   // The batch goes in runs of kLockRun reports: the twins of a run are locked in id order (no two batches
   // wait for each other), checked, and their writes queued before the next run, so another batch (or a
   // single change on an I/O thread) waits for one run at most, and the first run commits while the next
   // ones are checked.
-  for (std::size_t run = 0; run < count; run += kLockRun) {
-  const std::size_t run_end = std::min(count, run + kLockRun);
+  for (std::size_t run = 0; run < count; run += kLockRun)
+    report_run(actor, reports, run, std::min(count, run + kLockRun), system_id, now, outcome);
+  finish(outcome);
+}
+
+void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>& reports, std::size_t first,
+                             std::size_t last, const std::optional<std::string>& system_id,
+                             core::Timestamp now, const std::shared_ptr<ReportOutcome>& outcome) {
+  const auto count = reports.size();
+  auto* results = &outcome->results;
   std::map<std::string, std::pair<std::shared_ptr<const core::TwinView>, std::shared_ptr<Entry>>> twins;
-  for (std::size_t i = run; i < run_end; ++i) {
+  for (std::size_t i = first; i < last; ++i) {
     const auto& id = reports[i].twin_id;
     if (twins.contains(id)) continue;
     auto view = live_twin(index_, id, now);
@@ -376,8 +386,8 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     e.stored = true;
     (*results)[i] = state;
   };
-  // Takes in a live value of property `name`: fanned out as reported (appended to `text`, the members of the
-  // live change's "properties"), served as `merged` (into the value before it).
+  // Takes in a live value of property `name`: fanned out as reported (appended to `text`, the members of
+  // the live change's "properties"), served as `merged` (into the value before it).
   const auto take_live_value = [&now](Entry& e, std::string& text, std::string_view name,
                                       const boost::json::value& reported, boost::json::value merged) {
     if (!text.empty()) text += ',';
@@ -393,7 +403,7 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     if (r.source_time) e.live_source_time = r.source_time;
     (*results)[i] = e.state;
   };
-  for (std::size_t i = run; i < run_end; ++i) {
+  for (std::size_t i = first; i < last; ++i) {
     auto& r = reports[i];
     auto found = twins.find(r.twin_id);
     if (found == twins.end()) {
@@ -550,15 +560,15 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
     }
     write(e, durable, std::move(*next), i);
   }
-  if (writes.empty()) continue;
+  if (writes.empty()) return;
   // Entries whose write fails are read again from the store on their next use.
   std::vector<std::shared_ptr<Entry>> written_entries;
   written_entries.reserve(written.size());
   for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
   outcome->pending.fetch_add(1);
   store_.write_states(std::move(writes),
-                      [outcome, written = std::move(written), written_entries = std::move(written_entries),
-                       finished](core::Result<std::vector<core::Result<void>>> stored) {
+                      [outcome, written = std::move(written), written_entries = std::move(written_entries)](
+                          core::Result<std::vector<core::Result<void>>> stored) {
                         for (std::size_t w = 0; w < written.size(); ++w) {
                           const core::Result<void> r =
                               stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
@@ -567,11 +577,9 @@ void TwinService::report(const core::Actor& actor, std::vector<StateReport> repo
                             written_entries[w]->reload = true;
                           }
                         }
-                        finished(outcome);
+                        finish(outcome);
                       });
   // The run's locks go here, after its write is queued: the next change of these twins follows it.
-  }
-  finished(outcome);
 }
 
 void TwinService::publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,

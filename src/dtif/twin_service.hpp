@@ -136,8 +136,8 @@ class TwinService final : public store::ChangeConsumer {
   // twin must belong to that twin system. Per report: not_found (no such twin), forbidden, validation_failed
   // (pointers into the report's patch), conflict (older than the current state); a store failure fails
   // every report that reached it.
-  // A batch is checked in runs of kLockRun reports, each run's twins locked (in id order) until its writes are
-  // queued: another batch, or one change on an I/O thread, waits for one run at most, and the first run
+  // A batch is checked in runs of kLockRun reports, each run's twins locked (in id order) until its writes
+  // are queued: another batch, or one change on an I/O thread, waits for one run at most, and the first run
   // commits while the next ones are checked. A twin's changes are applied in the order of the batch.
   static constexpr std::size_t kLockRun = 32;
   void report(const core::Actor& actor, std::vector<StateReport> reports,
@@ -189,6 +189,13 @@ class TwinService final : public store::ChangeConsumer {
   std::size_t cached() const;
 
  private:
+  struct ReportOutcome;
+  // Run [first, last) of a batch of report(): its twins locked, each report checked (its result set), the
+  // run's writes queued (each counted in `outcome` until it completes).
+  void report_run(const core::Actor& actor, std::vector<StateReport>& reports, std::size_t first,
+                  std::size_t last, const std::optional<std::string>& system_id, core::Timestamp now,
+                  const std::shared_ptr<ReportOutcome>& outcome);
+  static void finish(const std::shared_ptr<ReportOutcome>& outcome);
   struct Entry;
   std::shared_ptr<Entry> entry(const std::string& twin_id);
   // Fans out a live change of twin `id` at once (not stored, sequence 0): `properties` is the text of the

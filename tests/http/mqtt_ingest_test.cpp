@@ -64,8 +64,8 @@ class MqttIngestTest : public ::testing::Test {
     server_ = std::make_unique<ServerProcess>(
         dir_->path(),
         // More check threads than cores: a twin's changes must still be applied in their order.
-        std::vector<std::string>{"--mqtt-url", broker_->url(), "--mqtt-client-id", "tb-" + core::random_hex(6),
-                                 "--mqtt-workers", "3"},
+        std::vector<std::string>{"--mqtt-url", broker_->url(), "--mqtt-client-id",
+                                 "tb-" + core::random_hex(6), "--mqtt-workers", "3"},
         std::map<std::string, std::string>{{"TWINBRIDGE_ADMIN_TOKEN", kAdmin}});
     auto r = call(port(), "POST", "/v1/principals", kAdmin,
                   R"({"id":"cell7","kind":"twin-system","name":"cell7"})");

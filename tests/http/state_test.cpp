@@ -428,7 +428,8 @@ TEST_F(StateTest, ABatchOfManyRunsAppliesEveryChangeInItsOrder) {
     const int t = i % 3 == 0 ? 1 : 0;  // one change in three for r2
     const bool bad = i % 17 == 5;      // out of range: refused, the rest go on
     const double value = bad ? 1000 : i % 100;
-    changes.push_back(json::object{{"twin", t == 0 ? r1 : r2}, {"patch", {{"properties", {{"temperature", value}}}}}});
+    changes.push_back(
+        json::object{{"twin", t == 0 ? r1 : r2}, {"patch", {{"properties", {{"temperature", value}}}}}});
     statuses.push_back(bad ? 422 : 200);
     if (!bad) {
       ++valid[t];
