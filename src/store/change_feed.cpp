@@ -41,11 +41,18 @@ void ChangeFeed::committed(std::span<const ChangePtr> changes) {
   {
     std::lock_guard lock(mutex_);
     for (const auto& c : changes) recent_.push_back(c);
-    while (recent_.size() > memory_window_) recent_.pop_front();
+    while (recent_.size() > memory_window_) {
+      evicted_.push_back(std::move(recent_.front()));
+      recent_.pop_front();
+    }
     last_.store(changes.back()->seq, std::memory_order_release);
   }
   std::lock_guard lock(consumers_mutex_);
   for (auto* consumer : consumers_) consumer->apply(changes);
+}
+
+void ChangeFeed::settled() {
+  evicted_.clear();
 }
 
 std::optional<ChangeRead> ChangeFeed::read_recent(std::int64_t after, std::size_t limit) const {

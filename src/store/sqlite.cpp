@@ -114,6 +114,12 @@ core::Result<void> Connection::exec(std::string_view sql) {
   return {};
 }
 
+core::Result<void> Connection::run(const char* sql) {
+  auto s = prepare(sql);
+  if (!s) return std::unexpected(s.error());
+  return s->run();
+}
+
 core::Result<Statement> Connection::prepare(const char* sql) {
   auto it = cache_.find(sql);
   if (it == cache_.end()) {

@@ -60,6 +60,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   core::Result<void> exec(std::string_view sql);
+  // Runs `sql` (a string literal, one statement without rows: BEGIN, SAVEPOINT, COMMIT, ...) prepared once.
+  core::Result<void> run(const char* sql);
   // A cached prepared statement for `sql` (which must be a string literal: the cache is keyed by its
   // address).
   core::Result<Statement> prepare(const char* sql);

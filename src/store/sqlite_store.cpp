@@ -849,20 +849,20 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
   std::vector<Result<void>> results;
   results.reserve(batch.size());
   ChangeLog log(db, last_seq_);
-  Result<void> txn = db.exec("BEGIN IMMEDIATE");
+  Result<void> txn = db.run("BEGIN IMMEDIATE");
   if (txn) {
     for (auto& w : batch) {
-      if (auto sp = db.exec("SAVEPOINT w"); !sp) {
+      if (auto sp = db.run("SAVEPOINT w"); !sp) {
         results.emplace_back(std::unexpected(sp.error()));
         continue;
       }
       const auto mark = log.mark();
       auto r = w.apply(db, log);
       if (!r) {
-        (void)db.exec("ROLLBACK TO w");
+        (void)db.run("ROLLBACK TO w");
         log.roll_back_to(mark);
       }
-      (void)db.exec("RELEASE w");
+      (void)db.run("RELEASE w");
       results.push_back(std::move(r));
       if (sqlite3_get_autocommit(db.handle()) != 0) {
         // SQLite rolled the whole transaction back by itself (disk full, I/O error, out of memory): nothing
@@ -882,8 +882,8 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
         if (prune->run()) pruned_upto_ = log.last() - options_.keep_changes;
       }
     }
-    if (txn) txn = db.exec("COMMIT");
-    if (!txn && sqlite3_get_autocommit(db.handle()) == 0) (void)db.exec("ROLLBACK");
+    if (txn) txn = db.run("COMMIT");
+    if (!txn && sqlite3_get_autocommit(db.handle()) == 0) (void)db.run("ROLLBACK");
   }
   if (!txn) {
     spdlog::error("store: commit of {} writes failed: {} {}", batch.size(), txn.error().detail,
@@ -900,6 +900,7 @@ void SqliteStore::commit_batch(std::vector<PendingWrite>& batch) {
       batch[i].complete(std::move(results[i]));
     }
   }
+  if (change_listener_ != nullptr) change_listener_->settled();
 }
 
 Result<SqliteStore::ReadLease> SqliteStore::reader() {

@@ -158,6 +158,8 @@ class ChangeListener {
  public:
   virtual ~ChangeListener() = default;
   virtual void committed(std::span<const ChangePtr> changes) = 0;
+  // After the writes of the commit were acknowledged, on the same thread: for work that must not delay them.
+  virtual void settled() {}
 };
 
 // The changes the store keeps: every change from `first` to `last`. `last` is the newest change ever

@@ -26,6 +26,7 @@
 
 #include "core/access.hpp"
 #include "core/credentials.hpp"
+#include "store/change_feed.hpp"
 #include "store/sqlite.hpp"
 #include "support/store_writes.hpp"
 
@@ -174,6 +175,15 @@ class Recorder final : public ChangeListener {
     std::lock_guard lock(mutex_);
     heard_.insert(heard_.end(), changes.begin(), changes.end());
   }
+  void settled() override {
+    std::lock_guard lock(mutex_);
+    settled_at_.push_back(heard_.size());
+  }
+  // The number of changes heard when each commit settled.
+  std::vector<std::size_t> settled_at() const {
+    std::lock_guard lock(mutex_);
+    return settled_at_;
+  }
   std::vector<ChangePtr> heard() const {
     std::lock_guard lock(mutex_);
     return heard_;
@@ -189,6 +199,7 @@ class Recorder final : public ChangeListener {
  private:
   mutable std::mutex mutex_;
   std::vector<ChangePtr> heard_;
+  std::vector<std::size_t> settled_at_;
 };
 
 class SqliteStoreTest : public ::testing::Test {
@@ -2150,6 +2161,48 @@ TEST_F(SqliteStoreTest, ADatabaseOfSchema8MovesItsTwinsToARowidTableKeepingEvery
   });
   ASSERT_FALSE(created);
   EXPECT_EQ(created.error().code, Errc::conflict);
+}
+
+// A commit settles after its writes were acknowledged: the listener's settled() comes after the completion,
+// once per commit.
+TEST_F(SqliteStoreTest, ACommitSettlesAfterItsWritesWereAcknowledged) {
+  std::promise<std::size_t> settled_when_done;
+  store_->create_principal(make_principal("p"), std::nullopt, make_audit("principal.create", "p"),
+                           [&](Result<Principal> r) {
+                             EXPECT_TRUE(r);
+                             settled_when_done.set_value(recorder_->settled_at().size());
+                           });
+  EXPECT_EQ(settled_when_done.get_future().get(), 0u);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (recorder_->settled_at().empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(recorder_->settled_at(), std::vector<std::size_t>{recorder_->heard().size()});
+}
+
+// The feed's memory drops its oldest changes as new ones come, but releases them (often their last
+// reference, with a twin's state) only once the commit settled, after its writes were acknowledged.
+TEST_F(SqliteStoreTest, TheFeedReleasesWhatItsMemoryDroppedOnceTheCommitSettled) {
+  ChangeFeed feed(*store_, 1);
+  const auto change = [](std::int64_t seq) {
+    Change c;
+    c.seq = seq;
+    c.type = ChangeType::state_changed;
+    c.subject = "urn:t:1";
+    return std::make_shared<const Change>(std::move(c));
+  };
+  auto first = change(1);
+  const std::weak_ptr<const Change> held = first;
+  feed.committed(std::span(&first, 1));
+  first.reset();
+  feed.settled();
+  EXPECT_FALSE(held.expired());  // still the newest
+  const auto second = change(2);
+  feed.committed(std::span(&second, 1));
+  EXPECT_FALSE(feed.read_recent(0, 10).has_value());  // memory holds only the second
+  EXPECT_FALSE(held.expired());
+  feed.settled();
+  EXPECT_TRUE(held.expired());
 }
 
 }  // namespace
