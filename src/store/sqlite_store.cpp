@@ -26,6 +26,7 @@ namespace {
 
 constexpr std::size_t kMaxPageSize = 10'000;  // a page request beyond this is served this many items
 constexpr std::int64_t kPruneStep = 4096;     // changes pruned together
+constexpr int kCheckpointPages = 1000;        // WAL pages that call for a checkpoint (SQLite's default)
 
 // Versioned schema migrations. Append only: a released migration never changes; a new version adds a new
 // entry.
@@ -765,7 +766,51 @@ void SqliteStore::start() {
   if (writer_.joinable()) return;
   accepting_ = true;
   stopping_ = false;
+  if (!checkpointer_.joinable()) {
+    if (auto conn = Connection::open(options_.path.string(), false, options_.synchronous); conn) {
+      checkpoint_conn_ = std::move(*conn);
+      {
+        std::lock_guard checkpoint_lock(checkpoint_mutex_);
+        checkpoint_stopping_ = false;
+      }
+      // Replaces SQLite's automatic checkpoint (itself a WAL hook) on the writer's connection.
+      sqlite3_wal_hook(writer_conn_->handle(), &SqliteStore::on_wal, this);
+      checkpointer_ = std::thread([this] { checkpoint_loop(); });
+    } else {
+      spdlog::warn("store: no connection for background checkpoints ({}); the writer checkpoints itself",
+                   conn.error().detail);
+    }
+  }
   writer_ = std::thread([this] { writer_loop(); });
+}
+
+int SqliteStore::on_wal(void* self, sqlite3*, const char*, int pages) {
+  auto* store = static_cast<SqliteStore*>(self);
+  if (pages >= kCheckpointPages && !store->checkpoint_asked_.exchange(true)) {
+    { std::lock_guard lock(store->checkpoint_mutex_); }  // the checkpointer is waiting or will see the flag
+    store->checkpoint_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void SqliteStore::checkpoint_loop() {
+  for (;;) {
+    {
+      std::unique_lock lock(checkpoint_mutex_);
+      checkpoint_cv_.wait(lock, [&] { return checkpoint_stopping_ || checkpoint_asked_.load(); });
+      if (checkpoint_stopping_) return;
+    }
+    checkpoint_asked_ = false;
+    // PASSIVE: copies what no reader still needs, waits for no one; the writer restarts the WAL at its next
+    // commit once every page was copied.
+    int logged = 0;
+    int copied = 0;
+    const int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                             &logged, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      spdlog::warn("store: WAL checkpoint failed: {}", sqlite3_errmsg(checkpoint_conn_->handle()));
+    }
+  }
 }
 
 void SqliteStore::stop() {
@@ -776,6 +821,17 @@ void SqliteStore::stop() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (checkpointer_.joinable()) {
+    {
+      std::lock_guard lock(checkpoint_mutex_);
+      checkpoint_stopping_ = true;
+    }
+    checkpoint_cv_.notify_one();
+    checkpointer_.join();
+    sqlite3_wal_hook(writer_conn_->handle(), nullptr, nullptr);
+    sqlite3_wal_autocheckpoint(writer_conn_->handle(), kCheckpointPages);
+    checkpoint_conn_.reset();
+  }
   // Anything queued before start() or after the writer left: refuse it, so no caller waits forever.
   std::deque<PendingWrite> left;
   {

@@ -187,6 +187,18 @@ class SqliteStore final : public Store {
   bool stopping_ = false;
   std::thread writer_;
 
+  // WAL checkpoints on a thread of their own (with a connection of its own), so that the writer never copies
+  // pages into the database file and flushes it between two commits: the writer's WAL hook asks for one once
+  // the WAL holds kCheckpointPages pages (SQLite's default would run it inside the commit that crossed them).
+  static int on_wal(void* self, sqlite3* db, const char* name, int pages);
+  void checkpoint_loop();
+  std::unique_ptr<sqlite::Connection> checkpoint_conn_;
+  std::mutex checkpoint_mutex_;
+  std::condition_variable checkpoint_cv_;
+  std::atomic<bool> checkpoint_asked_{false};
+  bool checkpoint_stopping_ = false;  // under checkpoint_mutex_
+  std::thread checkpointer_;
+
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<sqlite::Connection>> readers_;
 };

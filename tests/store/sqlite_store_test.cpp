@@ -2205,5 +2205,24 @@ TEST_F(SqliteStoreTest, TheFeedReleasesWhatItsMemoryDroppedOnceTheCommitSettled)
   EXPECT_TRUE(held.expired());
 }
 
+// WAL checkpoints run beside the writer (its WAL hook replaces SQLite's own, inside the commit): once the WAL
+// holds a thousand pages they are copied into the database file, which without checkpoints would stay as
+// small as it was, the data in the WAL alone.
+TEST_F(SqliteStoreTest, WalPagesReachTheDatabaseFileThroughBackgroundCheckpoints) {
+  const auto file = dir_ / "twinbridge.db";
+  const auto before = std::filesystem::file_size(file);
+  for (int i = 0; i < 400; ++i) {  // ~3 overflow pages each: beyond a thousand pages of WAL
+    auto p = make_principal(fmt::format("p{}", i));
+    p.properties["blob"] = std::string(10'000, static_cast<char>('a' + i % 26));
+    ASSERT_TRUE(create(std::move(p)));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (std::filesystem::file_size(file) < before + (2u << 20) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GE(std::filesystem::file_size(file), before + (2u << 20));
+}
+
 }  // namespace
 }  // namespace twinbridge::store
