@@ -318,12 +318,12 @@ bool StreamSubscription::takes(store::ChangeType type) const {
   return types_.empty() || types_.contains(type);
 }
 
-void StreamSubscription::deliver(std::int64_t first, std::int64_t last,
+bool StreamSubscription::deliver(std::int64_t first, std::int64_t last,
                                  std::span<const store::ChangePtr> admitted) {
   bool queued = false;
   {
     std::lock_guard lock(mutex_);
-    if (cancelled_ || end_ || catching_up_ || last <= cursor_) return;
+    if (cancelled_ || end_ || catching_up_ || last <= cursor_) return false;
     std::size_t taken = 0;
     for (const auto& c : admitted) taken += c->seq > cursor_ && takes(c->type) ? 1 : 0;
     if (first > cursor_ + 1 || pending_.size() + taken > kMaxPending) {
@@ -339,14 +339,14 @@ void StreamSubscription::deliver(std::int64_t first, std::int64_t last,
     }
     queued = queued && std::exchange(waiting_, false);  // else next() finds them before it waits
   }
-  if (queued) wake();
+  return queued;
 }
 
-void StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted) {
+bool StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted) {
   bool queued = false;
   {
     std::lock_guard lock(mutex_);
-    if (cancelled_ || end_) return;
+    if (cancelled_ || end_) return false;
     for (const auto& c : admitted) {
       if (pending_.size() >= kMaxPending) break;
       if (!takes(c->type)) continue;
@@ -355,20 +355,39 @@ void StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted
     }
     queued = queued && std::exchange(waiting_, false);
   }
-  if (queued) wake();
+  return queued;
+}
+
+void StreamHub::wake_all(std::vector<std::shared_ptr<StreamSubscription>> subs) {
+  while (!subs.empty()) {
+    auto executor = subs.front()->executor_;
+    std::vector<std::shared_ptr<StreamSubscription>> group;
+    std::erase_if(subs, [&](std::shared_ptr<StreamSubscription>& s) {
+      if (s->executor_ != executor) return false;
+      group.push_back(std::move(s));
+      return true;
+    });
+    boost::asio::post(executor, [group = std::move(group)] {
+      for (const auto& s : group) s->wakeup_.cancel();
+    });
+  }
 }
 
 void StreamHub::publish_live(std::span<const store::ChangePtr> changes) {
   std::vector<std::shared_ptr<StreamSubscription>> held;  // released after the lock (a last reference)
-  std::lock_guard lock(state_->mutex);
-  for (const auto& [key, admitted] : state_->route(changes)) {
-    auto it = state_->subscribers.find(key);
-    if (it == state_->subscribers.end()) continue;
-    if (auto s = it->second.lock()) {
-      s->deliver_live(admitted);
-      held.push_back(std::move(s));
+  std::vector<std::shared_ptr<StreamSubscription>> woken;
+  {
+    std::lock_guard lock(state_->mutex);
+    for (const auto& [key, admitted] : state_->route(changes)) {
+      auto it = state_->subscribers.find(key);
+      if (it == state_->subscribers.end()) continue;
+      if (auto s = it->second.lock()) {
+        if (s->deliver_live(admitted)) woken.push_back(s);
+        held.push_back(std::move(s));
+      }
     }
   }
+  wake_all(std::move(woken));
 }
 
 StreamHub::StreamHub(store::ChangeFeed& feed, boost::asio::any_io_executor reader,
@@ -399,6 +418,7 @@ std::shared_ptr<StreamSubscription> StreamHub::subscribe(boost::asio::any_io_exe
 }
 
 void StreamHub::apply(std::span<const store::ChangePtr> changes) {
+  std::vector<std::shared_ptr<StreamSubscription>> woken;
   {
     // Released after the lock: one may be the last reference of a subscription, which then leaves the hub.
     std::vector<std::pair<std::uint64_t, std::shared_ptr<StreamSubscription>>> subs;
@@ -417,12 +437,15 @@ void StreamHub::apply(std::span<const store::ChangePtr> changes) {
       const auto routed = state_->route(run);
       for (const auto& [key, s] : subs) {
         const auto it = routed.find(key);
-        s->deliver(run.front()->seq, run.back()->seq,
-                   it == routed.end() ? std::span<const store::ChangePtr>{} : std::span(it->second));
+        if (s->deliver(run.front()->seq, run.back()->seq,
+                       it == routed.end() ? std::span<const store::ChangePtr>{} : std::span(it->second))) {
+          woken.push_back(s);
+        }
       }
       begin = end;
     }
   }
+  wake_all(std::move(woken));
   for (const auto& c : changes) {
     if (c->principal) close_streams(*c->principal);
   }

@@ -110,9 +110,11 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
  private:
   friend class StreamHub;
   // The hub's delivery of the changes first..last (one run of a commit): `admitted`, those of them the
-  // hub's index routes here, are queued if their type is taken; the cursor moves to `last`.
-  void deliver(std::int64_t first, std::int64_t last, std::span<const store::ChangePtr> admitted);
-  void deliver_live(std::span<const store::ChangePtr> admitted);
+  // hub's index routes here, are queued if their type is taken; the cursor moves to `last`. Both return
+  // whether next() waits and must be woken (the hub wakes the subscriptions of one executor together).
+  [[nodiscard]] bool deliver(std::int64_t first, std::int64_t last,
+                             std::span<const store::ChangePtr> admitted);
+  [[nodiscard]] bool deliver_live(std::span<const store::ChangePtr> admitted);
   // With mutex_ held. What a subscription reading the feed itself admits (the index decides the rest).
   bool admits(const store::Change& change) const;
   bool takes(store::ChangeType type) const;
@@ -169,6 +171,9 @@ class StreamHub final : public store::ChangeConsumer {
 
  private:
   void close_streams(const store::PrincipalChange& change);
+  // Wakes the waiting next() of each of `subs`: one handler posted per executor (a commit's changes for many
+  // subscriptions of one I/O thread cost it one wake-up, not one each).
+  static void wake_all(std::vector<std::shared_ptr<StreamSubscription>> subs);
 
   store::ChangeFeed& feed_;
   boost::asio::any_io_executor reader_;
