@@ -27,6 +27,7 @@ namespace {
 constexpr std::size_t kMaxPageSize = 10'000;  // a page request beyond this is served this many items
 constexpr std::int64_t kPruneStep = 4096;     // changes pruned together
 constexpr int kCheckpointPages = 1000;        // WAL pages that call for a checkpoint (SQLite's default)
+constexpr int kCheckpointPagesForWriter = 16 * kCheckpointPages;  // beyond: the writer checkpoints itself
 
 // Versioned schema migrations. Append only: a released migration never changes; a new version adds a new
 // entry.
@@ -784,8 +785,14 @@ void SqliteStore::start() {
   writer_ = std::thread([this] { writer_loop(); });
 }
 
-int SqliteStore::on_wal(void* self, sqlite3*, const char*, int pages) {
+int SqliteStore::on_wal(void* self, sqlite3* db, const char* name, int pages) {
   auto* store = static_cast<SqliteStore*>(self);
+  if (pages >= kCheckpointPagesForWriter) {
+    // The checkpointer never caught the WAL's end between two commits (SQLite restarts the WAL only after a
+    // checkpoint copied every page), so it grew: the writer copies it, with no commit appending meanwhile.
+    (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    return SQLITE_OK;
+  }
   if (pages >= kCheckpointPages && !store->checkpoint_asked_.exchange(true)) {
     { std::lock_guard lock(store->checkpoint_mutex_); }  // the checkpointer is waiting or will see the flag
     store->checkpoint_cv_.notify_one();
