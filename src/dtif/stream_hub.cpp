@@ -7,6 +7,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -359,14 +360,15 @@ bool StreamSubscription::deliver_live(std::span<const store::ChangePtr> admitted
 }
 
 void StreamHub::wake_all(std::vector<std::shared_ptr<StreamSubscription>> subs) {
-  while (!subs.empty()) {
-    auto executor = subs.front()->executor_;
-    std::vector<std::shared_ptr<StreamSubscription>> group;
-    std::erase_if(subs, [&](std::shared_ptr<StreamSubscription>& s) {
-      if (s->executor_ != executor) return false;
-      group.push_back(std::move(s));
-      return true;
-    });
+  std::vector<std::pair<boost::asio::any_io_executor, std::vector<std::shared_ptr<StreamSubscription>>>>
+      groups;
+  for (auto& s : subs) {
+    auto group =
+        std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == s->executor_; });
+    if (group == groups.end()) group = groups.insert(groups.end(), {s->executor_, {}});
+    group->second.push_back(std::move(s));
+  }
+  for (auto& [executor, group] : groups) {
     boost::asio::post(executor, [group = std::move(group)] {
       for (const auto& s : group) s->wakeup_.cancel();
     });

@@ -9,6 +9,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 #include "core/json_reader.hpp"
 #include "core/merge_patch.hpp"
@@ -790,6 +791,7 @@ int SqliteStore::on_wal(void* self, sqlite3* db, const char* name, int pages) {
   if (pages >= kCheckpointPagesForWriter) {
     // The checkpointer never caught the WAL's end between two commits (SQLite restarts the WAL only after a
     // checkpoint copied every page), so it grew: the writer copies it, with no commit appending meanwhile.
+    // Best effort: busy while the checkpointer runs (then the next commit tries again).
     (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
     return SQLITE_OK;
   }
@@ -801,6 +803,7 @@ int SqliteStore::on_wal(void* self, sqlite3* db, const char* name, int pages) {
 }
 
 void SqliteStore::checkpoint_loop() {
+  std::optional<std::chrono::steady_clock::time_point> warned;  // a failing disk is said once a minute
   for (;;) {
     {
       std::unique_lock lock(checkpoint_mutex_);
@@ -814,7 +817,9 @@ void SqliteStore::checkpoint_loop() {
     int copied = 0;
     const int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                              &logged, &copied);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+    const auto now = std::chrono::steady_clock::now();
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY && (!warned || now - *warned >= std::chrono::minutes(1))) {
+      warned = now;
       spdlog::warn("store: WAL checkpoint failed: {}", sqlite3_errmsg(checkpoint_conn_->handle()));
     }
   }

@@ -7,7 +7,7 @@
 // concurrent writers cost one fsync, not N. Reads use a pool of read-only connections and never wait for the
 // writer (WAL snapshot isolation).
 //
-// Thread-safety: every public method may be called from any thread.
+// Thread-safety: every public method may be called from any thread; start() and stop() not at the same time.
 
 #include <atomic>
 #include <condition_variable>
