@@ -813,10 +813,8 @@ void SqliteStore::checkpoint_loop() {
     checkpoint_asked_ = false;
     // PASSIVE: copies what no reader still needs, waits for no one; the writer restarts the WAL at its next
     // commit once every page was copied.
-    int logged = 0;
-    int copied = 0;
     const int rc = sqlite3_wal_checkpoint_v2(checkpoint_conn_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                             &logged, &copied);
+                                             nullptr, nullptr);
     const auto now = std::chrono::steady_clock::now();
     if (rc != SQLITE_OK && rc != SQLITE_BUSY && (!warned || now - *warned >= std::chrono::minutes(1))) {
       warned = now;
