@@ -41,9 +41,13 @@ std::string random_hex(std::size_t bytes) {
 }
 
 std::string sha256_hex(std::string_view data) {
+  // Fetched once: EVP_sha256() makes every digest look the implementation up again in OpenSSL's provider
+  // store (with its locks), which cost more than the digest of a key on each request.
+  static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  if (sha256 == nullptr) std::abort();
   std::array<unsigned char, 32> digest{};
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, EVP_sha256(), nullptr) != 1) std::abort();
+  if (EVP_Digest(data.data(), data.size(), digest.data(), &len, sha256, nullptr) != 1) std::abort();
   return to_hex(digest.data(), len);
 }
 

@@ -262,6 +262,16 @@ boost::asio::awaitable<std::optional<StreamItem>> StreamSubscription::next() {
   }
 }
 
+std::optional<StreamItem> StreamSubscription::try_next() {
+  std::lock_guard lock(mutex_);
+  if (pending_.empty() || cancelled_ || end_ || poked_ || gap_) return std::nullopt;
+  if (owner_.expires && std::chrono::steady_clock::now() >= *owner_.expires) return std::nullopt;
+  StreamItem item;
+  item.change = std::move(pending_.front());
+  pending_.pop_front();
+  return item;
+}
+
 void StreamSubscription::wake() {
   boost::asio::post(executor_, [self = shared_from_this()] { self->wakeup_.cancel(); });
 }

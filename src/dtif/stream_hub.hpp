@@ -91,6 +91,9 @@ class StreamSubscription final : public std::enable_shared_from_this<StreamSubsc
   // The next item: a change, a gap, a heartbeat after `heartbeat` without one, or the final `closed`;
   // nullopt after that and once cancelled.
   boost::asio::awaitable<std::optional<StreamItem>> next();
+  // The next queued change, when next() would yield it at once (nothing comes before it: no end, gap or
+  // poke); nullopt otherwise, and then next() says what comes. Saves a coroutine for each queued change.
+  std::optional<StreamItem> try_next();
   // The consumer went away or the server stops: next() yields nullopt.
   void cancel();
   // Makes the pending (or next) next() yield a `woken` item, so that its consumer can do other work first.

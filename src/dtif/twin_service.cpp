@@ -127,20 +127,24 @@ core::Result<void> take_report_facts(boost::json::object& members, const std::st
 }
 
 core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base) {
-  const auto* item = change.if_object();
+  boost::json::value copy = change;
+  return take_state_change(copy, base);
+}
+
+core::Result<StateReport> take_state_change(boost::json::value& change, const std::string& base) {
+  auto* item = change.if_object();
   if (item == nullptr)
     return core::fail_at(Errc::validation_failed, base,
                          "must be an object {twin, patch, sourceTime?, sourceSeq?}");
   const auto* twin = item->if_contains("twin");
   if (twin == nullptr || !twin->is_string() || twin->get_string().empty())
     return core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
-  const auto* patch = item->if_contains("patch");
+  auto* patch = item->if_contains("patch");
   if (patch == nullptr || !patch->is_object())
     return core::fail_at(Errc::validation_failed, base + "/patch",
                          "is required: a merge patch of the twin's state");
   StateReport report;
   report.twin_id = std::string(twin->get_string());
-  report.patch = *patch;
   boost::json::object facts;
   // Every member it does not know is named (a misspelt "sourceSeq" must not pass as a change without one).
   core::Error unknown(Errc::validation_failed, "");
@@ -156,6 +160,7 @@ core::Result<StateReport> read_state_change(const boost::json::value& change, co
     return std::unexpected(std::move(unknown));
   }
   if (auto ok = take_report_facts(facts, base, report); !ok) return std::unexpected(ok.error());
+  report.patch = std::move(*patch);
   return report;
 }
 
@@ -364,8 +369,13 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
   locks.reserve(twins.size());
   for (auto& [id, t] : twins) locks.emplace_back(t.second->mutex);
 
+  const auto ingested_at = core::format_rfc3339(now);
   std::vector<store::StateWrite> writes;
   std::vector<std::size_t> written;  // the report of each write
+  // The run's live changes, fanned out together once it is checked (with its twins still locked, so that
+  // the live changes of a twin leave in the order of its reports): one wake-up and one write per
+  // subscriber for the run, not one per change.
+  std::vector<store::ChangePtr> live_changes;
   // Queues the write of `next`, the state after report i's durable members `durable`, and makes it current.
   const auto write = [&](Entry& e, const boost::json::value& durable, core::TwinState next, std::size_t i) {
     auto state = std::make_shared<const core::TwinState>(std::move(next));
@@ -373,7 +383,7 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
     // sourceSeq?}.
     std::string data = fmt::format(R"({{"id":{},"version":{},"patch":{},"ingestedAt":"{}","channel":{})",
                                    boost::json::serialize(boost::json::string_view(state->id)),
-                                   state->version, boost::json::serialize(durable), core::format_rfc3339(now),
+                                   state->version, boost::json::serialize(durable), ingested_at,
                                    boost::json::serialize(boost::json::string_view(state->channel)));
     if (state->source_time)
       data += fmt::format(R"(,"sourceTime":"{}")", core::format_rfc3339(*state->source_time));
@@ -466,7 +476,7 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
       std::string live_properties;
       for (auto& [name, value] : *merged)
         take_live_value(e, live_properties, name, patch.at(name), std::move(value));
-      publish_live_change(view.id(), now, live_properties, {});
+      live_changes.push_back(live_change(view.id(), now, ingested_at, live_properties, {}));
       live_only(e, r, i);
       continue;
     }
@@ -478,7 +488,8 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
         (*results)[i] = std::unexpected(prefixed(pose.error(), report_pointer(i, count)));
         continue;
       }
-      publish_live_change(view.id(), now, {}, boost::json::serialize(core::to_json(*pose)));
+      live_changes.push_back(
+          live_change(view.id(), now, ingested_at, {}, boost::json::serialize(core::to_json(*pose))));
       e.live_pose = std::move(*pose);
       e.live_pose_updated = now;
       live_only(e, r, i);
@@ -546,10 +557,11 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
         }
       }
     }
-    const bool live = !live_properties.empty() || !live_pose.empty();
-    if (live) publish_live_change(view.id(), now, live_properties, live_pose);
+    const bool has_live = !live_properties.empty() || !live_pose.empty();
+    if (has_live)
+      live_changes.push_back(live_change(view.id(), now, ingested_at, live_properties, live_pose));
     const bool has_durable = durable.is_object() && !durable.as_object().empty();
-    if (!has_durable && live) {
+    if (!has_durable && has_live) {
       live_only(e, r, i);
       continue;
     }
@@ -560,30 +572,34 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
     }
     write(e, durable, std::move(*next), i);
   }
-  if (writes.empty()) return;
-  // Entries whose write fails are read again from the store on their next use.
-  std::vector<std::shared_ptr<Entry>> written_entries;
-  written_entries.reserve(written.size());
-  for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
-  outcome->pending.fetch_add(1);
-  store_.write_states(std::move(writes),
-                      [outcome, written = std::move(written), written_entries = std::move(written_entries)](
-                          core::Result<std::vector<core::Result<void>>> stored) {
-                        for (std::size_t w = 0; w < written.size(); ++w) {
-                          const core::Result<void> r =
-                              stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
-                          if (!r) {
-                            outcome->results[written[w]] = std::unexpected(r.error());
-                            written_entries[w]->reload = true;
+  if (!writes.empty()) {
+    // Entries whose write fails are read again from the store on their next use.
+    std::vector<std::shared_ptr<Entry>> written_entries;
+    written_entries.reserve(written.size());
+    for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
+    outcome->pending.fetch_add(1);
+    store_.write_states(std::move(writes),
+                        [outcome, written = std::move(written), written_entries = std::move(written_entries)](
+                            core::Result<std::vector<core::Result<void>>> stored) {
+                          for (std::size_t w = 0; w < written.size(); ++w) {
+                            const core::Result<void> r =
+                                stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
+                            if (!r) {
+                              outcome->results[written[w]] = std::unexpected(r.error());
+                              written_entries[w]->reload = true;
+                            }
                           }
-                        }
-                        finish(outcome);
-                      });
+                          finish(outcome);
+                        });
+  }
+  // The live changes after the write is queued: the writer commits while they are fanned out.
+  if (!live_changes.empty()) hub_.publish_live(live_changes);
   // The run's locks go here, after its write is queued: the next change of these twins follows it.
 }
 
-void TwinService::publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,
-                                      std::string_view pose) {
+store::ChangePtr TwinService::live_change(const std::string& id, core::Timestamp at,
+                                          std::string_view ingested_at, std::string_view properties,
+                                          std::string_view pose) {
   auto c = std::make_shared<store::Change>();
   c->type = store::ChangeType::state_changed;
   c->at = at;
@@ -592,12 +608,9 @@ void TwinService::publish_live_change(const std::string& id, core::Timestamp at,
   if (!properties.empty()) patch += fmt::format(R"("properties":{{{}}})", properties);
   if (!pose.empty()) patch += fmt::format(R"({}"pose":{})", patch.size() > 1 ? "," : "", pose);
   patch += '}';
-  c->data =
-      fmt::format(R"({{"id":{},"ephemeral":true,"ingestedAt":"{}","patch":{}}})",
-                  boost::json::serialize(boost::json::string_view(id)), core::format_rfc3339(at), patch);
-  // Out at once, before the rest of the batch is checked: a live value waits for nothing.
-  const store::ChangePtr change = std::move(c);
-  hub_.publish_live(std::span(&change, 1));
+  c->data = fmt::format(R"({{"id":{},"ephemeral":true,"ingestedAt":"{}","patch":{}}})",
+                        boost::json::serialize(boost::json::string_view(id)), ingested_at, patch);
+  return c;
 }
 
 core::Result<StateView> TwinService::state(const std::string& twin_id) {

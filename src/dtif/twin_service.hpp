@@ -71,6 +71,9 @@ core::Result<void> take_report_facts(boost::json::object& members, const std::st
 // A change in the batch format {"twin", "patch", "sourceTime"?, "sourceSeq"?} (POST
 // /v1/twin-systems/{id}/state, MQTT). Errors: validation_failed with the pointer under `base`.
 core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base);
+// The same, moving the patch out of `change` (not copying it) when the change is valid; an invalid one is
+// left as it was.
+core::Result<StateReport> take_state_change(boost::json::value& change, const std::string& base);
 
 // The outcome of one report: the twin's state after it (a duplicate: the current one).
 using ReportResult = core::Result<std::shared_ptr<const core::TwinState>>;
@@ -198,10 +201,11 @@ class TwinService final : public store::ChangeConsumer {
   static void finish(const std::shared_ptr<ReportOutcome>& outcome);
   struct Entry;
   std::shared_ptr<Entry> entry(const std::string& twin_id);
-  // Fans out a live change of twin `id` at once (not stored, sequence 0): `properties` is the text of the
-  // members of its "properties" ("name":value,...), `pose` the text of its pose; either may be empty.
-  void publish_live_change(const std::string& id, core::Timestamp at, std::string_view properties,
-                           std::string_view pose);
+  // A live change of twin `id` (never stored, sequence 0) taken in at `at` (`ingested_at` in RFC 3339):
+  // `properties` is the text of the members of its "properties" ("name":value,...), `pose` the text of its
+  // pose; either may be empty.
+  static store::ChangePtr live_change(const std::string& id, core::Timestamp at, std::string_view ingested_at,
+                                      std::string_view properties, std::string_view pose);
   // With the entry's lock held: the TD's schema and the current state, loaded when needed.
   core::Result<void> prepare(Entry& e, const core::TwinView& twin);
   core::Result<core::Decision> decide_impl(const core::Principal& subject, core::Operation op,

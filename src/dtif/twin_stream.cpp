@@ -253,6 +253,16 @@ boost::asio::awaitable<std::optional<StreamMessage>> TwinStream::next() {
       continue;
     }
     if (!conflated_.empty()) watch_backlog();
+    // A queued change of a twin's state (the common case) is taken without a coroutine frame each.
+    if (auto queued = feed_->try_next()) {
+      if (queued->change->type == store::ChangeType::state_changed) {
+        advance_position(*queued->change);
+        on_state_change(*queued->change);
+        continue;
+      }
+      co_await on_item(std::move(*queued));
+      continue;
+    }
     auto item = co_await feed_->next();
     if (!item) {
       ended_ = true;
@@ -704,7 +714,7 @@ boost::asio::awaitable<void> TwinStream::on_item(StreamItem item) {
     case StreamItem::Kind::change:
       break;
   }
-  if (item.change->seq > 0) position_ = std::max(position_, item.change->seq);
+  advance_position(*item.change);
   co_await on_change(item.change);
 }
 
@@ -746,23 +756,27 @@ boost::asio::awaitable<void> TwinStream::on_change(const store::ChangePtr& chang
       co_return;
     }
     case ChangeType::state_changed:
-      break;
+      on_state_change(c);
+      co_return;
     default:
       co_return;
   }
+}
+
+void TwinStream::on_state_change(const store::Change& c) {
   auto it = twins_.find(c.subject);
-  if (it == twins_.end() || !it->second.access.any) co_return;
+  if (it == twins_.end() || !it->second.access.any) return;
   auto& twin = it->second;
-  if (conflated_.contains(c.subject)) co_return;  // its newest state will be sent
+  if (conflated_.contains(c.subject)) return;  // its newest state will be sent
   if (backlog() > limits_.conflate_above_bytes) {
     conflated_.insert(c.subject);
-    co_return;
+    return;
   }
   const bool live = c.seq == 0;
-  if (live && c.at < twin.floor_live) co_return;  // a state sent already holds a newer value
+  if (live && c.at < twin.floor_live) return;  // a state sent already holds a newer value
   if (!live) {
     const auto version = c.state ? c.state->version : change_version(c, parse_data(c));
-    if (version != 0 && version <= twin.floor_version) co_return;
+    if (version != 0 && version <= twin.floor_version) return;
   }
   std::shared_ptr<const std::string> text;
   if (!twin.access.readable) {

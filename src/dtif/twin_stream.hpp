@@ -71,6 +71,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -171,6 +172,12 @@ class TwinStream final : public std::enable_shared_from_this<TwinStream> {
   void unsubscribe(const boost::json::object& command);
   boost::asio::awaitable<void> on_item(StreamItem item);
   boost::asio::awaitable<void> on_change(const store::ChangePtr& change);
+  // A change of a twin's state: framed and queued for the client (or conflated), never waiting.
+  void on_state_change(const store::Change& c);
+  // The stream's place in the feed moves past a committed change it was handed.
+  void advance_position(const store::Change& c) {
+    if (c.seq > 0) position_ = std::max(position_, c.seq);
+  }
   // A TD was created or changed: the twin joins or leaves subscriptions, its access is decided again.
   boost::asio::awaitable<void> follow_td(const store::ChangePtr& change);
   boost::asio::awaitable<void> flush_conflated();

@@ -226,13 +226,13 @@ void add_state_routes(Router& router, ApiServices& s) {
          }
          auto body = json_body(req, s);
          if (!body) co_return std::unexpected(body.error());
-         const auto* changes = body->is_object() ? body->as_object().if_contains("changes") : nullptr;
+         auto* changes = body->is_object() ? body->as_object().if_contains("changes") : nullptr;
          if (changes == nullptr || !changes->is_array() || changes->as_array().empty()) {
            co_return core::fail_at(Errc::validation_failed, "/changes",
                                    "is required: an array of 1 to 10000 changes {twin, patch, sourceTime?, "
                                    "sourceSeq?}");
          }
-         const auto& list = changes->as_array();
+         auto& list = changes->as_array();  // the patches of valid changes are moved out
          if (list.size() > dtif::kMaxBatchReports) {
            co_return core::fail_at(
                Errc::validation_failed, "/changes",
@@ -244,7 +244,7 @@ void add_state_routes(Router& router, ApiServices& s) {
          boost::json::array outcomes(list.size());
          for (std::size_t i = 0; i < list.size(); ++i) {
            const auto base = fmt::format("/changes/{}", i);
-           auto report = dtif::read_state_change(list[i], base);
+           auto report = dtif::take_state_change(list[i], base);
            if (!report) {
              const auto* item = list[i].if_object();
              const auto* twin = item != nullptr ? item->if_contains("twin") : nullptr;

@@ -11,13 +11,14 @@
 // change read back after a restart is complete for streams. The typed members are for consumers in this
 // process and are set only on changes delivered live.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/health.hpp"
 #include "core/principal.hpp"
 #include "core/system.hpp"
 #include "core/time.hpp"
@@ -61,8 +62,9 @@ struct PrincipalChange {
 };
 
 // Text made from a change once, by the first consumer that needs it, and shared by every later one for as
-// long as the change lives: the live stream's message for it, the same for all its subscribers. Thread-safe;
-// a copy of the change starts without it.
+// long as the change lives: the live stream's message for it, the same for all its subscribers. Thread-safe
+// and never waits: a consumer that comes while another is making the text makes its own copy (the same
+// text). A copy of the change starts without it.
 class DerivedText {
  public:
   DerivedText() = default;
@@ -71,12 +73,19 @@ class DerivedText {
 
   template <class Make>
   std::shared_ptr<const std::string> get(Make&& make) const {
-    std::call_once(once_, [&] { text_ = std::make_shared<const std::string>(std::forward<Make>(make)()); });
-    return text_;
+    auto state = state_.load(std::memory_order_acquire);
+    if (state == kReady) return text_;
+    auto made = std::make_shared<const std::string>(std::forward<Make>(make)());
+    if (state == kEmpty && state_.compare_exchange_strong(state, kMaking, std::memory_order_acquire)) {
+      text_ = made;
+      state_.store(kReady, std::memory_order_release);
+    }
+    return made;
   }
 
  private:
-  mutable std::once_flag once_;
+  static constexpr std::uint8_t kEmpty = 0, kMaking = 1, kReady = 2;
+  mutable std::atomic<std::uint8_t> state_{kEmpty};
   mutable std::shared_ptr<const std::string> text_;
 };
 

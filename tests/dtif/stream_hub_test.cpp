@@ -214,6 +214,35 @@ TEST_F(StreamHubTest, AStreamEndsWhenItsCredentialExpiresWithNothingCommitted) {
   EXPECT_EQ(hub_->subscriber_count(), 0u);
 }
 
+TEST_F(StreamHubTest, TryNextTakesQueuedChangesInOrderAndLeavesWhatComesFirstToNext) {
+  auto sub = hub_->subscribe(io_.get_executor(), {}, std::nullopt, owner());
+  EXPECT_FALSE(sub->try_next());  // a new subscription reads the feed first (next())
+  create(principal_with("a", {}));
+  ASSERT_EQ(take(sub, 1).at(0).change->subject, "a");  // live from here on
+  create(principal_with("b", {}));
+  create(principal_with("c", {}));
+  // The hub queued both on the writer's thread (the commits were acknowledged after it did).
+  std::vector<std::string> taken;
+  while (auto item = sub->try_next()) taken.push_back(item->change->subject);
+  EXPECT_EQ(taken, (std::vector<std::string>{"b", "c"}));
+  EXPECT_FALSE(sub->try_next());
+  // A poke comes before what is queued: try_next() leaves both to next().
+  create(principal_with("d", {}));
+  sub->poke();
+  EXPECT_FALSE(sub->try_next());
+  const auto items = take(sub, 2);
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0].kind, StreamItem::Kind::woken);
+  EXPECT_EQ(items[1].change->subject, "d");
+  // So does the end: nothing queued is taken after it.
+  create(principal_with("e", {}));
+  sub->close({"permission_revoked", "gone"});
+  EXPECT_FALSE(sub->try_next());
+  const auto last = take(sub, 1);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].kind, StreamItem::Kind::closed);
+}
+
 TEST_F(StreamHubTest, ASubscriberFarBehindStillGetsEveryChangeInOrder) {
   auto sub = hub_->subscribe(io_.get_executor(), {ChangeType::principal_created}, std::nullopt, owner());
   const int n = static_cast<int>(StreamSubscription::kMaxPending) + 2'000;
