@@ -126,20 +126,18 @@ core::Result<void> take_report_facts(boost::json::object& members, const std::st
   return {};
 }
 
-core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base) {
-  boost::json::value copy = change;
-  return take_state_change(copy, base);
-}
+namespace {
 
-core::Result<StateReport> take_state_change(boost::json::value& change, const std::string& base) {
-  auto* item = change.if_object();
+// A change in the batch format checked, with everything but its patch (which the caller copies or moves).
+core::Result<StateReport> check_state_change(const boost::json::value& change, const std::string& base) {
+  const auto* item = change.if_object();
   if (item == nullptr)
     return core::fail_at(Errc::validation_failed, base,
                          "must be an object {twin, patch, sourceTime?, sourceSeq?}");
   const auto* twin = item->if_contains("twin");
   if (twin == nullptr || !twin->is_string() || twin->get_string().empty())
     return core::fail_at(Errc::validation_failed, base + "/twin", "is required: the twin's id");
-  auto* patch = item->if_contains("patch");
+  const auto* patch = item->if_contains("patch");
   if (patch == nullptr || !patch->is_object())
     return core::fail_at(Errc::validation_failed, base + "/patch",
                          "is required: a merge patch of the twin's state");
@@ -160,7 +158,20 @@ core::Result<StateReport> take_state_change(boost::json::value& change, const st
     return std::unexpected(std::move(unknown));
   }
   if (auto ok = take_report_facts(facts, base, report); !ok) return std::unexpected(ok.error());
-  report.patch = std::move(*patch);
+  return report;
+}
+
+}  // namespace
+
+core::Result<StateReport> read_state_change(const boost::json::value& change, const std::string& base) {
+  auto report = check_state_change(change, base);
+  if (report) report->patch = change.as_object().at("patch");
+  return report;
+}
+
+core::Result<StateReport> take_state_change(boost::json::value& change, const std::string& base) {
+  auto report = check_state_change(change, base);
+  if (report) report->patch = std::move(change.as_object().at("patch"));
   return report;
 }
 
@@ -372,9 +383,9 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
   const auto ingested_at = core::format_rfc3339(now);
   std::vector<store::StateWrite> writes;
   std::vector<std::size_t> written;  // the report of each write
-  // The run's live changes, fanned out together once it is checked (with its twins still locked, so that
-  // the live changes of a twin leave in the order of its reports): one wake-up and one write per
-  // subscriber for the run, not one per change.
+  // The run's live changes, fanned out together once it is checked, with its twins still locked (a twin's
+  // live changes leave in the order of its reports, before its stored changes of the run): one wake-up
+  // and one write per WebSocket subscriber for the run, not one per change.
   std::vector<store::ChangePtr> live_changes;
   // Queues the write of `next`, the state after report i's durable members `durable`, and makes it current.
   const auto write = [&](Entry& e, const boost::json::value& durable, core::TwinState next, std::size_t i) {
@@ -572,28 +583,28 @@ void TwinService::report_run(const core::Actor& actor, std::vector<StateReport>&
     }
     write(e, durable, std::move(*next), i);
   }
-  if (!writes.empty()) {
-    // Entries whose write fails are read again from the store on their next use.
-    std::vector<std::shared_ptr<Entry>> written_entries;
-    written_entries.reserve(written.size());
-    for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
-    outcome->pending.fetch_add(1);
-    store_.write_states(std::move(writes),
-                        [outcome, written = std::move(written), written_entries = std::move(written_entries)](
-                            core::Result<std::vector<core::Result<void>>> stored) {
-                          for (std::size_t w = 0; w < written.size(); ++w) {
-                            const core::Result<void> r =
-                                stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
-                            if (!r) {
-                              outcome->results[written[w]] = std::unexpected(r.error());
-                              written_entries[w]->reload = true;
-                            }
-                          }
-                          finish(outcome);
-                        });
-  }
-  // The live changes after the write is queued: the writer commits while they are fanned out.
+  // The live changes before the run's write is queued: a stored change that follows a live one of the same
+  // twin (a removal of the live value) reaches the streams after it.
   if (!live_changes.empty()) hub_.publish_live(live_changes);
+  if (writes.empty()) return;
+  // Entries whose write fails are read again from the store on their next use.
+  std::vector<std::shared_ptr<Entry>> written_entries;
+  written_entries.reserve(written.size());
+  for (auto i : written) written_entries.push_back(twins.at(reports[i].twin_id).second);
+  outcome->pending.fetch_add(1);
+  store_.write_states(std::move(writes),
+                      [outcome, written = std::move(written), written_entries = std::move(written_entries)](
+                          core::Result<std::vector<core::Result<void>>> stored) {
+                        for (std::size_t w = 0; w < written.size(); ++w) {
+                          const core::Result<void> r =
+                              stored ? (*stored)[w] : core::Result<void>(std::unexpected(stored.error()));
+                          if (!r) {
+                            outcome->results[written[w]] = std::unexpected(r.error());
+                            written_entries[w]->reload = true;
+                          }
+                        }
+                        finish(outcome);
+                      });
   // The run's locks go here, after its write is queued: the next change of these twins follows it.
 }
 

@@ -12,7 +12,8 @@
 //   - durable members are written to the store (one write for a whole batch) and acknowledged once
 //     committed; the change feed then carries them, in order, to every subscriber;
 //   - ephemeral members (TD term "twinbridge:ephemeral" on a property, "twinbridge:poseEphemeral" for the
-//     pose) are fanned out at once through the stream hub (no sequence number) and only their latest value
+//     pose) are fanned out through the stream hub without waiting for the store (no sequence number; the
+//     live changes of a run of a batch together, once the run is checked) and only their latest value
 //     is kept, in memory. A report of ephemeral members only leaves the stored state as it is; its source
 //     facts are kept in memory beside it, and later reports are ordered against the newer of the two.
 // Changes of one twin are applied and written in the order they were accepted: the twin's lock is held from

@@ -779,6 +779,36 @@ TEST_F(StreamTest, AnEphemeralValueComesLiveWithSeqZero) {
   EXPECT_EQ(by_kind[false].at("patch"), (json::object{{"properties", {{"temperature", 30}}}}));
 }
 
+TEST_F(StreamTest, ABatchsLiveValuesComeTogetherAndBeforeItsStoredRemovalOfThem) {
+  const auto twin = "urn:str:livebatch";
+  const auto owner = plant("str-lb-owner", "str-lb", {{twin, "livebatch"}});
+  const auto viewer = principal("str-lb-viewer", "metaverse-system");
+  Stream stream(port(), viewer);
+  ASSERT_TRUE(stream.accepted());
+  stream.subscribe({{"id", "lb"}, {"twins", json::array{twin}}}, 1);
+
+  // Live values, then a removal of the live value (stored: it goes on the feed), in one run of a batch.
+  json::array changes;
+  for (const double v : {0.25, 0.5, 0.75}) {
+    changes.push_back(json::object{{"twin", twin}, {"patch", properties({{"vibration", v}})}});
+  }
+  changes.push_back(json::object{{"twin", twin}, {"patch", properties({{"vibration", nullptr}})}});
+  auto r = call(port(), "POST", "/v1/twin-systems/str-lb/state", owner,
+                json::serialize(json::object{{"changes", std::move(changes)}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(r.json().at("accepted"), 4);
+  for (const double v : {0.25, 0.5, 0.75}) {
+    auto m = stream.next();
+    ASSERT_EQ(type_of(m), "change") << json::serialize(m);
+    EXPECT_EQ(m.at("seq"), 0);
+    EXPECT_EQ(m.at("patch"), (json::object{{"properties", {{"vibration", v}}}}));
+  }
+  auto removal = stream.next();
+  ASSERT_EQ(type_of(removal), "change") << json::serialize(removal);
+  EXPECT_GT(integer(removal.at("seq")), 0);
+  EXPECT_EQ(removal.at("patch"), (json::object{{"properties", {{"vibration", nullptr}}}}));
+}
+
 TEST_F(StreamTest, ASlowConsumerIsConflatedWhileAFastOneGetsEveryChange) {
   const std::vector<std::string> twins{"urn:str:slow:a", "urn:str:slow:b", "urn:str:slow:c"};
   const auto owner =
